@@ -1,0 +1,25 @@
+/**
+ * How DHCP packets reach the server and leave it. Two implementations:
+ * - relay mode: a plain `dgram` socket (giaddr traffic is unicast both ways);
+ * - interface mode: the native addon (SO_BINDTODEVICE + IP_PKTINFO), which sees broadcast
+ *   DISCOVERs of exactly one interface and can broadcast replies without a default route.
+ */
+export interface ReceivedDatagram {
+  data: Buffer;
+  /** Source address and port of the datagram (0.0.0.0:68 for a client without address). */
+  address: string;
+  port: number;
+  /** Interface the datagram arrived on, when the transport knows it. */
+  interfaceName?: string;
+  interfaceIndex?: number;
+}
+
+export interface DhcpTransport {
+  /** Open the socket and deliver every datagram to `onDatagram`. Rejects when the socket cannot be opened. */
+  start(onDatagram: (datagram: ReceivedDatagram) => void): Promise<void>;
+  /** Send one datagram; `address` may be 255.255.255.255 (interface mode only). */
+  send(data: Buffer, address: string, port: number): Promise<void>;
+  close(): Promise<void>;
+  /** Human description for logs and the banner, e.g. `udp 0.0.0.0:67 (relay)` or `device srv0 :67`. */
+  readonly description: string;
+}

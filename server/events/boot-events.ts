@@ -1,0 +1,73 @@
+import { EventEmitter } from "node:events";
+
+/**
+ * Every boot step of every machine is one event. Logs, metrics and (later) the console's
+ * timeline all read this one stream, so a step is reported once, here.
+ */
+export type BootStep =
+  | "dhcp.discover"
+  | "dhcp.offer"
+  | "dhcp.request"
+  | "dhcp.ack"
+  | "dhcp.nak"
+  | "dhcp.release"
+  | "dhcp.decline"
+  | "dhcp.inform"
+  | "dhcp.ignored"
+  | "tftp.transfer"
+  | "http.artifact"
+  | "http.template"
+  | "pxe.disable"
+  | "cloudinit.event";
+
+export type BootResult = "ok" | "error" | "ignored" | "not-ready" | "not-found";
+
+export interface BootEvent {
+  /** ISO-8601 time the step finished. */
+  time: string;
+  step: BootStep;
+  result: BootResult;
+  /** Client MAC (lower-case, colon-separated) when known. */
+  mac?: string;
+  /** Machine name when the client matched one. */
+  machine?: string;
+  /** Client IP as seen on the wire. */
+  ip?: string;
+  /** Short machine-readable reason for non-ok results (e.g. `unknown-mac`, `other-server`). */
+  reason?: string;
+  /** Free-form details: file path, bytes, duration in ms, boot file... */
+  detail?: Record<string, string | number | boolean | undefined>;
+}
+
+export class BootEventBus {
+  readonly #emitter = new EventEmitter();
+  readonly #recent: BootEvent[] = [];
+  readonly #keep: number;
+
+  constructor(options: { keepRecent?: number } = {}) {
+    this.#keep = options.keepRecent ?? 1000;
+    // Many subscribers (log, metrics, console streams) are expected.
+    this.#emitter.setMaxListeners(0);
+  }
+
+  emit(event: Omit<BootEvent, "time"> & { time?: string }): void {
+    const full: BootEvent = { ...event, time: event.time ?? new Date().toISOString() };
+    this.#recent.push(full);
+    if (this.#recent.length > this.#keep) this.#recent.splice(0, this.#recent.length - this.#keep);
+    this.#emitter.emit("event", full);
+  }
+
+  subscribe(listener: (event: BootEvent) => void): () => void {
+    this.#emitter.on("event", listener);
+    return () => this.#emitter.off("event", listener);
+  }
+
+  /** The last events, oldest first (optionally only one machine's or MAC's). */
+  recent(filter: { machine?: string; mac?: string } = {}): BootEvent[] {
+    return this.#recent.filter(
+      (e) =>
+        (filter.machine === undefined || e.machine === filter.machine) &&
+        (filter.mac === undefined || e.mac === filter.mac),
+    );
+  }
+}

@@ -1,0 +1,26 @@
+import type { Machine } from "../inventory/types.js";
+
+/**
+ * Where netboot images live on disk. An image is a folder whose `disk/` subfolder is the
+ * served root (upstream layout, spec §6.3). References are `dir:PATH` (local; PATH absolute
+ * or relative to the Machine file) or OCI references (pulled by the images issue; until
+ * then "not yet available").
+ */
+export interface ImageMetadata {
+  /** `metadata.yaml: dhcpBootImageName`, e.g. `shimx64.efi` (UEFI boot file, upstream). */
+  dhcpBootImageName?: string;
+  /** Beyond upstream: BIOS boot loader (e.g. `undionly.kpxe`) and iPXE script, when the image has them. */
+  biosBootImageName?: string;
+  ipxeScriptName?: string;
+  [key: string]: unknown;
+}
+
+export type ImageLookup =
+  | { state: "ready"; ref: string; diskDir: string; metadata: ImageMetadata }
+  | { state: "not-ready"; ref: string; reason: string; retryAfterSeconds: number }
+  | { state: "error"; ref: string; reason: string };
+
+export interface ImageStore {
+  /** Resolve `machine.spec.pxe.image`. Cheap enough to call per packet (results are cached). */
+  lookupForMachine(machine: Machine): ImageLookup;
+}
