@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# install-test-deps.sh - install the real peers and clients the tests drive (Debian 12, root).
+#
+# Usage: scripts/install-test-deps.sh
+# Idempotent: packages already installed are skipped by apt. Uses the lab scripts in
+# ../shared/lab (override with METALMAN_SHARED=/path/to/shared).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+shared="${METALMAN_SHARED:-$repo/../shared}"
+lab="$shared/lab"
+[ -d "$lab" ] || { echo "install-test-deps: $lab not found (set METALMAN_SHARED)" >&2; exit 1; }
+if [ "$(id -u)" != 0 ]; then
+  echo "install-test-deps: not root; skipping apt installs (lab and VM tests will skip)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# DHCP/TFTP/HTTP peers and clients (dnsmasq, kea, perfdhcp, dhclient, udhcpc, tftp-hpa, atftp, curl, nginx...)
+bash "$lab/install.sh" >/dev/null
+# qemu + OVMF + iPXE for the firmware boots, swtpm/tpm2-tools for later attestation tests
+LAB_APT_UPDATED=1 bash "$lab/vm-install.sh" pxe tpm
+# relay-mode DHCP test; python3 for small raw-socket probes
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends isc-dhcp-relay python3 >/dev/null
+# isc-dhcp-relay's postinst may start a system relay: the tests run their own, in namespaces.
+pkill -x dhcrelay 2>/dev/null || true
+echo "install-test-deps: done"
