@@ -1,0 +1,91 @@
+import { systemAddressProbes } from "../config/address-probes.js";
+import { ConfigError, parseServePxeArgs, servePxeUsage } from "../config/serve-pxe-config.js";
+import { createLogger } from "./logger.js";
+import { startAppliance } from "./serve-pxe.js";
+
+const USAGE = `metalman: bare-metal PXE appliance (DHCP, TFTP, HTTP netboot)
+
+Usage:
+  metalman serve-pxe [flags]   serve netboot to the Machines of an inventory
+  metalman help                this text (metalman serve-pxe --help for the flags)
+`;
+
+/**
+ * Runs a command. Resolves to an exit code for commands that finish, or undefined for
+ * `serve-pxe`, which keeps the process alive until SIGINT/SIGTERM.
+ */
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve-pxe":
+      return servePxe(rest, env);
+    case undefined:
+    case "help":
+    case "-h":
+    case "--help":
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`metalman: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function servePxe(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
+  let config: ReturnType<typeof parseServePxeArgs>;
+  try {
+    config = parseServePxeArgs(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`metalman serve-pxe: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (config.help) {
+    process.stdout.write(servePxeUsage());
+    return 0;
+  }
+  const log = createLogger(config.logLevel);
+  let appliance: Awaited<ReturnType<typeof startAppliance>>;
+  try {
+    appliance = await startAppliance(config, { log, probes: await systemAddressProbes() });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    log.fatal({ err }, `cannot start: ${message}`);
+    process.stderr.write(`metalman serve-pxe: ${message}\n`);
+    return 1;
+  }
+  // The banner goes to stderr so stdout stays pure JSON log lines.
+  process.stderr.write(`metalman serve-pxe is serving\n  ${appliance.describe().join("\n  ")}\n${tryItHint(config)}`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    // A hung close must not keep the process alive forever.
+    const timer = setTimeout(() => process.exit(1), 10_000);
+    timer.unref();
+    appliance.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once("SIGINT", () => stop("SIGINT"));
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  return undefined;
+}
+
+function tryItHint(config: ReturnType<typeof parseServePxeArgs>): string {
+  const host = config.bindAddress === "0.0.0.0" ? "127.0.0.1" : config.bindAddress;
+  return [
+    "",
+    "Try it (requests are identified by their source IP, which must be a Machine's lease IP):",
+    `  curl http://${host}:${config.httpPort}/grub/grub.cfg          # template rendered for that Machine`,
+    `  curl -o /dev/null -w '%{http_code}\\n' http://${host}:${config.httpPort}/nope   # 404`,
+    `  tftp ${host} ${config.tftpPort} -c get grub/grub.cfg /dev/stdout`,
+    `  curl http://${host}:${config.healthPort}/readyz; curl -s http://${host}:${config.httpPort}/metrics | head`,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,455 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { isHttpUrl, isIPv4, isLabelValue } from "../inventory/formats.js";
+import { formatGoDuration, parseGoDuration } from "./go-duration.js";
+import { formatCidr, parseCidr } from "./trusted-proxy.js";
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `metalman serve-pxe` settings after defaults, config file, flags and environment (spec §1.1). */
+export interface ServePxeConfig {
+  /** `-h` / `--help` was given: print `servePxeUsage()` and exit 0; nothing else was validated. */
+  help: boolean;
+  /** Absolute path of `--config`, when given. */
+  configFile?: string;
+  site: string;
+  /** Absolute. OCI cache root (disposable). */
+  cacheDir: string;
+  /** Absolute. metalman's own state (Machine status, discovered MACs): keep across upgrades. */
+  stateDir: string;
+  /** Absolute. Folder of Machine YAML files. */
+  inventory: string;
+  bindAddress: string;
+  httpPort: number;
+  healthPort: number;
+  tftpPort: number;
+  dhcpInterface: string;
+  dhcpAutoInterface: boolean;
+  dhcpPort: number;
+  /** Without a trailing slash; "" = derive (see deriveAddresses). */
+  serveUrl: string;
+  leaderElectLeaseDurationMs: number;
+  leaderElectRenewDeadlineMs: number;
+  leaderElectRetryPeriodMs: number;
+  /** Normalised CIDRs (`10.0.0.0/8`, `192.0.2.7/32`): X-Forwarded-For is honoured only from these. */
+  trustedProxies: string[];
+  logLevel: LogLevel;
+  /** env METALMAN_APISERVER_URL (overrides the cluster-info URL). */
+  apiserverUrl?: string;
+}
+
+/** The one error a bad command line or config file produces; the message names the field. */
+export class ConfigError extends Error {
+  readonly code = "CONFIG";
+  override readonly name = "ConfigError";
+}
+
+export interface ParseOptions {
+  /** Base for relative paths given as flags. Default process.cwd(). */
+  cwd?: string;
+  /** Injected for tests. Default fs.readFileSync(path, "utf8"). */
+  readFile?: (file: string) => string;
+}
+
+type Kind = "string" | "bool" | "port" | "duration" | "path" | "list";
+
+interface FlagSpec {
+  flag: string;
+  key: string;
+  kind: Kind;
+  help: string;
+  defaultText: string;
+}
+
+const FLAGS: readonly FlagSpec[] = [
+  {
+    flag: "config",
+    key: "config",
+    kind: "path",
+    defaultText: "",
+    help: "YAML file with flag values (keys in camelCase)",
+  },
+  {
+    flag: "site",
+    key: "site",
+    kind: "string",
+    defaultText: '""',
+    help: "serve only Machines labelled unbounded-cloud.io/site=<site>; empty: only unlabelled Machines",
+  },
+  {
+    flag: "inventory",
+    key: "inventory",
+    kind: "path",
+    defaultText: "$HOME/.unbounded/metalman/machines",
+    help: "folder of Machine YAML files",
+  },
+  {
+    flag: "cache-dir",
+    key: "cacheDir",
+    kind: "path",
+    defaultText: "$HOME/.unbounded/metalman/cache",
+    help: "OCI image cache (disposable)",
+  },
+  {
+    flag: "state-dir",
+    key: "stateDir",
+    kind: "path",
+    defaultText: "$HOME/.unbounded/metalman/state",
+    help: "metalman state: Machine status, discovered MACs (keep it)",
+  },
+  {
+    flag: "bind-address",
+    key: "bindAddress",
+    kind: "string",
+    defaultText: "0.0.0.0",
+    help: "IPv4 address of the TFTP and HTTP listeners",
+  },
+  { flag: "http-port", key: "httpPort", kind: "port", defaultText: "8880", help: "HTTP server port" },
+  {
+    flag: "health-port",
+    key: "healthPort",
+    kind: "port",
+    defaultText: "8081",
+    help: "health probe port (/healthz, /readyz, /metrics)",
+  },
+  { flag: "tftp-port", key: "tftpPort", kind: "port", defaultText: "69", help: "TFTP server port" },
+  {
+    flag: "dhcp-interface",
+    key: "dhcpInterface",
+    kind: "string",
+    defaultText: '""',
+    help: "interface mode: serve DHCP broadcasts on this NIC",
+  },
+  {
+    flag: "dhcp-auto-interface",
+    key: "dhcpAutoInterface",
+    kind: "bool",
+    defaultText: "false",
+    help: "interface mode on the NIC that holds the server IP",
+  },
+  { flag: "dhcp-port", key: "dhcpPort", kind: "port", defaultText: "67", help: "DHCP UDP port" },
+  {
+    flag: "serve-url",
+    key: "serveUrl",
+    kind: "string",
+    defaultText: "http://<server-ip>:<http-port>",
+    help: "external base URL handed to machines",
+  },
+  {
+    flag: "leader-elect-lease-duration",
+    key: "leaderElectLeaseDuration",
+    kind: "duration",
+    defaultText: "15s",
+    help: "leader election lease duration",
+  },
+  {
+    flag: "leader-elect-renew-deadline",
+    key: "leaderElectRenewDeadline",
+    kind: "duration",
+    defaultText: "10s",
+    help: "leader election renew deadline",
+  },
+  {
+    flag: "leader-elect-retry-period",
+    key: "leaderElectRetryPeriod",
+    kind: "duration",
+    defaultText: "2s",
+    help: "leader election retry period",
+  },
+  {
+    flag: "trusted-proxy",
+    key: "trustedProxy",
+    kind: "list",
+    defaultText: "none",
+    help: "CIDR whose X-Forwarded-For is believed (repeatable)",
+  },
+  { flag: "log-level", key: "logLevel", kind: "string", defaultText: "info", help: LOG_LEVELS.join("|") },
+];
+
+/** Usage text for `metalman serve-pxe --help`. */
+export function servePxeUsage(): string {
+  const lines = ["Usage: metalman serve-pxe [flags]", "", "Flags:"];
+  for (const spec of FLAGS) {
+    const name = spec.kind === "bool" ? `--${spec.flag}` : `--${spec.flag} ${spec.kind === "list" ? "CIDR" : "VALUE"}`;
+    const def = spec.defaultText ? ` (default ${spec.defaultText})` : "";
+    lines.push(`  ${name.padEnd(40)} ${spec.help}${def}`);
+  }
+  lines.push(`  ${"-h, --help".padEnd(40)} show this help`);
+  lines.push("", "Environment:", `  ${"METALMAN_APISERVER_URL".padEnd(40)} API server URL handed to machines`);
+  lines.push(
+    "",
+    "Config file keys are the flag names in camelCase (httpPort, bindAddress, inventory, trustedProxy, ...).",
+  );
+  lines.push("Flags override the config file; relative paths in the file are relative to the file's folder.");
+  return lines.join("\n") + "\n";
+}
+
+/** A raw value and where it came from, so errors can name the field the user wrote. */
+interface RawValue {
+  value: string | boolean | string[];
+  field: string;
+  baseDir: string;
+}
+
+/**
+ * Parses the arguments after `serve-pxe`. Precedence: flags > config file > defaults.
+ * Throws ConfigError naming the field (`--http-port: …` or `metalman.yaml: httpPort: …`).
+ */
+export function parseServePxeArgs(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  options: ParseOptions = {},
+): ServePxeConfig {
+  const cwd = options.cwd ?? process.cwd();
+  const flags = scanArgv(argv, cwd);
+  const defaults = defaultConfig(env, cwd);
+  if (flags.help) return { ...defaults, help: true };
+
+  const raw = new Map<string, RawValue>();
+  const configArg = flags.values.get("config");
+  let configFile: string | undefined;
+  if (configArg) {
+    configFile = path.resolve(cwd, String(configArg.value));
+    for (const [key, value] of readConfigFile(configFile, String(configArg.value), options)) raw.set(key, value);
+  }
+  for (const [key, value] of flags.values) {
+    if (key === "config") continue;
+    raw.set(key, value);
+  }
+
+  const config: ServePxeConfig = { ...defaults, configFile };
+  const fieldOf = (key: string) => raw.get(key)?.field ?? `--${FLAGS.find((f) => f.key === key)!.flag}`;
+  for (const [key, item] of raw) applyValue(config, key, item);
+
+  if (config.dhcpInterface !== "" && config.dhcpAutoInterface) {
+    throw new ConfigError(
+      `${fieldOf("dhcpAutoInterface")}: cannot be combined with --dhcp-interface (${config.dhcpInterface})`,
+    );
+  }
+  if (config.healthPort === config.httpPort) {
+    throw new ConfigError(`${fieldOf("healthPort")}: must differ from the HTTP port (${config.httpPort})`);
+  }
+  // client-go's leader election refuses these combinations at start; fail here with the flag's name.
+  if (config.leaderElectLeaseDurationMs <= config.leaderElectRenewDeadlineMs) {
+    throw new ConfigError(
+      `${fieldOf("leaderElectRenewDeadline")}: must be shorter than the lease duration (${formatGoDuration(config.leaderElectLeaseDurationMs)})`,
+    );
+  }
+  if (config.leaderElectRenewDeadlineMs <= config.leaderElectRetryPeriodMs * 1.2) {
+    throw new ConfigError(
+      `${fieldOf("leaderElectRetryPeriod")}: must be shorter than the renew deadline (${formatGoDuration(config.leaderElectRenewDeadlineMs)}) divided by 1.2`,
+    );
+  }
+
+  const apiserverUrl = env.METALMAN_APISERVER_URL;
+  if (apiserverUrl !== undefined && apiserverUrl !== "") {
+    if (!isHttpUrl(apiserverUrl)) {
+      throw new ConfigError(`METALMAN_APISERVER_URL: must be an https:// URL, got ${JSON.stringify(apiserverUrl)}`);
+    }
+    config.apiserverUrl = apiserverUrl.replace(/\/+$/, "");
+  }
+  return config;
+}
+
+function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
+  // Like upstream: $HOME/.unbounded/metalman/…, or relative to the working folder without HOME.
+  // The state folder does NOT follow --cache-dir: the cache is disposable (upstream mounts an
+  // emptyDir there), while the state holds EK and BMC pins that must survive it.
+  const base = path.resolve(cwd, env.HOME ? env.HOME : ".", ".unbounded", "metalman");
+  return {
+    help: false,
+    site: "",
+    cacheDir: path.join(base, "cache"),
+    stateDir: path.join(base, "state"),
+    inventory: path.join(base, "machines"),
+    bindAddress: "0.0.0.0",
+    httpPort: 8880,
+    healthPort: 8081,
+    tftpPort: 69,
+    dhcpInterface: "",
+    dhcpAutoInterface: false,
+    dhcpPort: 67,
+    serveUrl: "",
+    leaderElectLeaseDurationMs: 15_000,
+    leaderElectRenewDeadlineMs: 10_000,
+    leaderElectRetryPeriodMs: 2_000,
+    trustedProxies: [],
+    logLevel: "info",
+  };
+}
+
+function scanArgv(argv: readonly string[], cwd: string): { help: boolean; values: Map<string, RawValue> } {
+  const values = new Map<string, RawValue>();
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "-h" || arg === "--help") {
+      help = true;
+      continue;
+    }
+    if (!arg.startsWith("--") || arg === "--") {
+      throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (flags look like --name=value; see --help)`);
+    }
+    const eq = arg.indexOf("=");
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    const spec = FLAGS.find((f) => f.flag === name);
+    if (!spec) throw new ConfigError(`--${name}: unknown flag (see --help)`);
+    const field = `--${name}`;
+    let text: string;
+    if (eq !== -1) text = arg.slice(eq + 1);
+    else if (spec.kind === "bool") text = "true";
+    else {
+      if (i + 1 >= argv.length) throw new ConfigError(`${field}: needs a value`);
+      text = argv[++i]!;
+    }
+    if (spec.kind === "bool") {
+      if (text !== "true" && text !== "false")
+        throw new ConfigError(`${field}: must be true or false, got ${JSON.stringify(text)}`);
+      values.set(spec.key, { value: text === "true", field, baseDir: cwd });
+    } else if (spec.kind === "list") {
+      const previous = values.get(spec.key);
+      const list = [...((previous?.value as string[] | undefined) ?? []), ...splitList(text)];
+      values.set(spec.key, { value: list, field, baseDir: cwd });
+    } else {
+      values.set(spec.key, { value: text, field, baseDir: cwd });
+    }
+  }
+  return { help, values };
+}
+
+function readConfigFile(file: string, shown: string, options: ParseOptions): Map<string, RawValue> {
+  let text: string;
+  try {
+    text = (options.readFile ?? ((f: string) => readFileSync(f, "utf8")))(file);
+  } catch (err) {
+    throw new ConfigError(
+      `--config: cannot read ${shown}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(`${shown}: invalid YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  const values = new Map<string, RawValue>();
+  if (doc === null || doc === undefined) return values;
+  if (typeof doc !== "object" || Array.isArray(doc))
+    throw new ConfigError(`${shown}: must be a mapping of flag names to values`);
+  const baseDir = path.dirname(file);
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const field = `${shown}: ${key}`;
+    const spec = FLAGS.find((f) => f.key === key);
+    if (!spec || key === "config") {
+      const hint = FLAGS.find((f) => f.flag === key);
+      throw new ConfigError(`${field}: unknown key${hint ? ` (did you mean ${hint.key}?)` : ""}`);
+    }
+    if (value === null || value === undefined) continue;
+    if (spec.kind === "bool") {
+      if (typeof value !== "boolean")
+        throw new ConfigError(`${field}: must be true or false, got ${JSON.stringify(value)}`);
+      values.set(key, { value, field, baseDir });
+    } else if (spec.kind === "list") {
+      const items = Array.isArray(value) ? value : [value];
+      if (!items.every((v) => typeof v === "string"))
+        throw new ConfigError(`${field}: must be a string or a list of strings`);
+      values.set(key, { value: items.flatMap((v) => splitList(v as string)), field, baseDir });
+    } else {
+      if (typeof value !== "string" && typeof value !== "number") {
+        throw new ConfigError(
+          `${field}: must be a ${spec.kind === "port" ? "number" : "string"}, got ${JSON.stringify(value)}`,
+        );
+      }
+      values.set(key, { value: String(value), field, baseDir });
+    }
+  }
+  return values;
+}
+
+function splitList(text: string): string[] {
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
+  const { field } = item;
+  const text = typeof item.value === "string" ? item.value : "";
+  const got = JSON.stringify(text);
+  switch (key) {
+    case "site":
+      if (!isLabelValue(text)) {
+        throw new ConfigError(
+          `${field}: must be a label value (at most 63 letters, digits, '-', '_' or '.'), got ${got}`,
+        );
+      }
+      config.site = text;
+      return;
+    case "inventory":
+    case "cacheDir":
+    case "stateDir":
+      if (text.trim() === "") throw new ConfigError(`${field}: must not be empty`);
+      config[key] = path.resolve(item.baseDir, text);
+      return;
+    case "bindAddress":
+      if (!isIPv4(text)) throw new ConfigError(`${field}: must be an IPv4 address like 0.0.0.0, got ${got}`);
+      config.bindAddress = text;
+      return;
+    case "httpPort":
+    case "healthPort":
+    case "tftpPort":
+    case "dhcpPort":
+      config[key] = parsePort(text, field);
+      return;
+    case "dhcpInterface":
+      if (text !== "" && !/^[A-Za-z0-9_.:@-]{1,15}$/.test(text)) {
+        throw new ConfigError(`${field}: must be a network interface name (1-15 characters), got ${got}`);
+      }
+      config.dhcpInterface = text;
+      return;
+    case "dhcpAutoInterface":
+      config.dhcpAutoInterface = item.value === true;
+      return;
+    case "serveUrl":
+      if (text !== "" && !(isHttpUrl(text) && !/[?#]/.test(text))) {
+        throw new ConfigError(`${field}: must be an http:// or https:// URL like http://10.0.0.2:8880, got ${got}`);
+      }
+      config.serveUrl = text.replace(/\/+$/, "");
+      return;
+    case "leaderElectLeaseDuration":
+    case "leaderElectRenewDeadline":
+    case "leaderElectRetryPeriod": {
+      const ms = parseGoDuration(text);
+      if (ms === undefined || ms <= 0)
+        throw new ConfigError(`${field}: must be a positive Go duration like 15s, got ${got}`);
+      config[`${key}Ms`] = ms;
+      return;
+    }
+    case "trustedProxy":
+      config.trustedProxies = (item.value as string[]).map((entry) => {
+        const cidr = parseCidr(entry);
+        if (!cidr)
+          throw new ConfigError(
+            `${field}: must be an IP address or CIDR like 10.0.0.0/8, got ${JSON.stringify(entry)}`,
+          );
+        return formatCidr(cidr);
+      });
+      return;
+    case "logLevel":
+      if (!(LOG_LEVELS as readonly string[]).includes(text)) {
+        throw new ConfigError(`${field}: must be one of ${LOG_LEVELS.join(", ")}, got ${got}`);
+      }
+      config.logLevel = text as LogLevel;
+      return;
+  }
+}
+
+function parsePort(text: string, field: string): number {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(port >= 1 && port <= 65535))
+    throw new ConfigError(`${field}: must be an integer 1-65535, got ${JSON.stringify(text)}`);
+  return port;
+}

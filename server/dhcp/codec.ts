@@ -1,0 +1,268 @@
+import { readIpv4, writeIpv4 } from "./ipv4.js";
+import { type DhcpOptions, OptionCode } from "./options.js";
+
+/**
+ * BOOTP/DHCPv4 wire codec (RFC 951, RFC 2131 §2, RFC 2132 options, RFC 3396 long options).
+ * Pure functions over Buffers. Decoded option values are views into the input buffer.
+ */
+export interface DhcpPacket {
+  /** 1 = BOOTREQUEST, 2 = BOOTREPLY. */
+  op: number;
+  htype: number;
+  hlen: number;
+  hops: number;
+  xid: number;
+  secs: number;
+  /** Bit 15 (0x8000) is the broadcast flag. */
+  flags: number;
+  ciaddr: string;
+  yiaddr: string;
+  siaddr: string;
+  giaddr: string;
+  /** Always 16 bytes; the first `hlen` are the hardware address. */
+  chaddr: Buffer;
+  /** Server host name (64-byte field, NUL-terminated). Empty when the field carried options. */
+  sname: string;
+  /** Boot file name (128-byte field, NUL-terminated). Empty when the field carried options. */
+  file: string;
+  options: DhcpOptions;
+}
+
+export type DhcpDecodeErrorReason = "short-packet" | "bad-cookie" | "option-overrun" | "bad-overload";
+
+export class DhcpDecodeError extends Error {
+  readonly code = "DHCP_DECODE";
+  constructor(
+    readonly reason: DhcpDecodeErrorReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = "DhcpDecodeError";
+  }
+}
+
+export const BROADCAST_FLAG = 0x8000;
+export const DHCP_MAGIC_COOKIE = 0x63825363;
+
+const SNAME_OFFSET = 44;
+const SNAME_LENGTH = 64;
+const FILE_OFFSET = 108;
+const FILE_LENGTH = 128;
+const COOKIE_OFFSET = 236;
+const OPTIONS_OFFSET = 240;
+/** RFC 951 packets are at least 300 bytes; some PXE ROMs drop anything shorter. */
+const MIN_PACKET_LENGTH = 300;
+
+// ------------------------------------------------------------------------------ decode
+
+/** Decode or throw DhcpDecodeError (and nothing else). */
+export function decode(buf: Buffer): DhcpPacket {
+  const result = tryDecode(buf);
+  if (!result.ok) throw new DhcpDecodeError(result.reason, result.message);
+  return result.packet;
+}
+
+export interface DhcpDecodeFailure {
+  ok: false;
+  reason: DhcpDecodeErrorReason;
+  message: string;
+}
+
+/**
+ * Decode without throwing. Servers use this: hostile traffic is mostly malformed, and building
+ * an Error (stack capture) per dropped datagram costs more than decoding a good one.
+ */
+export function tryDecode(buf: Buffer): { ok: true; packet: DhcpPacket } | DhcpDecodeFailure {
+  if (!Buffer.isBuffer(buf)) return failure("short-packet", "not a buffer");
+  if (buf.length < OPTIONS_OFFSET) {
+    return failure("short-packet", `packet is ${buf.length} bytes, need at least ${OPTIONS_OFFSET}`);
+  }
+  if (buf.readUInt32BE(COOKIE_OFFSET) !== DHCP_MAGIC_COOKIE) return failure("bad-cookie", "missing DHCP magic cookie");
+  // Per RFC 3396 all instances of one code are concatenated, in the order: options field,
+  // then `file`, then `sname` (when option 52 says they carry options).
+  const parts = new Map<number, Buffer[]>();
+  let failed = scanOptions(buf, OPTIONS_OFFSET, buf.length, parts, "options");
+  if (failed) return failed;
+  let sname = "";
+  let file = "";
+  const overloadParts = parts.get(OptionCode.Overload);
+  let overload = 0;
+  if (overloadParts) {
+    parts.delete(OptionCode.Overload);
+    const value = overloadParts.length === 1 ? overloadParts[0] : Buffer.concat(overloadParts);
+    if (value.length !== 1 || value[0] < 1 || value[0] > 3) {
+      return failure("bad-overload", "option 52 must be one byte 1, 2 or 3");
+    }
+    overload = value[0];
+  }
+  if (overload & 1) failed = scanOptions(buf, FILE_OFFSET, FILE_OFFSET + FILE_LENGTH, parts, "file");
+  else file = readCString(buf, FILE_OFFSET, FILE_LENGTH);
+  if (failed) return failed;
+  if (overload & 2) failed = scanOptions(buf, SNAME_OFFSET, SNAME_OFFSET + SNAME_LENGTH, parts, "sname");
+  else sname = readCString(buf, SNAME_OFFSET, SNAME_LENGTH);
+  if (failed) return failed;
+  // Overload inside file/sname is meaningless (RFC 2131 §4.1): drop it rather than loop.
+  parts.delete(OptionCode.Overload);
+
+  const options: DhcpOptions = new Map();
+  for (const [code, list] of parts) options.set(code, list.length === 1 ? list[0] : Buffer.concat(list));
+
+  return {
+    ok: true,
+    packet: {
+      op: buf[0],
+      htype: buf[1],
+      hlen: buf[2],
+      hops: buf[3],
+      xid: buf.readUInt32BE(4),
+      secs: buf.readUInt16BE(8),
+      flags: buf.readUInt16BE(10),
+      ciaddr: readIpv4(buf, 12),
+      yiaddr: readIpv4(buf, 16),
+      siaddr: readIpv4(buf, 20),
+      giaddr: readIpv4(buf, 24),
+      chaddr: buf.subarray(28, 44),
+      sname,
+      file,
+      options,
+    },
+  };
+}
+
+function failure(reason: DhcpDecodeErrorReason, message: string): DhcpDecodeFailure {
+  return { ok: false, reason, message };
+}
+
+function scanOptions(
+  buf: Buffer,
+  start: number,
+  end: number,
+  parts: Map<number, Buffer[]>,
+  area: string,
+): DhcpDecodeFailure | undefined {
+  let i = start;
+  while (i < end) {
+    const code = buf[i];
+    if (code === OptionCode.End) return undefined;
+    if (code === OptionCode.Pad) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= end) return failure("option-overrun", `option ${code} in ${area} has no length byte`);
+    const len = buf[i + 1];
+    const valueEnd = i + 2 + len;
+    if (valueEnd > end) {
+      return failure("option-overrun", `option ${code} in ${area} overruns the field by ${valueEnd - end}`);
+    }
+    const value = buf.subarray(i + 2, valueEnd);
+    const list = parts.get(code);
+    if (list) list.push(value);
+    else parts.set(code, [value]);
+    i = valueEnd;
+  }
+  // A missing End option is tolerated: several embedded clients stop at the last option.
+  return undefined;
+}
+
+function readCString(buf: Buffer, offset: number, length: number): string {
+  const nul = buf.indexOf(0, offset);
+  const end = nul < 0 || nul > offset + length ? offset + length : nul;
+  return buf.toString("latin1", offset, end);
+}
+
+// ------------------------------------------------------------------------------ encode
+
+/** Bytes `encode(packet)` will produce. */
+export function encodingLength(packet: DhcpPacket): number {
+  let length = OPTIONS_OFFSET + 1; // header + cookie + End
+  for (const value of packet.options.values()) length += optionWireLength(value.length);
+  return Math.max(length, MIN_PACKET_LENGTH);
+}
+
+function optionWireLength(valueLength: number): number {
+  const chunks = valueLength === 0 ? 1 : Math.ceil(valueLength / 255);
+  return valueLength + 2 * chunks;
+}
+
+/**
+ * Serialize a packet. Option 53 goes first (some PXE ROMs only look there), then the other
+ * options in map order; values longer than 255 bytes are split into consecutive instances
+ * (RFC 3396). Throws TypeError for values that cannot be encoded (bad address, field too long):
+ * those are programming errors, not wire input.
+ */
+export function encode(packet: DhcpPacket): Buffer {
+  const length = encodingLength(packet);
+  const buf = Buffer.allocUnsafe(length);
+  buf.fill(0, 0, OPTIONS_OFFSET);
+  buf[0] = packet.op;
+  buf[1] = packet.htype;
+  buf[2] = packet.hlen;
+  buf[3] = packet.hops;
+  buf.writeUInt32BE(packet.xid >>> 0, 4);
+  buf.writeUInt16BE(packet.secs & 0xffff, 8);
+  buf.writeUInt16BE(packet.flags & 0xffff, 10);
+  writeIpv4(buf, 12, packet.ciaddr);
+  writeIpv4(buf, 16, packet.yiaddr);
+  writeIpv4(buf, 20, packet.siaddr);
+  writeIpv4(buf, 24, packet.giaddr);
+  packet.chaddr.copy(buf, 28, 0, Math.min(16, packet.chaddr.length));
+  writeField(buf, SNAME_OFFSET, SNAME_LENGTH, packet.sname, "sname");
+  writeField(buf, FILE_OFFSET, FILE_LENGTH, packet.file, "file");
+  buf.writeUInt32BE(DHCP_MAGIC_COOKIE, COOKIE_OFFSET);
+
+  let pos = OPTIONS_OFFSET;
+  const messageType = packet.options.get(OptionCode.MessageType);
+  if (messageType) pos = writeOption(buf, pos, OptionCode.MessageType, messageType);
+  for (const [code, value] of packet.options) {
+    if (code === OptionCode.MessageType) continue;
+    if (!Number.isInteger(code) || code <= OptionCode.Pad || code >= OptionCode.End) {
+      throw new TypeError(`option code ${code} cannot carry a value`);
+    }
+    pos = writeOption(buf, pos, code, value);
+  }
+  buf[pos++] = OptionCode.End;
+  buf.fill(0, pos);
+  return buf;
+}
+
+function writeOption(buf: Buffer, pos: number, code: number, value: Buffer): number {
+  if (value.length === 0) {
+    buf[pos] = code;
+    buf[pos + 1] = 0;
+    return pos + 2;
+  }
+  for (let offset = 0; offset < value.length; offset += 255) {
+    const len = Math.min(255, value.length - offset);
+    buf[pos] = code;
+    buf[pos + 1] = len;
+    value.copy(buf, pos + 2, offset, offset + len);
+    pos += 2 + len;
+  }
+  return pos;
+}
+
+function writeField(buf: Buffer, offset: number, length: number, text: string, name: string): void {
+  if (!text) return;
+  const bytes = Buffer.byteLength(text, "latin1");
+  // Keep room for the terminating NUL so C clients never read past the field.
+  if (bytes >= length) throw new TypeError(`${name} is ${bytes} bytes, at most ${length - 1} fit`);
+  buf.write(text, offset, bytes, "latin1");
+}
+
+// ------------------------------------------------------------------------------ helpers
+
+/** Lower-case `aa:bb:cc:dd:ee:ff` of the first `hlen` (at most 16) bytes of chaddr. */
+export function hardwareAddress(packet: DhcpPacket): string {
+  const n = Math.min(packet.hlen, 16, packet.chaddr.length);
+  let out = "";
+  for (let i = 0; i < n; i++) {
+    const b = packet.chaddr[i];
+    out += (i === 0 ? "" : ":") + (b < 16 ? "0" : "") + b.toString(16);
+  }
+  return out;
+}
+
+export function messageType(packet: DhcpPacket): number | undefined {
+  const value = packet.options.get(OptionCode.MessageType);
+  return value && value.length === 1 ? value[0] : undefined;
+}

@@ -1,0 +1,455 @@
+import type { BootEvent } from "../events/boot-events.js";
+import type { ImageStore } from "../images/image-store.js";
+import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
+import type { DhcpLease, Machine } from "../inventory/types.js";
+import { type BootChoice, type BootClient, chooseBootFile } from "./boot-file.js";
+import { clientArchName } from "./client-arch.js";
+import { BROADCAST_FLAG, type DhcpPacket, hardwareAddress, messageType } from "./codec.js";
+import { BROADCAST_IPV4, isIpv4, isSubnetMask, parseIpv4, ZERO_IPV4 } from "./ipv4.js";
+import {
+  type DhcpOptions,
+  ipOption,
+  ipsOption,
+  MessageType,
+  type MessageTypeName,
+  messageTypeName,
+  OptionCode,
+  readClientArchList,
+  readClientMachineId,
+  readIp,
+  readString,
+  readUserClasses,
+  stringOption,
+  u8Option,
+  u32Option,
+} from "./options.js";
+
+/**
+ * DHCP policy: one decoded request in, at most one reply out (spec §3 with the fixes of §12
+ * items 10, 24 and 26). No I/O besides the injected stores; the caller sends the reply and
+ * publishes the events.
+ */
+
+export type DhcpMode = "relay" | "interface";
+
+export interface DhcpReceiveContext {
+  mode: DhcpMode;
+  /** Source of the datagram. */
+  address: string;
+  port: number;
+  interfaceName?: string;
+}
+
+export interface DhcpHandlerDeps {
+  backend: MachineBackend;
+  images: ImageStore;
+  discovery: DiscoveryStore;
+  /** Our address: option 54, siaddr, option 66. */
+  serverIp: string;
+  /** Base URL for HTTP boot files (iPXE script, UEFI HTTP boot). */
+  serveUrl: string;
+  /** Option 51; default 86400. */
+  leaseSeconds?: number;
+  /** Where relay agents listen (RFC 2131: 67). Tests use an unprivileged port. */
+  relayPort?: number;
+  /** Where clients listen (RFC 2131: 68). */
+  clientPort?: number;
+}
+
+export type DhcpIgnoreReason =
+  | "not-bootrequest"
+  | "not-ethernet"
+  | "not-relayed"
+  | "no-message-type"
+  | "unexpected-message-type"
+  | "unknown-mac"
+  | "no-pxe-spec"
+  | "no-lease"
+  | "bad-lease"
+  | "other-server"
+  | "release"
+  | "decline";
+
+export type DhcpEventInput = Omit<BootEvent, "time">;
+
+export interface DhcpReply {
+  packet: DhcpPacket;
+  type: MessageTypeName;
+  address: string;
+  port: number;
+}
+
+export interface DhcpOutcome {
+  /** Message type of the request, when it had a valid one. */
+  requestType?: MessageTypeName;
+  reply?: DhcpReply;
+  ignoredReason?: DhcpIgnoreReason;
+  /** Boot events for this packet, in order (request step, then reply step). */
+  events: DhcpEventInput[];
+  /** Something an operator should see; `key` lets the caller rate-limit it. */
+  warning?: { key: string; message: string; fields?: Record<string, unknown> };
+}
+
+const DEFAULT_LEASE_SECONDS = 86400;
+
+interface ClientFacts extends BootClient {
+  mac: string;
+  uuid?: string;
+  relay?: string;
+}
+
+export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, deps: DhcpHandlerDeps): DhcpOutcome {
+  if (request.op !== 1) return ignoredPacket("not-bootrequest", ctx);
+  if (request.htype !== 1 || request.hlen !== 6) return ignoredPacket("not-ethernet", ctx);
+  const relayed = request.giaddr !== ZERO_IPV4;
+  if (ctx.mode === "relay" && !relayed) return ignoredPacket("not-relayed", ctx, hardwareAddress(request));
+  const type = messageType(request);
+  const typeName = messageTypeName(type);
+  if (typeName === undefined) return ignoredPacket("no-message-type", ctx, hardwareAddress(request));
+
+  const facts = clientFacts(request);
+  const base = { mac: facts.mac, ip: sourceIp(request, ctx) };
+  switch (type) {
+    case MessageType.Discover:
+    case MessageType.Request:
+    case MessageType.Inform:
+      break;
+    case MessageType.Release:
+      return {
+        requestType: typeName,
+        ignoredReason: "release",
+        events: [
+          { ...base, step: "dhcp.release", result: "ok", machine: deps.backend.byMac(facts.mac)?.metadata.name },
+        ],
+      };
+    case MessageType.Decline: {
+      const declined = readIp(request.options.get(OptionCode.RequestedIp));
+      const machine = deps.backend.byMac(facts.mac)?.metadata.name;
+      return {
+        requestType: typeName,
+        ignoredReason: "decline",
+        events: [
+          {
+            ...base,
+            step: "dhcp.decline",
+            result: "error",
+            machine,
+            reason: "address-in-use",
+            detail: { declined },
+          },
+        ],
+        warning: {
+          key: `decline:${facts.mac}`,
+          message: "client declined its address: another host answers ARP for it",
+          fields: { mac: facts.mac, machine, address: declined },
+        },
+      };
+    }
+    default:
+      return ignoredPacket("unexpected-message-type", ctx, facts.mac, typeName);
+  }
+
+  const step = `dhcp.${typeName}` as "dhcp.discover" | "dhcp.request" | "dhcp.inform";
+  const serverId = readIp(request.options.get(OptionCode.ServerId));
+  if (type === MessageType.Request && serverId !== undefined && serverId !== deps.serverIp) {
+    // RFC 2131 §4.3.2: the client chose another server's offer; our offer is simply withdrawn.
+    return ignoredRequest(typeName, step, base, "other-server", { serverId });
+  }
+
+  const machine = deps.backend.byMac(facts.mac);
+  if (!machine) {
+    deps.discovery.record({
+      mac: facts.mac,
+      arch: facts.arch,
+      vendorClass: facts.vendorClass,
+      userClass: facts.userClasses?.join(","),
+      uuid: facts.uuid,
+      relayAddress: facts.relay,
+      interface: ctx.interfaceName,
+    });
+    return {
+      requestType: typeName,
+      ignoredReason: "unknown-mac",
+      events: [{ ...base, step, result: "not-found", reason: "unknown-mac", detail: clientDetail(facts) }],
+    };
+  }
+  const name = machine.metadata.name;
+  if (!machine.spec.pxe) return ignoredRequest(typeName, step, { ...base, machine: name }, "no-pxe-spec");
+  const lease = findLease(machine, facts.mac);
+  if (!lease) return ignoredRequest(typeName, step, { ...base, machine: name }, "no-lease");
+  if (!isIpv4(lease.ipv4) || lease.ipv4 === ZERO_IPV4) {
+    const out = ignoredRequest(typeName, step, { ...base, machine: name }, "bad-lease", { ipv4: lease.ipv4 });
+    out.warning = {
+      key: `bad-lease:${name}`,
+      message: "lease IPv4 is not a valid address; not answering",
+      fields: { machine: name, mac: facts.mac, ipv4: lease.ipv4 },
+    };
+    return out;
+  }
+
+  const requestEvent: DhcpEventInput = { ...base, step, result: "ok", machine: name, detail: clientDetail(facts) };
+
+  if (type === MessageType.Request) {
+    const wanted = readIp(request.options.get(OptionCode.RequestedIp)) ?? nonZero(request.ciaddr);
+    if (wanted !== undefined && parseIpv4(wanted) !== parseIpv4(lease.ipv4)) {
+      const nak = buildNak(request, deps);
+      return {
+        requestType: typeName,
+        reply: nak,
+        events: [
+          requestEvent,
+          {
+            ...base,
+            step: "dhcp.nak",
+            result: "error",
+            machine: name,
+            reason: "wrong-address",
+            detail: { requested: wanted, lease: lease.ipv4 },
+          },
+        ],
+      };
+    }
+  }
+
+  const choice = chooseBootFile(deps.images.lookupForMachine(machine), facts, deps.serveUrl);
+  const reply = buildReply(request, ctx, deps, type, machine, lease, choice);
+  const replyStep = reply.type === "offer" ? "dhcp.offer" : "dhcp.ack";
+  const outcome: DhcpOutcome = {
+    requestType: typeName,
+    reply,
+    events: [
+      requestEvent,
+      {
+        ...base,
+        step: replyStep,
+        result: "ok",
+        machine: name,
+        ip: type === MessageType.Inform ? base.ip : lease.ipv4,
+        detail:
+          choice.kind === "file"
+            ? { bootFile: choice.file, bootRule: choice.rule, arch: clientArchName(facts.arch) }
+            : { bootFile: undefined, bootSkipped: choice.reason, arch: clientArchName(facts.arch) },
+      },
+    ],
+  };
+  if (!isSubnetMask(lease.subnetMask)) {
+    outcome.warning = {
+      key: `bad-mask:${name}`,
+      message: "lease subnetMask is not a valid mask; option 1 omitted",
+      fields: { machine: name, subnetMask: lease.subnetMask },
+    };
+  } else if (choice.kind === "none") {
+    outcome.warning = {
+      key: `no-boot-file:${name}`,
+      message: "no boot file in DHCP reply (client still gets its address)",
+      fields: { machine: name, mac: facts.mac, reason: choice.reason },
+    };
+  }
+  return outcome;
+}
+
+// ------------------------------------------------------------------------------ replies
+
+function buildReply(
+  request: DhcpPacket,
+  ctx: DhcpReceiveContext,
+  deps: DhcpHandlerDeps,
+  type: number,
+  machine: Machine,
+  lease: DhcpLease,
+  boot: BootChoice,
+): DhcpReply {
+  const inform = type === MessageType.Inform;
+  const replyType = type === MessageType.Discover ? MessageType.Offer : MessageType.Ack;
+  const options: DhcpOptions = new Map();
+  options.set(OptionCode.MessageType, u8Option(replyType));
+  options.set(OptionCode.ServerId, ipOption(deps.serverIp));
+  // RFC 2131 §4.3.5: an ACK to INFORM carries no lease time and no address.
+  if (!inform) options.set(OptionCode.LeaseTime, u32Option(deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS));
+  if (isSubnetMask(lease.subnetMask)) options.set(OptionCode.SubnetMask, ipOption(lease.subnetMask));
+  if (isIpv4(lease.gateway)) options.set(OptionCode.Router, ipOption(lease.gateway));
+  const dns = (lease.dns ?? []).filter((d) => isIpv4(d));
+  if (dns.length > 0) options.set(OptionCode.DnsServer, ipsOption(dns));
+  const hostName = machine.metadata.name;
+  if (hostName) options.set(OptionCode.HostName, stringOption(hostName));
+
+  let file = "";
+  let sname = "";
+  if (boot.kind === "file") {
+    if (boot.vendorClassEcho) options.set(OptionCode.VendorClass, stringOption(boot.vendorClassEcho));
+    options.set(OptionCode.TftpServerName, stringOption(deps.serverIp));
+    options.set(OptionCode.BootFileName, stringOption(boot.file));
+    // Some firmware reads only the BOOTP fields; a name that does not fit stays in option 67 only.
+    if (Buffer.byteLength(boot.file, "latin1") < 128) file = boot.file;
+    sname = deps.serverIp;
+  }
+  echoOptions(request, options);
+
+  const packet: DhcpPacket = {
+    op: 2,
+    htype: request.htype,
+    hlen: request.hlen,
+    hops: 0,
+    xid: request.xid,
+    secs: 0,
+    flags: request.flags,
+    ciaddr: replyType === MessageType.Ack ? request.ciaddr : ZERO_IPV4,
+    yiaddr: inform ? ZERO_IPV4 : lease.ipv4,
+    siaddr: deps.serverIp,
+    giaddr: request.giaddr,
+    chaddr: request.chaddr,
+    sname,
+    file,
+    options: orderByRequestList(options, request),
+  };
+  const destination = inform ? informDestination(request, ctx, deps) : replyDestination(request, deps);
+  return { packet, type: replyType === MessageType.Offer ? "offer" : "ack", ...destination };
+}
+
+function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps): DhcpReply {
+  const options: DhcpOptions = new Map();
+  options.set(OptionCode.MessageType, u8Option(MessageType.Nak));
+  options.set(OptionCode.ServerId, ipOption(deps.serverIp));
+  options.set(OptionCode.Message, stringOption("requested address is not this client's lease"));
+  echoOptions(request, options);
+  const relayed = request.giaddr !== ZERO_IPV4;
+  const packet: DhcpPacket = {
+    op: 2,
+    htype: request.htype,
+    hlen: request.hlen,
+    hops: 0,
+    xid: request.xid,
+    secs: 0,
+    // RFC 2131 §4.3.2: a NAK through a relay asks it to broadcast to the client.
+    flags: relayed ? request.flags | BROADCAST_FLAG : request.flags,
+    ciaddr: ZERO_IPV4,
+    yiaddr: ZERO_IPV4,
+    siaddr: ZERO_IPV4,
+    giaddr: request.giaddr,
+    chaddr: request.chaddr,
+    sname: "",
+    file: "",
+    options,
+  };
+  return relayed
+    ? { packet, type: "nak", address: request.giaddr, port: deps.relayPort ?? 67 }
+    : { packet, type: "nak", address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
+}
+
+/** Relay agent info (RFC 3046) and client identifier (RFC 6842) go back unchanged. */
+function echoOptions(request: DhcpPacket, options: DhcpOptions): void {
+  const clientId = request.options.get(OptionCode.ClientId);
+  if (clientId) options.set(OptionCode.ClientId, clientId);
+  const relayInfo = request.options.get(OptionCode.RelayAgentInfo);
+  if (relayInfo) options.set(OptionCode.RelayAgentInfo, relayInfo);
+}
+
+/**
+ * Options the client listed in option 55 come first, in its order (old PXE ROMs stop reading
+ * early); the rest follow. Option 82 stays last (RFC 3046 §2.1), 53 is put first by the encoder.
+ */
+function orderByRequestList(options: DhcpOptions, request: DhcpPacket): DhcpOptions {
+  const prl = request.options.get(OptionCode.ParameterRequestList);
+  if (!prl || prl.length === 0) return moveRelayInfoLast(options);
+  const ordered: DhcpOptions = new Map();
+  const first = options.get(OptionCode.MessageType);
+  if (first) ordered.set(OptionCode.MessageType, first);
+  for (const code of prl) {
+    const value = options.get(code);
+    if (value && code !== OptionCode.RelayAgentInfo) ordered.set(code, value);
+  }
+  for (const [code, value] of options) if (!ordered.has(code)) ordered.set(code, value);
+  return moveRelayInfoLast(ordered);
+}
+
+function moveRelayInfoLast(options: DhcpOptions): DhcpOptions {
+  const relayInfo = options.get(OptionCode.RelayAgentInfo);
+  if (relayInfo) {
+    options.delete(OptionCode.RelayAgentInfo);
+    options.set(OptionCode.RelayAgentInfo, relayInfo);
+  }
+  return options;
+}
+
+/** RFC 2131 §4.1 for OFFER and ACK. */
+function replyDestination(request: DhcpPacket, deps: DhcpHandlerDeps): { address: string; port: number } {
+  if (request.giaddr !== ZERO_IPV4) return { address: request.giaddr, port: deps.relayPort ?? 67 };
+  if (request.ciaddr !== ZERO_IPV4) return { address: request.ciaddr, port: deps.clientPort ?? 68 };
+  // Unicast to yiaddr would need an ARP entry the client cannot answer for yet; broadcast
+  // reaches it whether or not it set the broadcast flag.
+  return { address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
+}
+
+/** RFC 2131 §4.3.5: the ACK to an INFORM goes to ciaddr (the client has an address). */
+function informDestination(
+  request: DhcpPacket,
+  ctx: DhcpReceiveContext,
+  deps: DhcpHandlerDeps,
+): { address: string; port: number } {
+  if (request.giaddr !== ZERO_IPV4) return { address: request.giaddr, port: deps.relayPort ?? 67 };
+  if (request.ciaddr !== ZERO_IPV4) return { address: request.ciaddr, port: deps.clientPort ?? 68 };
+  if (ctx.address !== ZERO_IPV4 && isIpv4(ctx.address)) return { address: ctx.address, port: ctx.port };
+  return { address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
+}
+
+// ------------------------------------------------------------------------------ helpers
+
+function clientFacts(request: DhcpPacket): ClientFacts {
+  const opts = request.options;
+  return {
+    mac: hardwareAddress(request),
+    arch: readClientArchList(opts.get(OptionCode.ClientSystemArch))?.[0],
+    vendorClass: readString(opts.get(OptionCode.VendorClass)),
+    userClasses: readUserClasses(opts.get(OptionCode.UserClass)),
+    uuid: readClientMachineId(opts.get(OptionCode.ClientMachineId)),
+    relay: nonZero(request.giaddr),
+  };
+}
+
+function clientDetail(facts: ClientFacts): Record<string, string | number | undefined> {
+  return {
+    arch: clientArchName(facts.arch),
+    vendorClass: facts.vendorClass,
+    userClass: facts.userClasses?.join(","),
+    relay: facts.relay,
+  };
+}
+
+function findLease(machine: Machine, mac: string): DhcpLease | undefined {
+  const leases = machine.spec.pxe?.dhcpLeases;
+  if (!leases) return undefined;
+  for (const lease of leases) if (typeof lease.mac === "string" && lease.mac.toLowerCase() === mac) return lease;
+  return undefined;
+}
+
+function nonZero(ip: string): string | undefined {
+  return ip === ZERO_IPV4 ? undefined : ip;
+}
+
+/** The client's own address, when it has one (a relayed packet's source is the relay). */
+function sourceIp(request: DhcpPacket, ctx: DhcpReceiveContext): string | undefined {
+  return nonZero(request.ciaddr) ?? (request.giaddr === ZERO_IPV4 ? nonZero(ctx.address) : undefined);
+}
+
+function ignoredPacket(
+  reason: DhcpIgnoreReason,
+  ctx: DhcpReceiveContext,
+  mac?: string,
+  requestType?: MessageTypeName,
+): DhcpOutcome {
+  return {
+    requestType,
+    ignoredReason: reason,
+    events: [{ step: "dhcp.ignored", result: "ignored", reason, mac, ip: nonZero(ctx.address) }],
+  };
+}
+
+function ignoredRequest(
+  requestType: MessageTypeName,
+  step: DhcpEventInput["step"],
+  base: { mac: string; ip?: string; machine?: string },
+  reason: DhcpIgnoreReason,
+  detail?: Record<string, string | undefined>,
+): DhcpOutcome {
+  return { requestType, ignoredReason: reason, events: [{ ...base, step, result: "ignored", reason, detail }] };
+}

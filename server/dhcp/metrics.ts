@@ -1,0 +1,65 @@
+import { Counter, Histogram, type Registry } from "prom-client";
+
+/**
+ * DHCP metrics. Label children are created once per label value and cached, so the hot
+ * path is a Map lookup plus an increment.
+ */
+export class DhcpMetrics {
+  readonly received: LabelledCounter;
+  readonly replies: LabelledCounter;
+  readonly ignored: LabelledCounter;
+  readonly malformed: Counter;
+  readonly errors: LabelledCounter;
+  readonly duration: Histogram;
+
+  constructor(registry: Registry) {
+    this.received = new LabelledCounter(
+      counter(registry, "metalman_dhcp_packets_received_total", "DHCP packets received, by message type", ["type"]),
+    );
+    this.replies = new LabelledCounter(
+      counter(registry, "metalman_dhcp_replies_sent_total", "DHCP replies sent, by message type", ["type"]),
+    );
+    this.ignored = new LabelledCounter(
+      counter(registry, "metalman_dhcp_ignored_total", "DHCP packets not answered, by reason", ["reason"]),
+    );
+    this.malformed = counter(registry, "metalman_dhcp_malformed_total", "DHCP datagrams that failed to decode", []);
+    this.errors = new LabelledCounter(
+      counter(registry, "metalman_dhcp_errors_total", "DHCP handling or send failures, by stage", ["stage"]),
+    );
+    const existing = registry.getSingleMetric("metalman_dhcp_handle_duration_seconds");
+    this.duration =
+      existing instanceof Histogram
+        ? existing
+        : new Histogram({
+            name: "metalman_dhcp_handle_duration_seconds",
+            help: "Time from datagram to reply handed to the socket",
+            buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+            registers: [registry],
+          });
+  }
+}
+
+export class LabelledCounter {
+  readonly #counter: Counter;
+  readonly #children = new Map<string, Counter.Internal>();
+
+  constructor(counter: Counter) {
+    this.#counter = counter;
+  }
+
+  inc(label: string): void {
+    let child = this.#children.get(label);
+    if (!child) {
+      child = this.#counter.labels(label);
+      this.#children.set(label, child);
+    }
+    child.inc();
+  }
+}
+
+function counter(registry: Registry, name: string, help: string, labelNames: string[]): Counter {
+  // A second server on the same registry (tests, relay + interface together) shares the series.
+  const existing = registry.getSingleMetric(name);
+  if (existing instanceof Counter) return existing;
+  return new Counter({ name, help, labelNames, registers: [registry] });
+}

@@ -1,0 +1,138 @@
+import Fastify, { type FastifyInstance, LogController } from "fastify";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { BootEventBus } from "../events/boot-events.js";
+import type { MachineBackend } from "../inventory/backend.js";
+import type { ArtifactResolver } from "../netboot/artifact.js";
+import { artifactsPlugin } from "./artifacts.js";
+import { createClientIdentity } from "./client-identity.js";
+import { installErrorHandlers } from "./errors.js";
+import { healthPlugin, type Readiness } from "./health.js";
+import { type HttpMetrics, httpMetrics } from "./http-metrics.js";
+import { metricsPlugin } from "./metrics.js";
+import { CLOUD_INIT_BODY_LIMIT, pxePlugin } from "./pxe.js";
+import type { ConflictRetryOptions } from "./status-retry.js";
+
+/** Server timeouts (upstream had none: spec §5.1, §12 item 8). */
+export interface HttpTimeouts {
+  /** The whole request (headers and body) must arrive within this. */
+  requestMs: number;
+  /** The request headers must arrive within this (slowloris). */
+  headersMs: number;
+  /** A socket with no traffic either way is closed after this (a stalled download too). */
+  idleMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveMs: number;
+}
+
+export const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = {
+  requestMs: 30_000,
+  headersMs: 10_000,
+  idleMs: 60_000,
+  keepAliveMs: 5_000,
+};
+
+export interface NetbootAppOptions {
+  log: Logger;
+  backend: MachineBackend;
+  resolver: ArtifactResolver;
+  events: BootEventBus;
+  /** Registry exposed at `/metrics`; the HTTP counters are registered in it too. */
+  metrics: Registry;
+  /** When given, `/readyz` is served on the netboot port as well. */
+  readiness?: Readiness;
+  /** CIDRs (or addresses) of reverse proxies whose `X-Forwarded-For` is honoured. Default none. */
+  trustedProxies?: readonly string[];
+  timeouts?: Partial<HttpTimeouts>;
+  now?: () => Date;
+  conflictRetry?: ConflictRetryOptions;
+  /** File streaming chunk size (default 1 MiB). */
+  streamChunkBytes?: number;
+}
+
+export interface HealthAppOptions {
+  log: Logger;
+  readiness: Readiness;
+  /** When given, the health port's requests are counted in it. */
+  metrics?: Registry;
+  timeouts?: Partial<HttpTimeouts>;
+}
+
+const NETBOOT_METHODS: Record<string, string> = {
+  "/pxe/disable": "GET, POST",
+  "/cloudinit/log": "POST",
+  "/healthz": "GET, HEAD",
+  "/readyz": "GET, HEAD",
+  "/metrics": "GET, HEAD",
+};
+
+const HEALTH_METHODS: Record<string, string> = { "/healthz": "GET, HEAD", "/readyz": "GET, HEAD" };
+
+function createApp(log: Logger, component: string, timeouts: Partial<HttpTimeouts> | undefined): FastifyInstance {
+  const t = { ...DEFAULT_HTTP_TIMEOUTS, ...timeouts };
+  const app = Fastify({
+    loggerInstance: log.child({ component }),
+    // Per-request access logs would duplicate the BootEvent stream; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: CLOUD_INIT_BODY_LIMIT,
+    // Identity is computed by client-identity.ts from the socket peer; Fastify must not rewrite request.ip.
+    trustProxy: false,
+    requestTimeout: t.requestMs,
+    connectionTimeout: t.idleMs,
+    keepAliveTimeout: t.keepAliveMs,
+    http: { headersTimeout: t.headersMs, requestTimeout: t.requestMs },
+    // Deep image paths (e.g. `boot/efi/EFI/ubuntu/grubx64.efi`) are one wildcard parameter.
+    routerOptions: { maxParamLength: 4096 },
+    return503OnClosing: true,
+  });
+  return app as unknown as FastifyInstance;
+}
+
+function countRequests(app: FastifyInstance, metrics: HttpMetrics): void {
+  app.addHook("onResponse", async (request, reply) => {
+    // The route pattern, never the raw URL: label cardinality stays bounded.
+    const route = request.routeOptions.url ?? "unmatched";
+    metrics.requests.inc({ route, status: String(reply.statusCode) });
+  });
+}
+
+/**
+ * The machine-facing netboot HTTP server (spec §5): artifacts catch-all, `/pxe/disable`,
+ * `/cloudinit/log`, `/healthz` (+ `/readyz` when a readiness callback is given) and
+ * `/metrics`. Not listening yet: the caller calls `listen()` and `close()`.
+ */
+export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
+  const app = createApp(options.log, "http", options.timeouts);
+  const metrics = httpMetrics(options.metrics);
+  const identify = createClientIdentity(options.trustedProxies ?? []);
+  installErrorHandlers(app, { style: "plain", allowedMethods: (path) => NETBOOT_METHODS[path] ?? "GET, HEAD" });
+  countRequests(app, metrics);
+  app.register(healthPlugin, { readiness: options.readiness });
+  app.register(metricsPlugin, { registry: options.metrics });
+  app.register(pxePlugin, {
+    backend: options.backend,
+    events: options.events,
+    identify,
+    metrics,
+    now: options.now,
+    conflictRetry: options.conflictRetry,
+  });
+  app.register(artifactsPlugin, {
+    backend: options.backend,
+    resolver: options.resolver,
+    events: options.events,
+    identify,
+    metrics,
+    streamChunkBytes: options.streamChunkBytes,
+  });
+  return app;
+}
+
+/** The separate health port (spec §1.1 `--health-port`): `/healthz` and `/readyz` only. */
+export function buildHealthApp(options: HealthAppOptions): FastifyInstance {
+  const app = createApp(options.log, "health", options.timeouts);
+  installErrorHandlers(app, { style: "plain", allowedMethods: (path) => HEALTH_METHODS[path] });
+  if (options.metrics) countRequests(app, httpMetrics(options.metrics));
+  app.register(healthPlugin, { readiness: options.readiness });
+  return app;
+}

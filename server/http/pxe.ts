@@ -1,0 +1,205 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { BootEventBus } from "../events/boot-events.js";
+import type { MachineBackend } from "../inventory/backend.js";
+import { setCondition } from "../inventory/conditions.js";
+import type { Machine, MachineStatus } from "../inventory/types.js";
+import { type BoundedBody, boundedBodyParser } from "./bounded-body.js";
+import type { ClientIdentity } from "./client-identity.js";
+import { cloudInitCondition, parseCloudInitEvent } from "./cloudinit-event.js";
+import { sendPlainError } from "./errors.js";
+import type { HttpMetrics } from "./http-metrics.js";
+import { LogLimiter } from "./log-limiter.js";
+import { leaseMac, machineForIp, requesterIp } from "./request-identity.js";
+import { type ConflictRetryOptions, DEFAULT_CONFLICT_RETRY, writeStatusWithRetry } from "./status-retry.js";
+
+export interface PxePluginOptions {
+  backend: MachineBackend;
+  events: BootEventBus;
+  identify: ClientIdentity;
+  metrics: HttpMetrics;
+  /** Clock for condition transition times. */
+  now?: () => Date;
+  conflictRetry?: ConflictRetryOptions;
+  /** Bytes of a webhook body that are read (spec §5.7: 1 MiB). */
+  bodyLimitBytes?: number;
+}
+
+export const CLOUD_INIT_BODY_LIMIT = 1024 * 1024;
+const WEBHOOK_ROUTE = "/cloudinit/log";
+
+/**
+ * Machine-facing status routes: `GET|POST /pxe/disable` (spec §5.8) and
+ * `POST /cloudinit/log` (§5.7). Both accept any body of any content type (or none):
+ * they have no JSON schema on purpose, because the clients (busybox wget in the
+ * installer, cloud-init's webhook reporter) are fixed and must never be refused for
+ * their framing. The webhook always answers 200 (cloud-init does not retry) except when
+ * the body cannot be read (400). Unlike upstream, `/pxe/disable` retries on conflict
+ * (spec §12 item 17).
+ */
+export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, options) => {
+  const { backend, events, identify, metrics } = options;
+  const now = options.now ?? (() => new Date());
+  const retry = options.conflictRetry ?? DEFAULT_CONFLICT_RETRY;
+  const quiet = new LogLimiter();
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", boundedBodyParser(options.bodyLimitBytes ?? CLOUD_INIT_BODY_LIMIT));
+
+  const whoIs = (
+    request: FastifyRequest,
+  ): { ip: string | undefined; machine: Machine | undefined; mac: string | undefined } => {
+    const ip = requesterIp(identify, request);
+    const machine = machineForIp(backend, ip);
+    return { ip, machine, mac: machine && ip ? leaseMac(machine, ip) : undefined };
+  };
+
+  const disable = async (request: FastifyRequest, reply: FastifyReply) => {
+    const { ip, machine, mac } = whoIs(request);
+    if (machine === undefined) {
+      events.emit({ step: "pxe.disable", result: "not-found", ip, reason: "unknown-client" });
+      return sendPlainError(reply, "NOT_FOUND");
+    }
+    const name = machine.metadata.name;
+    const base = { step: "pxe.disable" as const, ip, mac, machine: name };
+    try {
+      const written = await writeStatusWithRetry(
+        backend,
+        name,
+        (current) => {
+          const specRepave = current.spec.operations?.repaveCounter ?? 0;
+          const statusRepave = current.status?.operations?.repaveCounter ?? 0;
+          if (specRepave <= statusRepave) return undefined;
+          return (status: MachineStatus): MachineStatus => ({
+            ...status,
+            operations: { ...status.operations, repaveCounter: specRepave },
+            conditions: setCondition(
+              status.conditions,
+              {
+                type: "Repaved",
+                status: "True",
+                reason: "Succeeded",
+                message: `image=${current.spec.pxe?.image ?? ""}`,
+                observedGeneration: current.metadata.generation ?? 0,
+              },
+              now(),
+            ),
+          });
+        },
+        retry,
+      );
+      if (written.outcome === "gone") {
+        events.emit({ ...base, result: "not-found", reason: "machine-deleted" });
+        return sendPlainError(reply, "NOT_FOUND");
+      }
+      if (written.outcome === "unchanged") {
+        events.emit({ ...base, result: "ignored", reason: "already-cleared" });
+      } else {
+        const repaveCounter = written.machine.status?.operations?.repaveCounter;
+        request.log.info({ machine: name, repaveCounter }, "repave completed, PXE disabled");
+        events.emit({ ...base, result: "ok", detail: { repaveCounter, attempts: written.attempts } });
+      }
+      return reply.code(200).send();
+    } catch (error) {
+      request.log.error({ err: error, machine: name }, "updating Machine status for /pxe/disable failed");
+      events.emit({ ...base, result: "error", reason: (error as Error).message });
+      return sendPlainError(reply, "PXE_DISABLE_FAILED");
+    }
+  };
+
+  const webhook = async (request: FastifyRequest, reply: FastifyReply) => {
+    const body = request.body as BoundedBody | undefined;
+    if (body?.truncated) reply.header("connection", "close");
+    const { ip, machine, mac } = whoIs(request);
+    const event = parseCloudInitEvent(body?.bytes ?? Buffer.alloc(0));
+    if (event === undefined) {
+      metrics.malformed.inc({ route: WEBHOOK_ROUTE, reason: "unparsable" });
+      if (quiet.shouldLog(`unparsable|${ip}`)) {
+        const excerpt = (body?.bytes ?? Buffer.alloc(0)).subarray(0, 256).toString("utf8");
+        request.log.warn(
+          { ip, body: excerpt, truncated: body?.truncated ?? false },
+          "cloud-init log: unparsable event",
+        );
+      }
+      events.emit({
+        step: "cloudinit.event",
+        result: "ignored",
+        ip,
+        mac,
+        machine: machine?.metadata.name,
+        reason: "unparsable",
+      });
+      return reply.code(200).send();
+    }
+    const detail = { stage: event.name, eventType: event.eventType, result: event.result || undefined };
+    if (cloudInitCondition(event, 0) === undefined) {
+      events.emit({
+        step: "cloudinit.event",
+        result: "ignored",
+        ip,
+        mac,
+        machine: machine?.metadata.name,
+        reason: "event-type",
+        detail,
+      });
+      return reply.code(200).send();
+    }
+    if (machine === undefined) {
+      if (quiet.shouldLog(`stranger|${ip}`))
+        request.log.warn({ ip, stage: event.name }, "cloud-init log from an unknown client");
+      events.emit({ step: "cloudinit.event", result: "not-found", ip, reason: "unknown-client", detail });
+      return reply.code(200).send();
+    }
+    const name = machine.metadata.name;
+    try {
+      const written = await writeStatusWithRetry(
+        backend,
+        name,
+        (current) => {
+          const condition = cloudInitCondition(event, current.metadata.generation)!;
+          return (status: MachineStatus): MachineStatus => ({
+            ...status,
+            conditions: setCondition(status.conditions, condition, now()),
+          });
+        },
+        retry,
+      );
+      if (written.outcome === "gone") {
+        events.emit({
+          step: "cloudinit.event",
+          result: "not-found",
+          ip,
+          mac,
+          machine: name,
+          reason: "machine-deleted",
+          detail,
+        });
+      } else {
+        const condition = written.machine.status?.conditions?.find((c) => c.type === "CloudInitDone");
+        events.emit({
+          step: "cloudinit.event",
+          result: "ok",
+          ip,
+          mac,
+          machine: name,
+          detail: { ...detail, condition: condition ? `${condition.status}/${condition.reason}` : undefined },
+        });
+      }
+    } catch (error) {
+      // Still 200: cloud-init does not retry, and a 5xx would only add noise on the machine.
+      request.log.error({ err: error, machine: name }, "cloud-init condition: updating Machine status failed");
+      events.emit({
+        step: "cloudinit.event",
+        result: "error",
+        ip,
+        mac,
+        machine: name,
+        reason: (error as Error).message,
+        detail,
+      });
+    }
+    return reply.code(200).send();
+  };
+
+  app.route({ method: ["GET", "POST"], url: "/pxe/disable", exposeHeadRoute: false, handler: disable });
+  app.route({ method: "POST", url: WEBHOOK_ROUTE, handler: webhook });
+};

@@ -1,0 +1,109 @@
+import { readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import type { Logger } from "pino";
+import { parse as parseYaml } from "yaml";
+import type { Machine } from "../inventory/types.js";
+import type { ImageLookup, ImageMetadata, ImageStore } from "./image-store.js";
+
+export interface DirImageStoreOptions {
+  /** Folder a relative `dir:PATH` is resolved against (the Machine file's folder); undefined → relative refs are an error. */
+  baseDirOf: (machine: Machine) => string | undefined;
+  log: Logger;
+}
+
+export const DIR_REF_PREFIX = "dir:";
+const RETRY_AFTER_SECONDS = 5;
+const REGISTRY_NOT_AVAILABLE = "registry images are not yet available in this version";
+
+type MetadataResult = { ok: true; metadata: ImageMetadata } | { ok: false; reason: string };
+
+interface CachedMetadata {
+  mtimeMs: number;
+  size: number;
+  result: MetadataResult;
+}
+
+/**
+ * Local image folders (`dir:PATH`, PATH holding `disk/`). Cheap enough to call per packet:
+ * one or two stat calls, and `metadata.yaml` is parsed only when its mtime or size changes.
+ * OCI references answer "not ready" until the registry puller exists.
+ */
+export class DirImageStore implements ImageStore {
+  readonly #baseDirOf: (machine: Machine) => string | undefined;
+  readonly #log: Logger;
+  readonly #metadata = new Map<string, CachedMetadata>();
+
+  constructor(options: DirImageStoreOptions) {
+    this.#baseDirOf = options.baseDirOf;
+    this.#log = options.log;
+  }
+
+  lookupForMachine(machine: Machine): ImageLookup {
+    const ref = machine.spec.pxe?.image ?? "";
+    if (ref === "") return { state: "error", ref, reason: "machine has no spec.pxe.image" };
+    if (!ref.startsWith(DIR_REF_PREFIX)) {
+      return { state: "not-ready", ref, reason: REGISTRY_NOT_AVAILABLE, retryAfterSeconds: RETRY_AFTER_SECONDS };
+    }
+    const imageDir = this.#imageDir(ref.slice(DIR_REF_PREFIX.length), machine);
+    if (typeof imageDir !== "string") return { state: "error", ref, reason: imageDir.reason };
+    const diskDir = path.join(imageDir, "disk");
+    const diskStat = statSync(diskDir, { throwIfNoEntry: false });
+    if (diskStat === undefined) {
+      return {
+        state: "not-ready",
+        ref,
+        reason: `image folder ${diskDir} does not exist`,
+        retryAfterSeconds: RETRY_AFTER_SECONDS,
+      };
+    }
+    if (!diskStat.isDirectory()) return { state: "error", ref, reason: `${diskDir} is not a directory` };
+    const metadata = this.#readMetadata(path.join(diskDir, "metadata.yaml"));
+    if (!metadata.ok) return { state: "error", ref, reason: metadata.reason };
+    return { state: "ready", ref, diskDir, metadata: metadata.metadata };
+  }
+
+  #imageDir(refPath: string, machine: Machine): string | { reason: string } {
+    if (refPath === "") return { reason: "empty dir: image reference" };
+    if (path.isAbsolute(refPath)) return path.normalize(refPath);
+    const base = this.#baseDirOf(machine);
+    if (base === undefined) return { reason: `relative image path ${refPath} has no base folder` };
+    return path.resolve(base, refPath);
+  }
+
+  #readMetadata(file: string): MetadataResult {
+    const stat = statSync(file, { throwIfNoEntry: false });
+    if (stat === undefined) {
+      this.#metadata.delete(file);
+      return { ok: true, metadata: {} };
+    }
+    const cached = this.#metadata.get(file);
+    if (cached && cached.mtimeMs === stat.mtimeMs && cached.size === stat.size) return cached.result;
+    const result = parseMetadata(file);
+    // Logged once per change of the file, not per lookup (lookups happen per packet).
+    if (!result.ok) this.#log.warn({ file, reason: result.reason }, "image metadata.yaml is invalid");
+    this.#metadata.set(file, { mtimeMs: stat.mtimeMs, size: stat.size, result });
+    return result;
+  }
+}
+
+const STRING_KEYS = ["dhcpBootImageName", "biosBootImageName", "ipxeScriptName"] as const;
+
+function parseMetadata(file: string): MetadataResult {
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(file, "utf8"));
+  } catch (error) {
+    return { ok: false, reason: `${file}: ${(error as Error).message}` };
+  }
+  if (parsed === null || parsed === undefined) return { ok: true, metadata: {} };
+  if (typeof parsed !== "object" || Array.isArray(parsed)) {
+    return { ok: false, reason: `${file}: expected a mapping at the top level` };
+  }
+  const metadata = parsed as ImageMetadata;
+  for (const key of STRING_KEYS) {
+    if (metadata[key] !== undefined && typeof metadata[key] !== "string") {
+      return { ok: false, reason: `${file}: ${key} must be a string` };
+    }
+  }
+  return { ok: true, metadata };
+}

@@ -1,0 +1,15 @@
+# Native DHCP socket addon (interface mode). Built by `npm install`/`npm rebuild` through the
+# package.json "install" script; relay-mode DHCP works without it. See docs/dhcp-sockets.md.
+{
+  "targets": [
+    {
+      "target_name": "metalman_dhcp_socket",
+      "sources": ["src/device_socket.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", {"type": "none", "sources!": ["src/device_socket.c"]}]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,428 @@
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import type { LookupOneOptions } from "node:dns";
+import { isIP, isIPv4 } from "node:net";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { BootEventBus, BootResult } from "../events/boot-events.js";
+import type { MachineBackend } from "../inventory/backend.js";
+import type { Machine } from "../inventory/types.js";
+import type { Artifact, ArtifactResolver } from "../netboot/artifact.js";
+import { tftpMetrics, type TftpMetrics } from "./metrics.js";
+import { type NegotiatedTransfer, negotiate } from "./negotiate.js";
+import { toNetascii } from "./netascii.js";
+import { BLKSIZE_CAP_DEFAULT, WINDOWSIZE_CAP_DEFAULT } from "./options.js";
+import { decode, encode, Opcode, type RequestPacket, TftpDecodeError, TftpErrorCode, type TftpPacket } from "./packets.js";
+import { PerSourceRateLimit } from "./rate-limit.js";
+import { TftpSession, type TftpSessionOutcome } from "./session.js";
+import { type BlockSource, BufferBlockSource, FileBlockSource, netasciiFileSource } from "./source.js";
+
+export interface TftpServerOptions {
+  /** IP literal to listen on; each transfer's socket binds the same address. */
+  bindAddress: string;
+  /** 69 in production; 0 picks a free port (tests). */
+  port: number;
+  backend: MachineBackend;
+  resolver: ArtifactResolver;
+  events: BootEventBus;
+  log: Logger;
+  metrics: Registry;
+  /** Concurrent transfers; more are refused with "server busy". Default 64. */
+  maxTransfers?: number;
+  /** blksize cap, default 1468 (see options.ts for why not the interface MTU). */
+  maxBlockSize?: number;
+  /** windowsize cap, default 64. */
+  maxWindowSize?: number;
+  /** First retransmit timeout when the client negotiates none. Default 1000 ms. */
+  defaultTimeoutMs?: number;
+  /** Retransmissions of a window before a transfer is abandoned. Default 5. */
+  maxRetries?: number;
+}
+
+/** Longest file name accepted (bytes); image paths are short, anything longer is garbage or an attack. */
+const MAX_FILENAME_BYTES = 512;
+/** netascii converts in memory; it is meant for small text files (configs), not kernels. */
+const MAX_NETASCII_BYTES = 16 * 1024 * 1024;
+
+/** Outcome label of one request (metric label and, mapped, the BootEvent result). */
+type RequestOutcome =
+  | TftpSessionOutcome["result"]
+  | "not-found"
+  | "not-ready"
+  | "unknown-ip"
+  | "bad-request"
+  | "write-request"
+  | "busy";
+
+const BOOT_RESULT: Record<RequestOutcome, BootResult> = {
+  ok: "ok",
+  // A client ERROR right after OACK is how UEFI firmware asks only the size: a normal outcome.
+  // BootResult has no "aborted", so it is reported as ignored with reason aborted-by-client
+  // (an abort in the middle of the data is overridden to "error" where it is recorded).
+  "aborted-by-client": "ignored",
+  timeout: "error",
+  aborted: "error",
+  error: "error",
+  "not-found": "not-found",
+  "not-ready": "not-ready",
+  "unknown-ip": "error",
+  "bad-request": "error",
+  "write-request": "error",
+  busy: "error",
+};
+
+interface ActiveTransfer {
+  session?: TftpSession;
+}
+
+/** dgram resolves even IP literals through dns.lookup on the next tick; answering at once keeps sends synchronous. */
+function literalLookup(
+  hostname: string,
+  _options: LookupOneOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  callback(null, hostname, isIP(hostname) === 6 ? 6 : 4);
+}
+
+/** `::ffff:10.0.0.5` (dual-stack socket) → `10.0.0.5`: the inventory stores plain IPv4. */
+function clientIp(address: string): string {
+  const mapped = address.startsWith("::ffff:") ? address.slice(7) : address;
+  return isIPv4(mapped) ? mapped : address;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Read-only TFTP server (spec §4): identity is the source IP, files come from the shared
+ * ArtifactResolver (the same resolution as HTTP), each transfer runs on its own ephemeral port.
+ *
+ * Error codes: upstream answers every failure with code 1 (file not found). We use the code that
+ * says what happened, because firmware and operators act on it: 1 only for a missing file,
+ * 2 (access violation) for an unknown client or a refused file name/WRQ, 4 for an illegal
+ * operation, 0 ("see message") for transient or internal conditions (image not pulled yet, busy,
+ * render error). "Server busy" is 0, not 3: code 3 means the *storage* allocation of a write is
+ * exceeded, which would send an operator looking at disks; 0 carries the real reason as text.
+ */
+export class TftpServer {
+  readonly #o: TftpServerOptions;
+  readonly #metrics: TftpMetrics;
+  readonly #logLimit = new PerSourceRateLimit();
+  readonly #transfers = new Map<string, ActiveTransfer>();
+  readonly #handlers = new Set<Promise<void>>();
+  readonly #maxTransfers: number;
+  #socket: Socket | undefined;
+  #closing = false;
+
+  constructor(options: TftpServerOptions) {
+    if (isIP(options.bindAddress) === 0) throw new TypeError(`TFTP bindAddress must be an IP literal: ${options.bindAddress}`);
+    this.#o = options;
+    this.#metrics = tftpMetrics(options.metrics);
+    this.#maxTransfers = options.maxTransfers ?? 64;
+  }
+
+  /** Binds the listening socket. Rejects when the port cannot be bound. */
+  async start(): Promise<void> {
+    if (this.#socket) throw new Error("TFTP server already started");
+    const socket = this.#newSocket();
+    try {
+      await bindSocket(socket, this.#o.bindAddress, this.#o.port);
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
+    socket.on("message", (msg, from) => this.#onRequest(msg, from));
+    socket.on("error", (err) => this.#o.log.error({ err }, "tftp: listening socket error"));
+    this.#socket = socket;
+    this.#o.log.info({ address: this.address }, "tftp: listening");
+  }
+
+  /** The bound address (port resolved when started with port 0). */
+  get address(): { address: string; port: number; family: string } {
+    if (!this.#socket) throw new Error("TFTP server not started");
+    return this.#socket.address();
+  }
+
+  /** Transfers in progress (including requests still being resolved). */
+  get activeTransfers(): number {
+    return this.#transfers.size;
+  }
+
+  /** Stops accepting requests, aborts transfers (clients get an ERROR), closes every socket. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    for (const transfer of this.#transfers.values()) transfer.session?.abort("server shutting down");
+    await Promise.allSettled([...this.#handlers]);
+    const socket = this.#socket;
+    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
+
+  #newSocket(): Socket {
+    return createSocket({ type: isIP(this.#o.bindAddress) === 6 ? "udp6" : "udp4", lookup: literalLookup });
+  }
+
+  #malformed(kind: string, from: RemoteInfo, err?: unknown): void {
+    this.#metrics.malformedPackets.inc({ kind });
+    if (this.#logLimit.allow(from.address)) {
+      this.#o.log.warn(
+        { from: from.address, port: from.port, kind, err: err instanceof Error ? err.message : err },
+        "tftp: dropped malformed or unexpected packet (further ones from this source are not logged for a minute)",
+      );
+    }
+  }
+
+  #reply(to: RemoteInfo, code: number, message: string): void {
+    this.#socket?.send(encode({ opcode: Opcode.ERROR, code, message }), to.port, to.address, () => {});
+  }
+
+  #onRequest(msg: Buffer, from: RemoteInfo): void {
+    if (this.#closing) return;
+    let packet: TftpPacket;
+    try {
+      packet = decode(msg);
+    } catch (err) {
+      this.#malformed(err instanceof TftpDecodeError ? "decode" : "internal", from, err);
+      return;
+    }
+    const ip = clientIp(from.address);
+    if (packet.opcode === Opcode.WRQ) {
+      this.#reply(from, TftpErrorCode.accessViolation, "write requests are not supported (read-only server)");
+      this.#record("write-request", { ip, path: packet.filename });
+      return;
+    }
+    if (packet.opcode !== Opcode.RRQ) {
+      // DATA/ACK/ERROR/OACK belong on a transfer port; on port 69 they are stray or forged.
+      this.#malformed("unexpected-opcode", from);
+      return;
+    }
+    const key = `${from.address}|${from.port}`;
+    // The client retransmitted its RRQ before our first answer arrived: one transfer is enough.
+    if (this.#transfers.has(key)) return;
+    if (this.#transfers.size >= this.#maxTransfers) {
+      this.#reply(from, TftpErrorCode.notDefined, "server busy, retry later");
+      this.#record("busy", { ip, path: packet.filename });
+      return;
+    }
+    const transfer: ActiveTransfer = {};
+    this.#transfers.set(key, transfer);
+    this.#metrics.activeTransfers.set(this.#transfers.size);
+    const handler = this.#handleRead(packet, from, ip, transfer)
+      .catch((err: unknown) => {
+        this.#o.log.error({ err, ip }, "tftp: transfer failed unexpectedly");
+      })
+      .finally(() => {
+        this.#transfers.delete(key);
+        this.#metrics.activeTransfers.set(this.#transfers.size);
+        this.#handlers.delete(handler);
+      });
+    this.#handlers.add(handler);
+  }
+
+  async #handleRead(request: RequestPacket, from: RemoteInfo, ip: string, transfer: ActiveTransfer): Promise<void> {
+    const started = performance.now();
+    const rawName = request.filename.startsWith("/") ? request.filename.slice(1) : request.filename;
+    const base = { ip, path: rawName, started, mode: request.mode };
+
+    const path = fileName(rawName);
+    if (path === undefined) {
+      this.#reply(from, TftpErrorCode.accessViolation, "invalid file name");
+      this.#record("bad-request", { ...base, reason: "bad-filename" });
+      return;
+    }
+    if (path === "") {
+      this.#reply(from, TftpErrorCode.fileNotFound, "empty file name");
+      this.#record("not-found", { ...base, reason: "empty-path" });
+      return;
+    }
+    if (request.mode === "mail") {
+      this.#reply(from, TftpErrorCode.illegalOperation, "mail mode is not supported");
+      this.#record("bad-request", { ...base, reason: "mail-mode" });
+      return;
+    }
+    const machine = this.#o.backend.byIp(ip);
+    if (!machine) {
+      // Access violation, not "file not found": the file may exist, this client may not read it.
+      this.#reply(from, TftpErrorCode.accessViolation, `no machine for ${ip}`);
+      this.#record("unknown-ip", { ...base, reason: "unknown-ip" });
+      return;
+    }
+    const who = { ...base, machine };
+    if (!machine.spec.pxe) {
+      this.#reply(from, TftpErrorCode.accessViolation, `machine ${machine.metadata.name} has no spec.pxe`);
+      this.#record("bad-request", { ...who, reason: "no-pxe" });
+      return;
+    }
+
+    let artifact: Artifact;
+    try {
+      artifact = await this.#o.resolver.resolve(machine, path);
+    } catch (err) {
+      // The contract says resolve never throws; a bug there must not kill the server.
+      artifact = { kind: "error", reason: err instanceof Error ? err.message : String(err) };
+    }
+    if (this.#closing) {
+      this.#record("aborted", { ...who, reason: "server-shutdown" });
+      return;
+    }
+    switch (artifact.kind) {
+      case "not-ready":
+        // TFTP has no retry hint; the firmware's own retry is the only one there is.
+        this.#reply(from, TftpErrorCode.notDefined, artifact.reason);
+        this.#record("not-ready", { ...who, reason: "not-ready" });
+        return;
+      case "not-found":
+        this.#reply(from, TftpErrorCode.fileNotFound, artifact.reason || "file not found");
+        this.#record("not-found", { ...who, reason: "not-found" });
+        return;
+      case "error":
+        this.#reply(from, TftpErrorCode.notDefined, artifact.reason || "internal error");
+        this.#record("error", { ...who, reason: "resolve-error" });
+        this.#o.log.warn({ ip, path, reason: artifact.reason }, "tftp: artifact could not be produced");
+        return;
+    }
+
+    let opened: { source: BlockSource; negotiated: NegotiatedTransfer };
+    try {
+      opened = await this.#openSource(artifact, request);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const missing = code === "ENOENT" || code === "ENOTFILE" || code === "EISDIR";
+      this.#reply(
+        from,
+        missing ? TftpErrorCode.fileNotFound : TftpErrorCode.notDefined,
+        missing ? "file not found" : code === "ETOOBIG" ? "file too large for netascii mode" : "read error",
+      );
+      this.#record(missing ? "not-found" : "error", { ...who, reason: missing ? "not-found" : "open-error" });
+      return;
+    }
+    const { source, negotiated } = opened;
+    const socket = this.#newSocket();
+    try {
+      await bindSocket(socket, this.#o.bindAddress, 0);
+      socket.on("error", (err) => this.#o.log.warn({ err, ip }, "tftp: transfer socket error"));
+      if (this.#closing) {
+        this.#record("aborted", { ...who, reason: "server-shutdown" });
+        return;
+      }
+      const session = new TftpSession({
+        socket,
+        peer: { address: from.address, port: from.port },
+        source,
+        negotiated,
+        defaultTimeoutMs: this.#o.defaultTimeoutMs,
+        maxRetries: this.#o.maxRetries,
+        onMalformed: (src, err) => this.#malformed("decode", src, err),
+        onWrongTid: (src) => this.#malformed("wrong-tid", src),
+      });
+      transfer.session = session;
+      const outcome = await session.run();
+      this.#metrics.bytesSent.inc(outcome.bytesSent);
+      // ERROR instead of ACK 0 is how UEFI firmware asks only the size: normal, not a failure.
+      // A client giving up in the middle of the data is a failed boot step.
+      const probe = outcome.result === "aborted-by-client" && outcome.endedIn === "negotiation";
+      this.#record(outcome.result, {
+        ...who,
+        bootResult: outcome.result === "aborted-by-client" && !probe ? "error" : undefined,
+        reason: outcome.result === "ok" ? undefined : outcome.result === "aborted" ? "server-shutdown" : outcome.result,
+        bytes: outcome.bytesAcked,
+        blksize: outcome.blksize,
+        windowsize: outcome.windowsize,
+        retransmits: outcome.retransmits,
+        message: outcome.message,
+      });
+    } catch (err) {
+      this.#reply(from, TftpErrorCode.notDefined, "internal error");
+      this.#record("error", { ...who, reason: "socket-error" });
+      this.#o.log.error({ err, ip }, "tftp: could not start transfer");
+    } finally {
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      await source.close().catch(() => {});
+    }
+  }
+
+  async #openSource(
+    artifact: Extract<Artifact, { kind: "file" | "rendered" }>,
+    request: RequestPacket,
+  ): Promise<{ source: BlockSource; negotiated: NegotiatedTransfer }> {
+    const limits = {
+      maxBlockSize: this.#o.maxBlockSize ?? BLKSIZE_CAP_DEFAULT,
+      maxWindowSize: this.#o.maxWindowSize ?? WINDOWSIZE_CAP_DEFAULT,
+    };
+    if (artifact.kind === "rendered") {
+      const source = new BufferBlockSource(
+        request.mode === "netascii" ? toNetascii(artifact.body) : artifact.body,
+      );
+      return { source, negotiated: negotiate(request.options, source.size, limits) };
+    }
+    if (request.mode === "netascii") {
+      const source = await netasciiFileSource(artifact.absPath, MAX_NETASCII_BYTES);
+      return { source, negotiated: negotiate(request.options, source.size, limits) };
+    }
+    const file = await FileBlockSource.open(artifact.absPath);
+    const negotiated = negotiate(request.options, file.size, limits);
+    return { source: file.configure(negotiated.blksize, negotiated.windowsize), negotiated };
+  }
+
+  #record(
+    outcome: RequestOutcome,
+    info: {
+      ip: string;
+      path: string;
+      started?: number;
+      mode?: string;
+      machine?: Machine;
+      reason?: string;
+      bytes?: number;
+      blksize?: number;
+      windowsize?: number;
+      retransmits?: number;
+      message?: string;
+      /** Overrides the default mapping of `outcome`. */
+      bootResult?: BootResult;
+    },
+  ): void {
+    this.#metrics.transfers.inc({ result: outcome });
+    const mac = info.machine?.spec.pxe?.dhcpLeases?.find((l) => l.ipv4 === info.ip)?.mac;
+    this.#o.events.emit({
+      step: "tftp.transfer",
+      result: info.bootResult ?? BOOT_RESULT[outcome],
+      ip: info.ip,
+      mac: mac?.toLowerCase(),
+      machine: info.machine?.metadata.name,
+      reason: outcome === "ok" ? undefined : (info.reason ?? outcome),
+      detail: {
+        path: info.path,
+        mode: info.mode,
+        bytes: info.bytes ?? 0,
+        blksize: info.blksize,
+        windowsize: info.windowsize,
+        retransmits: info.retransmits,
+        message: info.message,
+        ms: info.started === undefined ? 0 : Math.round(performance.now() - info.started),
+      },
+    });
+  }
+}
+
+/** The request path as text, or undefined when it cannot be a file name (control bytes, not UTF-8, too long). */
+function fileName(latin1: string): string | undefined {
+  const bytes = Buffer.from(latin1, "latin1");
+  if (bytes.length > MAX_FILENAME_BYTES) return undefined;
+  // NUL cannot arrive inside a TFTP string, but the resolver is shared with HTTP: check anyway.
+  if (bytes.some((b) => b < 0x20 || b === 0x7f)) return undefined;
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+function bindSocket(socket: Socket, address: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    socket.once("error", onError);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off("error", onError);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import pino from "pino";
+import { DirImageStore } from "../../../server/images/dir-image-store.js";
+import { API_VERSION, type Machine } from "../../../server/inventory/types.js";
+
+const machine = (image: string): Machine => ({
+  apiVersion: API_VERSION,
+  kind: "Machine",
+  metadata: { name: "m" },
+  spec: { pxe: { image } },
+});
+
+describe("DirImageStore", () => {
+  let root = "";
+  let store: DirImageStore;
+  before(() => {
+    root = mkdtempSync(path.join(tmpdir(), "metalman-images-"));
+    mkdirSync(path.join(root, "img", "disk"), { recursive: true });
+    mkdirSync(path.join(root, "bare", "disk"), { recursive: true });
+    mkdirSync(path.join(root, "bad", "disk"), { recursive: true });
+    mkdirSync(path.join(root, "list", "disk"), { recursive: true });
+    writeFileSync(path.join(root, "img", "disk", "metadata.yaml"), "dhcpBootImageName: shimx64.efi\n");
+    writeFileSync(path.join(root, "bad", "disk", "metadata.yaml"), "dhcpBootImageName: [unclosed\n");
+    writeFileSync(path.join(root, "list", "disk", "metadata.yaml"), "- a\n- b\n");
+    store = new DirImageStore({ baseDirOf: () => root, log: pino({ level: "silent" }) });
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it("resolves relative and absolute dir: refs with metadata", () => {
+    const relative = store.lookupForMachine(machine("dir:img"));
+    assert.deepEqual(relative, {
+      state: "ready",
+      ref: "dir:img",
+      diskDir: path.join(root, "img", "disk"),
+      metadata: { dhcpBootImageName: "shimx64.efi" },
+    });
+    const absolute = store.lookupForMachine(machine(`dir:${path.join(root, "img")}`));
+    assert.equal(absolute.state, "ready");
+  });
+
+  it("treats a missing metadata.yaml as empty metadata", () => {
+    const result = store.lookupForMachine(machine("dir:bare"));
+    assert.equal(result.state, "ready");
+    assert.deepEqual(result.state === "ready" && result.metadata, {});
+  });
+
+  it("reports parse errors and non-mapping metadata as errors", () => {
+    assert.equal(store.lookupForMachine(machine("dir:bad")).state, "error");
+    assert.equal(store.lookupForMachine(machine("dir:list")).state, "error");
+  });
+
+  it("re-reads metadata.yaml when its mtime changes", () => {
+    const file = path.join(root, "img", "disk", "metadata.yaml");
+    assert.equal(store.lookupForMachine(machine("dir:img")).state, "ready");
+    writeFileSync(file, "dhcpBootImageName: shimaa64.efi\n");
+    utimesSync(file, new Date(), new Date(Date.now() + 5000));
+    const result = store.lookupForMachine(machine("dir:img"));
+    assert.equal(result.state === "ready" && result.metadata.dhcpBootImageName, "shimaa64.efi");
+  });
+
+  it("answers not-ready for a missing folder and for registry refs", () => {
+    const missing = store.lookupForMachine(machine("dir:nope"));
+    assert.equal(missing.state, "not-ready");
+    assert.match(missing.state === "not-ready" ? missing.reason : "", /does not exist/);
+    assert.equal(missing.state === "not-ready" && missing.retryAfterSeconds, 5);
+    assert.deepEqual(store.lookupForMachine(machine("ghcr.io/azure/images/host-ubuntu2404:v1")), {
+      state: "not-ready",
+      ref: "ghcr.io/azure/images/host-ubuntu2404:v1",
+      reason: "registry images are not yet available in this version",
+      retryAfterSeconds: 5,
+    });
+  });
+
+  it("refuses relative refs without a base folder and machines without an image", () => {
+    const noBase = new DirImageStore({ baseDirOf: () => undefined, log: pino({ level: "silent" }) });
+    assert.equal(noBase.lookupForMachine(machine("dir:img")).state, "error");
+    assert.equal(noBase.lookupForMachine({ ...machine(""), spec: {} }).state, "error");
+  });
+});

@@ -1,0 +1,213 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { repoRoot, sharedDir } from "../support/paths.js";
+import { jsonLines, LoggedProcess, missingPrerequisites, run, waitUntil } from "./harness.js";
+
+/**
+ * Real firmware boots against metalman: OVMF's own UEFI PXE stack (shim -> GRUB over TFTP)
+ * and SeaBIOS with the iPXE ROM (boot.ipxe + kernel over HTTP), each in QEMU (TCG) on a
+ * bridge in a private network namespace, with metalman serving DHCP in interface mode.
+ * The payload (netboot-images/lab-test) calls `/pxe/disable?machine=<name>` from its init,
+ * with the URL rendered per machine from grub.cfg.tmpl / boot.ipxe.tmpl.
+ *
+ * Needs root, qemu-system-x86, ovmf, ipxe-qemu, apt lists (for the payload's .debs) and a
+ * built tree (tsc + native addon). Outside CI a missing piece skips; with CI=true it fails.
+ */
+
+const SERVER_IP = "10.77.0.1";
+const BRIDGE = "br0";
+const HTTP_PORT = 8080;
+const HEALTH_PORT = 8081;
+const SERVE_URL = `http://${SERVER_IP}:${HTTP_PORT}`;
+const VM_TIMEOUT_S = 240;
+
+interface VmMachine {
+  firmware: "uefi" | "bios";
+  name: string;
+  mac: string;
+  ipv4: string;
+}
+const UEFI_VM: VmMachine = { firmware: "uefi", name: "lab-vm-uefi", mac: "52:54:00:77:00:11", ipv4: "10.77.0.11" };
+const BIOS_VM: VmMachine = { firmware: "bios", name: "lab-vm-bios", mac: "52:54:00:77:00:12", ipv4: "10.77.0.12" };
+
+const root = repoRoot();
+const lab = path.join(sharedDir(), "lab");
+const serverMain = path.join(root, "dist", "server", "main.js");
+const imageBuilder = path.join(root, "netboot-images", "lab-test", "build.sh");
+
+const missing = missingPrerequisites(
+  ["qemu-system-x86_64", "ip", "curl", "apt-get", "dpkg-deb", "cpio", "gzip", "strings"],
+  [
+    path.join(lab, "vm-netns.sh"),
+    path.join(lab, "pxe-vm.sh"),
+    path.join(lab, "build-test-netboot.sh"),
+    "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    "/usr/lib/ipxe/qemu/efi-virtio.rom",
+    serverMain,
+    path.join(root, "server", "native", "build", "Release", "metalman_dhcp_socket.node"),
+  ],
+);
+const inCi = process.env.CI === "true";
+const skipReason = !inCi && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
+
+function machineYaml(vm: VmMachine, imageDir: string): string {
+  return [
+    "apiVersion: unbounded-cloud.io/v1alpha3",
+    "kind: Machine",
+    "metadata:",
+    `  name: ${vm.name}`,
+    "spec:",
+    "  pxe:",
+    `    image: "dir:${imageDir}"`,
+    "    dhcpLeases:",
+    `      - mac: "${vm.mac}"`,
+    `        ipv4: "${vm.ipv4}"`,
+    '        subnetMask: "255.255.255.0"',
+    `        gateway: "${SERVER_IP}"`,
+    `        dns: ["${SERVER_IP}"]`,
+    "",
+  ].join("\n");
+}
+
+/** A boot event names a file when one of its string fields is that path (with or without a leading folder). */
+function mentionsFile(record: Record<string, unknown>, file: string): boolean {
+  return Object.values(record).some(
+    (value) => typeof value === "string" && (value === file || value.endsWith(`/${file}`) || value === `${file}.tmpl`),
+  );
+}
+
+describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipReason, timeout: 600_000 }, () => {
+  const ns = `mmvm${process.pid}`;
+  let work = "";
+  let netnsUp = false;
+  let server: LoggedProcess | undefined;
+  const vms = new Set<LoggedProcess>();
+
+  before(async () => {
+    assert.deepEqual(missing, [], `prerequisites missing (CI=true): ${missing.join(", ")}`);
+    work = mkdtempSync(path.join(tmpdir(), "metalman-vm-"));
+    const imageDir = path.join(work, "image");
+    // .debs are cached by the lab builder ($LAB_DEB_CACHE or ~/.cache/lab-netboot-debs).
+    run(imageBuilder, [imageDir, "--http-port", String(HTTP_PORT)], { timeoutMs: 240_000 });
+
+    const inventory = path.join(work, "inventory");
+    mkdirSync(inventory);
+    for (const vm of [UEFI_VM, BIOS_VM])
+      writeFileSync(path.join(inventory, `${vm.name}.yaml`), machineYaml(vm, imageDir));
+    for (const dir of ["state", "cache"]) mkdirSync(path.join(work, dir));
+
+    run(path.join(lab, "vm-netns.sh"), ["up", ns, BRIDGE, `${SERVER_IP}/24`]);
+    netnsUp = true;
+
+    // `ip netns exec` execs node in place, so the PID we hold is the server itself.
+    server = new LoggedProcess(
+      "ip",
+      [
+        ...["netns", "exec", ns, process.execPath, serverMain, "serve-pxe"],
+        ...["--inventory", inventory, "--state-dir", path.join(work, "state"), "--cache-dir", path.join(work, "cache")],
+        ...["--bind-address", SERVER_IP, "--serve-url", SERVE_URL, "--http-port", String(HTTP_PORT)],
+        ...["--tftp-port", "69", "--health-port", String(HEALTH_PORT), "--dhcp-port", "67"],
+        ...["--dhcp-interface", BRIDGE, "--log-level", "info"],
+      ],
+      path.join(work, "server.log"),
+    );
+    const healthy = await waitUntil(() => {
+      if (!server?.running) return true;
+      const probe = ["netns", "exec", ns, "curl", "-sf", "-m", "2", `http://${SERVER_IP}:${HEALTH_PORT}/healthz`];
+      try {
+        run("ip", probe, { timeoutMs: 5000 });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+    assert.ok(healthy && server.running, `metalman did not become healthy:\n${server.tail()}`);
+  });
+
+  after(async () => {
+    for (const vm of vms) await vm.stop();
+    await server?.stop();
+    if (netnsUp) run(path.join(lab, "vm-netns.sh"), ["down", ns]);
+    if (work !== "" && process.env.METALMAN_KEEP_VM_LOGS !== "1") rmSync(work, { recursive: true, force: true });
+    else if (work !== "") console.log(`# logs kept in ${work}`);
+  });
+
+  async function boot(vm: VmMachine): Promise<{ serial: string; seconds: number; events: Record<string, unknown>[] }> {
+    const serialLog = path.join(work, `serial-${vm.firmware}.log`);
+    const vmProcess = new LoggedProcess(
+      path.join(lab, "pxe-vm.sh"),
+      [
+        ...[vm.firmware, SERVER_IP, BRIDGE, serialLog, "--netns", ns, "--mac", vm.mac],
+        ...["--wait", "LAB-PXE-MARKER (done|no-nic)", "--timeout", String(VM_TIMEOUT_S)],
+      ],
+      path.join(work, `pxe-vm-${vm.firmware}.log`),
+    );
+    vms.add(vmProcess);
+    const code = await vmProcess.exited();
+    vms.delete(vmProcess);
+    const serial = readFileSync(serialLog, "latin1");
+    const elapsed = /RESULT=\S+ .*elapsed=([0-9.]+)s/.exec(vmProcess.lines.join("\n"));
+    assert.equal(
+      code,
+      0,
+      `pxe-vm.sh ${vm.firmware} failed:\n${vmProcess.tail()}\n--- serial ---\n${serial.slice(-3000)}`,
+    );
+    // The callback is logged by the server after the payload got its answer: give the pipe a moment.
+    const forMachine = () =>
+      jsonLines(server?.lines ?? []).filter(
+        (r) => typeof r.step === "string" && (r.machine === vm.name || r.mac === vm.mac),
+      );
+    await waitUntil(() => forMachine().some((r) => r.step === "pxe.disable"), 5000);
+    return { serial, seconds: elapsed ? Number(elapsed[1]) : Number.NaN, events: forMachine() };
+  }
+
+  function assertCommon(vm: VmMachine, serial: string, events: Record<string, unknown>[]) {
+    const context = `\n--- serial ---\n${serial.slice(-2000)}\n--- server ---\n${server?.tail(30)}`;
+    assert.match(serial, /LAB-PXE-MARKER callback-ok url=\S+/, `no callback-ok on the console${context}`);
+    assert.match(serial, /LAB-PXE-MARKER done/, `payload did not finish${context}`);
+    const callbackUrl = /LAB-PXE-MARKER callback-ok url=(\S+)/.exec(serial)?.[1] ?? "";
+    // Rendered per machine: the URL comes from the machine's own template output.
+    assert.ok(
+      callbackUrl.startsWith(`${SERVE_URL}/pxe/disable?machine=${vm.name}&`),
+      `callback URL ${callbackUrl} not rendered for ${vm.name}${context}`,
+    );
+    for (const step of ["dhcp.offer", "dhcp.ack", "pxe.disable"]) {
+      assert.ok(
+        events.some((r) => r.step === step && r.result === "ok"),
+        `no ${step} ok event for ${vm.name}${context}`,
+      );
+    }
+    assert.ok(
+      events.some((r) => r.step === "pxe.disable" && r.machine === vm.name),
+      `pxe.disable not attributed to ${vm.name}${context}`,
+    );
+  }
+
+  it("UEFI: OVMF PXE -> shimx64.efi -> grubx64.efi -> kernel, all over TFTP", { timeout: 300_000 }, async (t) => {
+    const { serial, seconds, events } = await boot(UEFI_VM);
+    t.diagnostic(`uefi: ${seconds} s from QEMU start to LAB-PXE-MARKER done`);
+    assertCommon(UEFI_VM, serial, events);
+    for (const file of ["shimx64.efi", "grubx64.efi", "grub/grub.cfg", "vmlinuz", "initrd.img"]) {
+      assert.ok(
+        events.some((r) => r.step === "tftp.transfer" && r.result === "ok" && mentionsFile(r, file)),
+        `no successful TFTP transfer of ${file} for ${UEFI_VM.name}\n${server?.tail(30)}`,
+      );
+    }
+  });
+
+  it("BIOS: SeaBIOS + iPXE ROM -> boot.ipxe -> kernel, over HTTP", { timeout: 300_000 }, async (t) => {
+    const { serial, seconds, events } = await boot(BIOS_VM);
+    t.diagnostic(`bios: ${seconds} s from QEMU start to LAB-PXE-MARKER done`);
+    assertCommon(BIOS_VM, serial, events);
+    for (const file of ["boot.ipxe", "vmlinuz", "initrd.img"]) {
+      assert.ok(
+        events.some((r) => String(r.step).startsWith("http.") && r.result === "ok" && mentionsFile(r, file)),
+        `no successful HTTP fetch of ${file} for ${BIOS_VM.name}\n${server?.tail(30)}`,
+      );
+    }
+  });
+});
