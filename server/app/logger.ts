@@ -1,4 +1,4 @@
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 /**
  * One pino logger for the whole process (Fastify uses it too). JSON lines on stdout, so

@@ -3,9 +3,9 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
-import type { DhcpTransport } from "../dhcp/transport.js";
 import { DeviceTransport } from "../dhcp/transport/device-transport.js";
 import { UdpTransport } from "../dhcp/transport/udp-transport.js";
+import type { DhcpTransport } from "../dhcp/transport.js";
 import { BootEventBus } from "../events/boot-events.js";
 import { countBootEvents, logBootEvents } from "../events/event-sinks.js";
 import { buildHealthApp, buildNetbootApp } from "../http/app.js";
@@ -61,13 +61,13 @@ export async function startAppliance(
       dir: config.inventory,
       stateDir: config.stateDir,
       site: config.site,
-      log: log.child({ component: "inventory" }),
+      log,
       metrics,
     });
     await inventory.load();
     closers.push(() => inventory.close());
 
-    const discovery = new FileDiscoveryStore({ stateDir: config.stateDir, log: log.child({ component: "discovery" }), metrics });
+    const discovery = new FileDiscoveryStore({ stateDir: config.stateDir, log, metrics });
     await discovery.load();
     closers.push(() => discovery.close());
 
@@ -128,6 +128,7 @@ export async function startAppliance(
     closers.push(() => tftp.close());
     listening.tftp = true;
 
+    // DhcpServer names its own component; the transport logs under the same name.
     const dhcpLog = log.child({ component: "dhcp" });
     const transport: DhcpTransport =
       addresses.dhcpMode === "interface"
@@ -140,7 +141,7 @@ export async function startAppliance(
       discovery,
       images,
       events,
-      log: dhcpLog,
+      log,
       metrics,
       mode: addresses.dhcpMode,
       serverIp: addresses.serverIp,

@@ -277,6 +277,10 @@ function buildReply(
   let sname = "";
   if (boot.kind === "file") {
     if (boot.vendorClassEcho) options.set(OptionCode.VendorClass, stringOption(boot.vendorClassEcho));
+    // With option 60 "PXEClient" but no option 43, UEFI PXE (EDK2/OVMF, checked in the VM lab)
+    // takes the offer for a BINL one, expects a boot server on :4011 and fails with PXE-E16.
+    // Discovery control "boot file given, do not discover" makes it download option 67 directly.
+    if (boot.vendorClassEcho === "PXEClient") options.set(OptionCode.VendorSpecific, pxeDiscoveryControlOption());
     options.set(OptionCode.TftpServerName, stringOption(deps.serverIp));
     options.set(OptionCode.BootFileName, stringOption(boot.file));
     // Some firmware reads only the BOOTP fields; a name that does not fit stays in option 67 only.
@@ -334,6 +338,11 @@ function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps): DhcpReply {
   return relayed
     ? { packet, type: "nak", address: request.giaddr, port: deps.relayPort ?? 67 }
     : { packet, type: "nak", address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
+}
+
+/** PXE 2.1 vendor option 43: sub-option 6 (PXE_DISCOVERY_CONTROL) = 8, then End. */
+function pxeDiscoveryControlOption(): Buffer {
+  return Buffer.from([6, 1, 8, 255]);
 }
 
 /** Relay agent info (RFC 3046) and client identifier (RFC 6842) go back unchanged. */

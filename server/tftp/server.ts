@@ -7,11 +7,19 @@ import type { BootEventBus, BootResult } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import type { Machine } from "../inventory/types.js";
 import type { Artifact, ArtifactResolver } from "../netboot/artifact.js";
-import { tftpMetrics, type TftpMetrics } from "./metrics.js";
+import { type TftpMetrics, tftpMetrics } from "./metrics.js";
 import { type NegotiatedTransfer, negotiate } from "./negotiate.js";
 import { toNetascii } from "./netascii.js";
 import { BLKSIZE_CAP_DEFAULT, WINDOWSIZE_CAP_DEFAULT } from "./options.js";
-import { decode, encode, Opcode, type RequestPacket, TftpDecodeError, TftpErrorCode, type TftpPacket } from "./packets.js";
+import {
+  decode,
+  encode,
+  Opcode,
+  type RequestPacket,
+  TftpDecodeError,
+  TftpErrorCode,
+  type TftpPacket,
+} from "./packets.js";
 import { PerSourceRateLimit } from "./rate-limit.js";
 import { TftpSession, type TftpSessionOutcome } from "./session.js";
 import { type BlockSource, BufferBlockSource, FileBlockSource, netasciiFileSource } from "./source.js";
@@ -113,7 +121,8 @@ export class TftpServer {
   #closing = false;
 
   constructor(options: TftpServerOptions) {
-    if (isIP(options.bindAddress) === 0) throw new TypeError(`TFTP bindAddress must be an IP literal: ${options.bindAddress}`);
+    if (isIP(options.bindAddress) === 0)
+      throw new TypeError(`TFTP bindAddress must be an IP literal: ${options.bindAddress}`);
     this.#o = options;
     this.#metrics = tftpMetrics(options.metrics);
     this.#maxTransfers = options.maxTransfers ?? 64;
@@ -348,9 +357,7 @@ export class TftpServer {
       maxWindowSize: this.#o.maxWindowSize ?? WINDOWSIZE_CAP_DEFAULT,
     };
     if (artifact.kind === "rendered") {
-      const source = new BufferBlockSource(
-        request.mode === "netascii" ? toNetascii(artifact.body) : artifact.body,
-      );
+      const source = new BufferBlockSource(request.mode === "netascii" ? toNetascii(artifact.body) : artifact.body);
       return { source, negotiated: negotiate(request.options, source.size, limits) };
     }
     if (request.mode === "netascii") {

@@ -1,6 +1,6 @@
 import type { RemoteInfo, Socket } from "node:dgram";
 import type { NegotiatedTransfer } from "./negotiate.js";
-import { decode, encode, encodeData, Opcode, type TftpPacket, TftpErrorCode } from "./packets.js";
+import { decode, encode, encodeData, Opcode, TftpErrorCode, type TftpPacket } from "./packets.js";
 import type { BlockSource } from "./source.js";
 
 export interface TftpPeer {
@@ -101,7 +101,8 @@ export class TftpSession {
     // A transfer always ends with a short block, possibly empty (size = k·blksize needs an empty one).
     this.#lastBlock = Math.floor(params.source.size / this.#blksize) + 1;
     const negotiatedTimeout = params.negotiated.timeoutSeconds;
-    this.#baseTimeoutMs = negotiatedTimeout !== undefined ? negotiatedTimeout * 1000 : (params.defaultTimeoutMs ?? 1000);
+    this.#baseTimeoutMs =
+      negotiatedTimeout !== undefined ? negotiatedTimeout * 1000 : (params.defaultTimeoutMs ?? 1000);
     this.#timeoutMs = this.#baseTimeoutMs;
     this.#maxRetries = params.maxRetries ?? 5;
     this.#done = new Promise((resolve) => {

@@ -67,7 +67,11 @@ export class FileBlockSource implements BlockSource {
     const blocksPerChunk = Math.max(windowSize, Math.ceil(MIN_CHUNK_BYTES / blockSize));
     this.#chunkBytes = blocksPerChunk * blockSize;
     const bufferBytes = Math.min(this.#chunkBytes, Math.max(size, 1));
-    this.#slots = Array.from({ length: SLOTS }, () => ({ chunk: -1, length: 0, buffer: Buffer.allocUnsafe(bufferBytes) }));
+    this.#slots = Array.from({ length: SLOTS }, () => ({
+      chunk: -1,
+      length: 0,
+      buffer: Buffer.allocUnsafe(bufferBytes),
+    }));
   }
 
   /**
@@ -75,7 +79,11 @@ export class FileBlockSource implements BlockSource {
    * open handle (the resolver's stat may be stale). The caller knows blksize/windowsize only
    * after negotiation, which needs the size: hence `open` then `configure`.
    */
-  static async open(path: string): Promise<{ size: number; configure(blockSize: number, windowSize: number): FileBlockSource; close(): Promise<void> }> {
+  static async open(path: string): Promise<{
+    size: number;
+    configure(blockSize: number, windowSize: number): FileBlockSource;
+    close(): Promise<void>;
+  }> {
     const file = await open(path, constants.O_RDONLY);
     try {
       const stat = await file.stat();

@@ -131,6 +131,7 @@ labSuite("DHCP: real clients, interface mode (--dhcp-interface srv0)", ["busybox
     }
     assert.ok(entry, `${unknownMac} not in ${appliance.discoveredPath}\n${appliance.process.tail()}`);
     assert.match(String(entry.vendorClass ?? ""), /PXEClient/, JSON.stringify(entry));
+    assert.equal(Number(entry.arch), 7, JSON.stringify(entry));
   });
 });
 
@@ -147,6 +148,12 @@ labSuite("DHCP: udhcpc through isc-dhcp-relay, relay mode (no --dhcp-interface)"
       },
     ],
   };
+  // A Machine whose NIC sits on the server's own segment: in relay mode its direct broadcasts
+  // (giaddr 0) must stay unanswered even though the MAC is known.
+  const directMachine = {
+    name: "lab-relay-direct",
+    leases: [{ mac: "02:4d:4d:00:00:03", ipv4: "10.214.1.50", subnetMask: "255.255.255.0", gateway: "10.214.1.1" }],
+  };
   let lab: RelayLab | undefined;
   let scratch: string | undefined;
   let appliance: Appliance | undefined;
@@ -156,7 +163,7 @@ labSuite("DHCP: udhcpc through isc-dhcp-relay, relay mode (no --dhcp-interface)"
     scratch = await makeScratchDir("mmr");
     lab = await relayLabUp("mmr");
     const image = await writeImage(scratch, SMALL_IMAGE);
-    const inventoryDir = await writeInventory(scratch, image, [machine]);
+    const inventoryDir = await writeInventory(scratch, image, [machine, directMachine]);
     appliance = await Appliance.start({ ns: lab.serverNs, bindAddress: lab.serverIp, inventoryDir }, scratch);
     relay = startDhcrelay(lab, scratch);
     // dhcrelay prints its interfaces once its sockets are open; packets sent earlier are lost
@@ -184,5 +191,14 @@ labSuite("DHCP: udhcpc through isc-dhcp-relay, relay mode (no --dhcp-interface)"
     assert.equal(lease.serverId, lab.serverIp, why);
     assert.equal(lease.siaddr, lab.serverIp, why);
     assert.equal(bootFileOf(lease), "shimx64.efi", why);
+  });
+
+  it("a known MAC broadcasting directly on the server segment (giaddr 0) gets no answer", async () => {
+    assert.ok(lab && scratch && appliance);
+    // stop the relay first, so nothing could forward this broadcast with a giaddr
+    await relay?.stop();
+    await setMac(lab.relayNs, lab.relayServerIf, directMachine.leases[0].mac);
+    const lease = await runUdhcpc({ ns: lab.relayNs, dev: lab.relayServerIf, scratchDir: scratch, tries: 2 });
+    assert.equal(lease.ok, false, describeLease(lease, appliance));
   });
 });

@@ -72,6 +72,7 @@ describe("dhcp handler: answers for known MACs", () => {
     assert.equal(p.sname, SERVER_IP);
     assert.equal(p.siaddr, SERVER_IP);
     assert.equal(p.options.has(60), false, "no option 60 echo to a client that sent none");
+    assert.equal(p.options.has(43), false);
   });
 
   it("matches the lease MAC case-insensitively and honours leaseSeconds", () => {
@@ -307,10 +308,19 @@ describe("dhcp handler: boot file per client", () => {
     assert.equal(r.file, `${SERVE_URL}/shimx64.efi`);
     assert.equal(r.bootp, `${SERVE_URL}/shimx64.efi`);
     assert.equal(r.vendor, "HTTPClient");
+    const p = handleDhcpRequest(request({ options: [opt.vendorClass("HTTPClient")] }), IFACE, ready()).reply!.packet;
+    assert.equal(p.options.has(43), false);
   });
 
   it("BIOS PXE gets biosBootImageName, EFI gets dhcpBootImageName, both with PXEClient echoed", () => {
     const bios = boot([opt.vendorClass("PXEClient:Arch:00000:UNDI:002001"), opt.arch(0)]);
+    const withVendor = handleDhcpRequest(
+      request({ options: [opt.vendorClass("PXEClient:Arch:00007:UNDI:003000"), opt.arch(7)] }),
+      IFACE,
+      ready(),
+    ).reply!.packet;
+    // OVMF needs PXE discovery control 8 next to the PXEClient echo (see handler.ts).
+    assert.deepEqual(withVendor.options.get(43), Buffer.from([6, 1, 8, 255]));
     assert.deepEqual(bios, { file: "undionly.kpxe", bootp: "undionly.kpxe", vendor: "PXEClient", tftp: SERVER_IP });
     for (const arch of [7, 9, 0x0b]) {
       const efi = boot([opt.vendorClass(`PXEClient:Arch:0000${arch}:UNDI:003000`), opt.arch(arch)]);

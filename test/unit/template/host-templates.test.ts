@@ -1,5 +1,5 @@
 /**
- * Our re-creation of the host-ubuntu2404 templates (test/fixtures/templates/host-ubuntu2404,
+ * Our re-creation of the host-ubuntu2404 templates (netboot-images/host-ubuntu2404/disk,
  * spec/metalman.md §6.6) rendered through the engine for realistic Machines.
  */
 import assert from "node:assert/strict";
@@ -10,7 +10,7 @@ import { TemplateError, TemplateRenderer } from "../../../server/template/render
 import { repoRoot } from "../../support/paths.js";
 import { exampleContext, exampleMachine } from "./fixture-machines.js";
 
-const dir = path.join(repoRoot(), "test", "fixtures", "templates", "host-ubuntu2404");
+const dir = path.join(repoRoot(), "netboot-images", "host-ubuntu2404", "disk");
 const grub = readFileSync(path.join(dir, "grub", "grub.cfg.tmpl"), "utf8");
 const metaData = readFileSync(path.join(dir, "cloud-init", "meta-data.tmpl"), "utf8");
 const vendorData = readFileSync(path.join(dir, "cloud-init", "vendor-data.tmpl"), "utf8");
@@ -145,5 +145,33 @@ describe("host-ubuntu2404 cloud-init templates", () => {
     assert.ok(out.startsWith("#cloud-config\n"));
     assert.ok(out.includes("    endpoint: http://192.168.200.1:8880/cloudinit/log\n"));
     assert.ok(!out.includes("<no value>"));
+  });
+});
+
+describe("host-ubuntu2404 boot.ipxe.tmpl", () => {
+  const ipxe = readFileSync(path.join(dir, "boot.ipxe.tmpl"), "utf8");
+  const renderer = new TemplateRenderer();
+  const render = (m: ReturnType<typeof exampleMachine>) => renderer.render(ipxe, m, exampleContext, "boot.ipxe.tmpl");
+
+  it("installs over HTTP when a repave is pending, with the same command line as GRUB", () => {
+    const out = render(
+      exampleMachine({ spec: { rebootCounter: 2, repaveCounter: 2 }, status: { rebootCounter: 1, repaveCounter: 1 } }),
+    );
+    assert.ok(out.startsWith("#!ipxe\n"), out);
+    assert.match(out, /^kernel http:\/\/192\.168\.200\.1:8880\/vmlinuz unbounded\.image_url=/m);
+    assert.ok(out.includes(" ip=10.0.0.11::10.0.0.1:255.255.255.0::eth0:none "), out);
+    assert.match(out, /^initrd http:\/\/192\.168\.200\.1:8880\/init\.cpio$/m);
+  });
+
+  it("boots the local disk when no repave is pending, also for a Machine without operations", () => {
+    for (const m of [
+      exampleMachine({ spec: { repaveCounter: 1 }, status: { repaveCounter: 1 } }),
+      exampleMachine({}),
+    ]) {
+      const out = render(m);
+      assert.ok(out.startsWith("#!ipxe\n"), out);
+      assert.match(out, /^sanboot /m);
+      assert.doesNotMatch(out, /^kernel /m);
+    }
   });
 });

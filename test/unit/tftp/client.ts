@@ -109,10 +109,15 @@ export function tftpGet(opts: TftpGetOptions): Promise<TftpGetResult> {
       if (serverPort === undefined) serverPort = from.port;
       else if (from.port !== serverPort) {
         pending++;
-        socket.send(encode({ opcode: Opcode.ERROR, code: 5, message: "unknown transfer ID" }), from.port, from.address, () => {
-          pending--;
-          if (finished && pending === 0) socket.close();
-        });
+        socket.send(
+          encode({ opcode: Opcode.ERROR, code: 5, message: "unknown transfer ID" }),
+          from.port,
+          from.address,
+          () => {
+            pending--;
+            if (finished && pending === 0) socket.close();
+          },
+        );
         return;
       }
       retries = 0;

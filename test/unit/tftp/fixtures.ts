@@ -79,7 +79,11 @@ export async function startServer(
   return { server, port: server.address.port, events, metrics, logLines };
 }
 
-export async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function metricValue(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const metric = registry.getSingleMetric(name);
   if (!metric) return 0;
   const data = await metric.get();

@@ -40,7 +40,9 @@ describe("tftp server under garbage", () => {
         batch.push(d);
         if (batch.length === 200) {
           await Promise.all(
-            batch.map((b) => new Promise<void>((resolve) => fuzzer.socket.send(b, t.port, "127.0.0.1", () => resolve()))),
+            batch.map(
+              (b) => new Promise<void>((resolve) => fuzzer.socket.send(b, t.port, "127.0.0.1", () => resolve())),
+            ),
           );
           sent += batch.length;
           batch.length = 0;

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
-import { open } from "node:fs/promises";
+import { mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -11,6 +10,16 @@ import { RawPeer, tftpGet } from "./client.js";
 import { metricValue, nextTransferEvent, rendered, settled, startServer, type TestServer } from "./fixtures.js";
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** A dropData hook losing block `n` the first time only. */
+function dropOnce(n: number): (block: number) => boolean {
+  let dropped = false;
+  return (block) => {
+    if (block !== n || dropped) return false;
+    dropped = true;
+    return true;
+  };
+}
 
 describe("tftp server over loopback", () => {
   let dir: string;
@@ -33,7 +42,7 @@ describe("tftp server over loopback", () => {
     table = {
       "small.bin": await file("small.bin"),
       "exact.bin": await file("exact.bin"),
-      "dir": { kind: "file", absPath: dir, size: 0, mtime: new Date() },
+      dir: { kind: "file", absPath: dir, size: 0, mtime: new Date() },
       "grub/grub.cfg": rendered("set default=0\nmenuentry node-1 {\n}\n"),
       "pending.bin": { kind: "not-ready", reason: "image not yet pulled", retryAfterSeconds: 5 },
       "broken.cfg": { kind: "error", reason: "template: bad action" },
@@ -105,7 +114,12 @@ describe("tftp server over loopback", () => {
   }
 
   it("windowsize above the cap is lowered to 64", async () => {
-    const r = await tftpGet({ host: "127.0.0.1", port: t.port, filename: "exact.bin", options: { windowsize: "1000" } });
+    const r = await tftpGet({
+      host: "127.0.0.1",
+      port: t.port,
+      filename: "exact.bin",
+      options: { windowsize: "1000" },
+    });
     assert.equal(r.oack?.windowsize, "64");
     assert.equal(r.sha256, sha256(exact));
   });
@@ -128,14 +142,13 @@ describe("tftp server over loopback", () => {
   });
 
   it("a lost DATA block is retransmitted after the timeout (lock-step)", async () => {
-    let dropped = false;
     const event = nextTransferEvent(t.events);
     const r = await tftpGet({
       host: "127.0.0.1",
       port: t.port,
       filename: "exact.bin",
       options: { timeout: "1" },
-      dropData: (block) => block === 5 && !dropped && (dropped = true),
+      dropData: dropOnce(5),
     });
     assert.equal(r.outcome, "ok");
     assert.equal(r.dropped, 1);
@@ -145,13 +158,12 @@ describe("tftp server over loopback", () => {
   });
 
   it("a lost DATA block inside a window is recovered from the client's ACK of the last in-order block", async () => {
-    let dropped = false;
     const r = await tftpGet({
       host: "127.0.0.1",
       port: t.port,
       filename: "small.bin",
       options: { blksize: "1468", windowsize: "16" },
-      dropData: (block) => block === 40 && !dropped && (dropped = true),
+      dropData: dropOnce(40),
     });
     assert.equal(r.outcome, "ok");
     assert.equal(r.dropped, 1);
