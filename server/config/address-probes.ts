@@ -1,5 +1,5 @@
 import { createSocket } from "node:dgram";
-import { networkInterfaces } from "node:os";
+import { interfaceIPv4, interfaceOwning } from "../util/network-interfaces.js";
 import type { AddressProbes } from "./derive-addresses.js";
 
 /**
@@ -19,13 +19,8 @@ export async function systemAddressProbes(): Promise<AddressProbes> {
       if (!outbound) throw new Error(failure);
       return outbound;
     },
-    interfaceIPv4: (name) => networkInterfaces()[name]?.find((a) => a.family === "IPv4")?.address,
-    interfaceOwning: (ip) => {
-      for (const [name, addresses] of Object.entries(networkInterfaces())) {
-        if (addresses?.some((a) => a.family === "IPv4" && a.address === ip)) return name;
-      }
-      return undefined;
-    },
+    interfaceIPv4: (name) => interfaceIPv4(name),
+    interfaceOwning: (ip) => interfaceOwning(ip),
   };
 }
 

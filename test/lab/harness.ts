@@ -527,6 +527,27 @@ export class Appliance {
     throw new Error(`metalman not healthy after ${timeoutMs} ms:\n${this.process.tail()}`);
   }
 
+  /**
+   * Sum of a Prometheus metric's samples whose labels include all of `labels` (from /metrics on
+   * the HTTP port, fetched inside the server namespace); 0 when there is no such sample.
+   */
+  async metricValue(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const result = await runInNs(
+      this.options.ns,
+      ["curl", "-sf", "-m", "5", `http://${this.options.bindAddress}:${this.httpPort}/metrics`],
+      { timeoutMs: 10_000 },
+    );
+    if (result.code !== 0) throw new Error(`GET /metrics failed (code ${result.code}): ${result.stderr}`);
+    let sum = 0;
+    for (const line of result.stdout.split("\n")) {
+      const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+      if (match === null || match[1] !== name) continue;
+      const sample = match[2] ?? "";
+      if (Object.entries(labels).every(([key, value]) => sample.includes(`${key}="${value}"`))) sum += Number(match[3]);
+    }
+    return sum;
+  }
+
   /** Parsed pino lines (non-JSON lines are skipped). */
   logRecords(): Record<string, unknown>[] {
     const records: Record<string, unknown>[] = [];

@@ -69,6 +69,9 @@ function machineYaml(vm: VmMachine, imageDir: string): string {
     '        subnetMask: "255.255.255.0"',
     `        gateway: "${SERVER_IP}"`,
     `        dns: ["${SERVER_IP}"]`,
+    // A pending repave (spec 1 > status 0): the payload's /pxe/disable call completes it.
+    "  operations:",
+    "    repaveCounter: 1",
     "",
   ].join("\n");
 }

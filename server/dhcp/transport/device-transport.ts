@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { DhcpTransport, ReceivedDatagram } from "../transport.js";
 import { loadNativeAddon, type NativeDeviceSocket } from "./native-addon.js";
 
-export { interfaceIPv4, interfaceOwning } from "./network-interfaces.js";
+export { interfaceIPv4, interfaceOwning } from "../../util/network-interfaces.js";
 
 export interface DeviceTransportOptions {
   /** The DHCP interface (--dhcp-interface, or the one found by --dhcp-auto-interface). */
