@@ -112,7 +112,7 @@ const FLAGS: readonly FlagSpec[] = [
     key: "healthPort",
     kind: "port",
     defaultText: "8081",
-    help: "health probe port (/healthz, /readyz, /metrics)",
+    help: "health probe port (/healthz, /readyz; /metrics is on the HTTP port)",
   },
   { flag: "tftp-port", key: "tftpPort", kind: "port", defaultText: "69", help: "TFTP server port" },
   {

@@ -171,16 +171,12 @@ export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async
       }
       const stream = handle.createReadStream({ start, end, highWaterMark: chunkBytes, autoClose: true });
       keepHandle = true;
-      let sent = 0;
-      stream.on("data", (chunk: Buffer | string) => {
-        sent += chunk.length;
-      });
       // "finish": the last byte went to the socket; "close" without it: the client left early.
       let reported = false;
       const report = (complete: boolean) => {
         if (reported) return;
         reported = true;
-        const bytes = complete ? length : sent;
+        const bytes = complete ? length : stream.bytesRead;
         metrics.artifactBytes.inc({ kind: "file" }, bytes);
         emit(ctx, "http.artifact", complete ? "ok" : "error", {
           reason: complete ? undefined : "aborted",

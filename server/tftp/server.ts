@@ -97,8 +97,6 @@ function clientIp(address: string): string {
   return isIPv4(mapped) ? mapped : address;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 /**
  * Read-only TFTP server (spec §4): identity is the source IP, files come from the shared
  * ArtifactResolver (the same resolution as HTTP), each transfer runs on its own ephemeral port.
@@ -343,7 +341,7 @@ export class TftpServer {
       this.#record("error", { ...who, reason: "socket-error" });
       this.#o.log.error({ err, ip }, "tftp: could not start transfer");
     } finally {
-      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      await closeQuietly(socket);
       await source.close().catch(() => {});
     }
   }
@@ -417,7 +415,7 @@ function fileName(latin1: string): string | undefined {
   // NUL cannot arrive inside a TFTP string, but the resolver is shared with HTTP: check anyway.
   if (bytes.some((b) => b < 0x20 || b === 0x7f)) return undefined;
   try {
-    return utf8.decode(bytes);
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return undefined;
   }
@@ -431,5 +429,16 @@ function bindSocket(socket: Socket, address: string, port: number): Promise<void
       socket.off("error", onError);
       resolve();
     });
+  });
+}
+
+/** Closes a socket that may never have been bound (close() throws on a socket that is already closed). */
+function closeQuietly(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      socket.close(() => resolve());
+    } catch {
+      resolve();
+    }
   });
 }

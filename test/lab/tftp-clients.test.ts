@@ -36,8 +36,8 @@ labSuite("TFTP: real clients fetch 32 MiB from metalman", ["tftp", "atftp"], () 
   let appliance: Appliance | undefined;
 
   before(async () => {
-    scratch = await makeScratchDir("mmt");
-    lab = await vethLabUp("mmt", { staticClient: true });
+    scratch = await makeScratchDir("mmtf");
+    lab = await vethLabUp("mmtf", { staticClient: true });
     await addAddress(lab.clientNs, lab.clientIf, `${STRANGER_IP}/16`);
     image = await writeImage(scratch);
     const inventoryDir = await writeInventory(scratch, image, [

@@ -188,6 +188,12 @@ describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipRe
       events.some((r) => r.step === "pxe.disable" && r.machine === vm.name),
       `pxe.disable not attributed to ${vm.name}${context}`,
     );
+    // The pending repave (spec 1) is recorded as done in the Machine's status.
+    const stored = JSON.parse(readFileSync(path.join(work, "state", "status", `${vm.name}.json`), "utf8")) as {
+      status?: { operations?: { repaveCounter?: number }; conditions?: { type: string; status: string }[] };
+    };
+    assert.equal(stored.status?.operations?.repaveCounter, 1, `repave not recorded for ${vm.name}`);
+    assert.ok(stored.status?.conditions?.some((c) => c.type === "Repaved" && c.status === "True"));
   }
 
   it("UEFI: OVMF PXE -> shimx64.efi -> grubx64.efi -> kernel, all over TFTP", { timeout: 300_000 }, async (t) => {

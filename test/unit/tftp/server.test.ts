@@ -23,14 +23,14 @@ function dropOnce(n: number): (block: number) => boolean {
 
 describe("tftp server over loopback", () => {
   let dir: string;
-  let small: Buffer; // 3 MiB + a bit: thousands of blocks, several read-ahead chunks
+  let small: Buffer; // 640 KiB + a bit: >1000 blocks, several 128 KiB read-ahead chunks
   let exact: Buffer; // an exact multiple of 512: needs the trailing empty block
   let t: TestServer;
   let table: Record<string, Artifact>;
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "metalman-tftp-"));
-    small = randomBytes(3 * 1024 * 1024 + 777);
+    small = randomBytes(640 * 1024 + 777);
     exact = randomBytes(512 * 40);
     await writeFile(path.join(dir, "small.bin"), small);
     await writeFile(path.join(dir, "exact.bin"), exact);
@@ -270,6 +270,7 @@ describe("tftp server over loopback", () => {
   it("ignores duplicate ACKs (no Sorcerer's Apprentice) and a retransmitted RRQ", async () => {
     const client = await RawPeer.open();
     try {
+      const event = nextTransferEvent(t.events);
       const rrq = { opcode: Opcode.RRQ, filename: "exact.bin", mode: "octet" as const, options: [] };
       client.send(rrq, t.port);
       client.send(rrq, t.port); // same source port: must not start a second transfer
@@ -282,6 +283,9 @@ describe("tftp server over loopback", () => {
       assert.equal(second.packet.opcode === Opcode.DATA && second.packet.block, 2);
       client.send({ opcode: Opcode.ERROR, code: 0, message: "done" }, tid);
       await assert.rejects(client.next(300), /no packet/, "duplicates produced no extra DATA, no second transfer");
+      const e = await event;
+      assert.equal(e.result, "error", "a client abort in the middle of the data is a failed step");
+      assert.equal(e.reason, "aborted-by-client");
     } finally {
       await client.close();
     }
@@ -369,11 +373,11 @@ describe("tftp block number rollover", () => {
         host: "127.0.0.1",
         port: t.port,
         filename: "big.bin",
-        options: { windowsize: "8" },
+        options: { windowsize: "16" },
         keepData: false,
       });
       assert.equal(r.outcome, "ok");
-      assert.equal(r.oack?.windowsize, "8");
+      assert.equal(r.oack?.windowsize, "16");
       assert.equal(r.size, size);
       assert.ok(r.blocks > 65536);
       assert.equal(r.sha256, hash.digest("hex"));
