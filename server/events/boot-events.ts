@@ -20,7 +20,11 @@ export type BootStep =
   | "pxe.disable"
   | "cloudinit.event";
 
-export type BootResult = "ok" | "error" | "ignored" | "not-ready" | "not-found";
+/**
+ * `aborted`: the peer stopped the step on purpose (a TFTP client that gave up mid-transfer);
+ * `ignored`: nothing was wrong but nothing was served (unknown MAC, tsize probe, other server).
+ */
+export type BootResult = "ok" | "error" | "ignored" | "aborted" | "not-ready" | "not-found";
 
 export interface BootEvent {
   /** ISO-8601 time the step finished. */

@@ -64,8 +64,8 @@ type RequestOutcome =
 const BOOT_RESULT: Record<RequestOutcome, BootResult> = {
   ok: "ok",
   // A client ERROR right after OACK is how UEFI firmware asks only the size: a normal outcome.
-  // BootResult has no "aborted", so it is reported as ignored with reason aborted-by-client
-  // (an abort in the middle of the data is overridden to "error" where it is recorded).
+  // Reported as ignored with reason aborted-by-client; an abort in the middle of the data is
+  // overridden to "aborted" where it is recorded.
   "aborted-by-client": "ignored",
   timeout: "error",
   aborted: "error",
@@ -324,11 +324,11 @@ export class TftpServer {
       const outcome = await session.run();
       this.#metrics.bytesSent.inc(outcome.bytesSent);
       // ERROR instead of ACK 0 is how UEFI firmware asks only the size: normal, not a failure.
-      // A client giving up in the middle of the data is a failed boot step.
+      // A client giving up in the middle of the data aborted the step.
       const probe = outcome.result === "aborted-by-client" && outcome.endedIn === "negotiation";
       this.#record(outcome.result, {
         ...who,
-        bootResult: outcome.result === "aborted-by-client" && !probe ? "error" : undefined,
+        bootResult: outcome.result === "aborted-by-client" && !probe ? "aborted" : undefined,
         reason: outcome.result === "ok" ? undefined : outcome.result === "aborted" ? "server-shutdown" : outcome.result,
         bytes: outcome.bytesAcked,
         blksize: outcome.blksize,
