@@ -46,7 +46,7 @@ export interface NetbootAppOptions {
   timeouts?: Partial<HttpTimeouts>;
   now?: () => Date;
   conflictRetry?: ConflictRetryOptions;
-  /** File streaming chunk size (default 1 MiB). */
+  /** File streaming chunk size (default 256 KiB, see artifacts.ts). */
   streamChunkBytes?: number;
 }
 

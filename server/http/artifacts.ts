@@ -25,11 +25,15 @@ export interface ArtifactsPluginOptions {
   events: BootEventBus;
   identify: ClientIdentity;
   metrics: HttpMetrics;
-  /** Read chunk size for file streaming; large chunks keep syscalls per GiB low. Default 1 MiB. */
+  /**
+   * Read chunk size for file streaming. Default 256 KiB: on loopback with 8/32 clients it
+   * beat 1 MiB and 4 MiB (the chunk stays in CPU cache between the file read and the
+   * socket write), while still needing only 4 reads per MiB.
+   */
   streamChunkBytes?: number;
 }
 
-const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+const DEFAULT_CHUNK_BYTES = 256 * 1024;
 
 interface RequestContext {
   path: string;

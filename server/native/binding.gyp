@@ -1,4 +1,5 @@
-# Native DHCP socket addon (interface mode). Built by `npm install`/`npm rebuild` through the
+# Native addons: the DHCP socket (interface mode) and sendfile(2) for HTTP artifacts (optional;
+# the HTTP server falls back to streams without it). Built by `npm install`/`npm rebuild` through the
 # package.json "install" script; relay-mode DHCP works without it. See docs/dhcp-sockets.md.
 {
   "targets": [
@@ -9,6 +10,15 @@
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS!='linux'", {"type": "none", "sources!": ["src/device_socket.c"]}]
+      ]
+    },
+    {
+      "target_name": "metalman_sendfile",
+      "sources": ["src/sendfile.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", {"type": "none", "sources!": ["src/sendfile.c"]}]
       ]
     }
   ]
