@@ -48,6 +48,10 @@ export interface NetbootAppOptions {
   conflictRetry?: ConflictRetryOptions;
   /** File streaming chunk size (default 256 KiB, see artifacts.ts). */
   streamChunkBytes?: number;
+  /** File bodies with sendfile(2) when the native addon is built (default true); false forces streams. */
+  zeroCopy?: boolean;
+  /** Where the sendfile addon is (default: server/native/build/Release). */
+  sendfileAddonPath?: string;
 }
 
 export interface HealthAppOptions {
@@ -124,6 +128,9 @@ export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
     identify,
     metrics,
     streamChunkBytes: options.streamChunkBytes,
+    zeroCopy: options.zeroCopy,
+    sendfileAddonPath: options.sendfileAddonPath,
+    idleMs: { ...DEFAULT_HTTP_TIMEOUTS, ...options.timeouts }.idleMs,
   });
   return app;
 }

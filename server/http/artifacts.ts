@@ -1,5 +1,6 @@
 import { constants as fsConstants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
+import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { BootEventBus, BootResult, BootStep } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
@@ -18,6 +19,7 @@ import {
 import type { HttpMetrics } from "./http-metrics.js";
 import { LogLimiter } from "./log-limiter.js";
 import { leaseMac, machineForIp, requesterIp } from "./request-identity.js";
+import { loadSendfileAddon, sendFileBody, zeroCopySocketFd } from "./sendfile-body.js";
 
 export interface ArtifactsPluginOptions {
   backend: MachineBackend;
@@ -31,9 +33,20 @@ export interface ArtifactsPluginOptions {
    * socket write), while still needing only 4 reads per MiB.
    */
   streamChunkBytes?: number;
+  /**
+   * Send file bodies with sendfile(2) when the native addon is built and the connection is
+   * plain TCP (default true); otherwise, and always for TLS or `inject`, stream.
+   */
+  zeroCopy?: boolean;
+  /** Where the sendfile addon is (default: server/native/build/Release). A missing file means streams. */
+  sendfileAddonPath?: string;
+  /** A zero-copy body gives up when the client accepts nothing for this long (the server's idle timeout). */
+  idleMs: number;
 }
 
 const DEFAULT_CHUNK_BYTES = 256 * 1024;
+/** Per thread-pool job: 8 MiB keeps the per-job overhead negligible and a pool thread busy < 1 s per turn on a LAN. */
+const SENDFILE_JOB_BYTES = 8 * 1024 * 1024;
 
 interface RequestContext {
   path: string;
@@ -51,6 +64,7 @@ export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async
   const { backend, resolver, events, identify, metrics } = options;
   const chunkBytes = options.streamChunkBytes ?? DEFAULT_CHUNK_BYTES;
   const errorLog = new LogLimiter();
+  const sendfileAddon = options.zeroCopy === false ? undefined : loadSendfileAddon(options.sendfileAddonPath);
 
   const emit = (
     ctx: RequestContext,
@@ -173,23 +187,54 @@ export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async
         emit(ctx, "http.artifact", "ok", { detail: { status, bytes: 0, size: file.size } });
         return reply.send(ctx.head ? undefined : Buffer.alloc(0));
       }
-      const stream = handle.createReadStream({ start, end, highWaterMark: chunkBytes, autoClose: true });
-      keepHandle = true;
       // "finish": the last byte went to the socket; "close" without it: the client left early.
       let reported = false;
-      const report = (complete: boolean) => {
+      let bytesSoFar = () => 0;
+      const report = (complete: boolean, transfer: "sendfile" | "stream") => {
         if (reported) return;
         reported = true;
-        const bytes = complete ? length : stream.bytesRead;
+        const bytes = complete ? length : bytesSoFar();
         metrics.artifactBytes.inc({ kind: "file" }, bytes);
         emit(ctx, "http.artifact", complete ? "ok" : "error", {
           reason: complete ? undefined : "aborted",
-          detail: { status, bytes, size: file.size, ...(range.kind === "partial" ? { range: `${start}-${end}` } : {}) },
+          detail: {
+            status,
+            bytes,
+            size: file.size,
+            transfer,
+            ...(range.kind === "partial" ? { range: `${start}-${end}` } : {}),
+          },
         });
       };
-      reply.raw.once("finish", () => report(true));
+      if (sendfileAddon !== undefined && zeroCopySocketFd(reply.raw.socket) !== undefined) {
+        // Fastify steps aside (onResponse still runs on "finish"); the handle lives until the body is done.
+        keepHandle = true;
+        reply.hijack();
+        void sendFileBody({
+          addon: sendfileAddon,
+          response: reply.raw,
+          statusCode: status,
+          headers: reply.getHeaders() as OutgoingHttpHeaders,
+          fileFd: handle.fd,
+          start,
+          length,
+          jobBytes: SENDFILE_JOB_BYTES,
+          idleMs: options.idleMs,
+        })
+          .then((result) => {
+            // Success means every byte is in the kernel, as "finish" means for a stream.
+            bytesSoFar = () => result.bytes;
+            report(result.error === undefined, "sendfile");
+          })
+          .finally(() => handle.close().catch(() => undefined));
+        return reply;
+      }
+      const stream = handle.createReadStream({ start, end, highWaterMark: chunkBytes, autoClose: true });
+      keepHandle = true;
+      bytesSoFar = () => stream.bytesRead;
+      reply.raw.once("finish", () => report(true, "stream"));
       reply.raw.once("close", () => {
-        report(false);
+        report(false, "stream");
         if (!stream.destroyed) stream.destroy();
       });
       return reply.send(stream);

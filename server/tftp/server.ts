@@ -7,6 +7,7 @@ import type { BootEventBus, BootResult } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import type { Machine } from "../inventory/types.js";
 import type { Artifact, ArtifactResolver } from "../netboot/artifact.js";
+import { RateLimiter } from "../util/rate-limiter.js";
 import { type TftpMetrics, tftpMetrics } from "./metrics.js";
 import { type NegotiatedTransfer, negotiate } from "./negotiate.js";
 import { toNetascii } from "./netascii.js";
@@ -20,7 +21,6 @@ import {
   TftpErrorCode,
   type TftpPacket,
 } from "./packets.js";
-import { PerSourceRateLimit } from "./rate-limit.js";
 import { TftpSession, type TftpSessionOutcome } from "./session.js";
 import { type BlockSource, BufferBlockSource, FileBlockSource, netasciiFileSource } from "./source.js";
 
@@ -111,7 +111,7 @@ function clientIp(address: string): string {
 export class TftpServer {
   readonly #o: TftpServerOptions;
   readonly #metrics: TftpMetrics;
-  readonly #logLimit = new PerSourceRateLimit();
+  readonly #logLimit = new RateLimiter({ maxKeys: 4096 });
   readonly #transfers = new Map<string, ActiveTransfer>();
   readonly #handlers = new Set<Promise<void>>();
   readonly #maxTransfers: number;
@@ -169,7 +169,7 @@ export class TftpServer {
 
   #malformed(kind: string, from: RemoteInfo, err?: unknown): void {
     this.#metrics.malformedPackets.inc({ kind });
-    if (this.#logLimit.allow(from.address)) {
+    if (this.#logLimit.check(from.address).allowed) {
       this.#o.log.warn(
         { from: from.address, port: from.port, kind, err: err instanceof Error ? err.message : err },
         "tftp: dropped malformed or unexpected packet (further ones from this source are not logged for a minute)",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { RateLimiter, rateLimitedLog } from "../../../server/dhcp/rate-limiter.js";
+import { RateLimiter, rateLimitedLog } from "../../../server/util/rate-limiter.js";
 
 describe("RateLimiter", () => {
   it("allows a key once per interval and reports what it suppressed", () => {
