@@ -289,23 +289,14 @@ function buildReply(
   }
   echoOptions(request, options);
 
-  const packet: DhcpPacket = {
-    op: 2,
-    htype: request.htype,
-    hlen: request.hlen,
-    hops: 0,
-    xid: request.xid,
-    secs: 0,
-    flags: request.flags,
+  const packet = replyTo(request, {
     ciaddr: replyType === MessageType.Ack ? request.ciaddr : ZERO_IPV4,
     yiaddr: inform ? ZERO_IPV4 : lease.ipv4,
     siaddr: deps.serverIp,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
     sname,
     file,
     options: orderByRequestList(options, request),
-  };
+  });
   const destination = inform ? informDestination(request, ctx, deps) : replyDestination(request, deps);
   return { packet, type: replyType === MessageType.Offer ? "offer" : "ack", ...destination };
 }
@@ -317,15 +308,29 @@ function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps): DhcpReply {
   options.set(OptionCode.Message, stringOption("requested address is not this client's lease"));
   echoOptions(request, options);
   const relayed = request.giaddr !== ZERO_IPV4;
-  const packet: DhcpPacket = {
+  const packet = replyTo(request, {
+    // RFC 2131 §4.3.2: a NAK through a relay asks it to broadcast to the client.
+    flags: relayed ? request.flags | BROADCAST_FLAG : request.flags,
+    options,
+  });
+  return relayed
+    ? { packet, type: "nak", address: request.giaddr, port: deps.relayPort ?? 67 }
+    : { packet, type: "nak", address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
+}
+
+/**
+ * A BOOTREPLY for `request`: transaction, hardware address, flags and relay address copied
+ * (RFC 2131 §4.3.1 table 3); addresses, server name and file empty unless given.
+ */
+function replyTo(request: DhcpPacket, fields: Partial<DhcpPacket> & Pick<DhcpPacket, "options">): DhcpPacket {
+  return {
     op: 2,
     htype: request.htype,
     hlen: request.hlen,
     hops: 0,
     xid: request.xid,
     secs: 0,
-    // RFC 2131 §4.3.2: a NAK through a relay asks it to broadcast to the client.
-    flags: relayed ? request.flags | BROADCAST_FLAG : request.flags,
+    flags: request.flags,
     ciaddr: ZERO_IPV4,
     yiaddr: ZERO_IPV4,
     siaddr: ZERO_IPV4,
@@ -333,11 +338,8 @@ function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps): DhcpReply {
     chaddr: request.chaddr,
     sname: "",
     file: "",
-    options,
+    ...fields,
   };
-  return relayed
-    ? { packet, type: "nak", address: request.giaddr, port: deps.relayPort ?? 67 }
-    : { packet, type: "nak", address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
 }
 
 /** PXE 2.1 vendor option 43: sub-option 6 (PXE_DISCOVERY_CONTROL) = 8, then End. */

@@ -39,42 +39,62 @@ interface RawResponse {
 }
 
 /**
- * Sends the requests on one keep-alive connection and splits the answers by Content-Length,
- * so it also proves that nothing follows a sendfile body (no chunk framing, no stray bytes).
+ * Sends the requests one after the other on one keep-alive connection (each after the
+ * previous answer: a pipelined response is queued by Node and always streams) and splits
+ * the answers by Content-Length, so it also proves that nothing follows a sendfile body.
  */
 function rawRequests(port: number, requests: string[]): Promise<RawResponse[]> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
-    const chunks: Buffer[] = [];
     const responses: RawResponse[] = [];
-    const parse = () => {
-      let data = Buffer.concat(chunks);
-      for (;;) {
-        const headEnd = data.indexOf("\r\n\r\n");
-        if (headEnd < 0) break;
-        const head = data.subarray(0, headEnd).toString("latin1");
-        const length = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        if (data.length < headEnd + 4 + length) break;
-        responses.push({ head, body: data.subarray(headEnd + 4, headEnd + 4 + length) });
-        data = data.subarray(headEnd + 4 + length);
-      }
-      chunks.length = 0;
-      if (data.length > 0) chunks.push(data);
-      if (responses.length === requests.length) {
-        socket.end();
-        if (data.length > 0) reject(new Error(`stray bytes after the last response: ${data.length}`));
-        else resolve(responses);
+    let pending = Buffer.alloc(0);
+    let head: string | undefined;
+    let body: Buffer[] = [];
+    let bodyBytes = 0;
+    let wanted = 0;
+    const onData = (chunk: Buffer) => {
+      let data = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+      pending = Buffer.alloc(0);
+      while (data.length > 0) {
+        if (head === undefined) {
+          const headEnd = data.indexOf("\r\n\r\n");
+          if (headEnd < 0) {
+            pending = data;
+            return;
+          }
+          head = data.subarray(0, headEnd).toString("latin1");
+          wanted = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
+          data = data.subarray(headEnd + 4);
+        }
+        const take = Math.min(wanted - bodyBytes, data.length);
+        body.push(data.subarray(0, take));
+        bodyBytes += take;
+        data = data.subarray(take);
+        if (bodyBytes < wanted) return;
+        responses.push({ head, body: Buffer.concat(body) });
+        head = undefined;
+        body = [];
+        bodyBytes = 0;
+        if (data.length > 0) {
+          reject(new Error(`stray bytes after a response: ${data.length}`));
+          socket.destroy();
+          return;
+        }
+        const next = requests[responses.length];
+        if (next === undefined) {
+          socket.end();
+          resolve(responses);
+        } else {
+          socket.write(next);
+        }
       }
     };
-    socket.on("data", (chunk: Buffer) => {
-      chunks.push(chunk);
-      parse();
-    });
+    socket.on("data", onData);
     socket.on("error", reject);
     socket.on("close", () => {
       if (responses.length < requests.length) reject(new Error(`closed after ${responses.length} responses`));
     });
-    for (const request of requests) socket.write(request);
+    socket.write(requests[0] ?? "");
   });
 }
 
