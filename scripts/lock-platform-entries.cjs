@@ -2,7 +2,7 @@
 // Adds lock entries for optional platform packages the local registry does not serve, so that
 // `npm ci` (which requires every optional dependency to be in the lock) accepts the lockfile.
 // npm skips them by os/cpu/libc on install and never fetches them.
-const fs = require("fs");
+const fs = require("node:fs");
 const file = process.argv[2];
 const lock = JSON.parse(fs.readFileSync(file, "utf8"));
 const biome = lock.packages["node_modules/@biomejs/biome"];
@@ -30,5 +30,7 @@ for (const [suffix, platform] of Object.entries(platforms)) {
     engines: { node: ">=14.21.3" },
   };
 }
-lock.packages = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b))));
+lock.packages = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b))),
+);
 fs.writeFileSync(file, JSON.stringify(lock, null, 2) + "\n");
