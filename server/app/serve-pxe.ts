@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
@@ -57,6 +58,13 @@ export async function startAppliance(
   };
 
   try {
+    // A mistyped --inventory would otherwise start a server that answers nobody.
+    const inventoryStat = await stat(config.inventory).catch(() => undefined);
+    if (!inventoryStat?.isDirectory()) {
+      throw new Error(
+        `--inventory: ${config.inventory} is not a directory (create it, or point at your Machine files)`,
+      );
+    }
     const inventory = new FileInventory({
       dir: config.inventory,
       stateDir: config.stateDir,

@@ -1,0 +1,115 @@
+/**
+ * The composition root on loopback: every service starts, /healthz and /readyz answer, a
+ * request from a Machine's lease IP gets its rendered template, events reach /metrics,
+ * close() frees every port, and a bad inventory path stops the start with a clear error.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { pino } from "pino";
+import { type RunningAppliance, startAppliance } from "../../../server/app/serve-pxe.js";
+import type { AddressProbes } from "../../../server/config/derive-addresses.js";
+import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
+import { repoRoot } from "../../support/paths.js";
+
+const probes: AddressProbes = {
+  outboundIp: () => "127.0.0.1",
+  interfaceIPv4: () => undefined,
+  interfaceOwning: () => undefined,
+};
+
+/** A port that was free a moment ago (TCP); UDP ports of the same number are almost always free too. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function configFor(stateDir: string, inventory: string) {
+  const [http, health, tftp, dhcp] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  return parseServePxeArgs(
+    [
+      `--inventory=${inventory}`,
+      `--state-dir=${stateDir}`,
+      `--cache-dir=${path.join(stateDir, "cache")}`,
+      "--bind-address=127.0.0.1",
+      `--http-port=${http}`,
+      `--health-port=${health}`,
+      `--tftp-port=${tftp}`,
+      `--dhcp-port=${dhcp}`,
+      "--log-level=silent",
+    ],
+    {},
+  );
+}
+
+describe("startAppliance (example inventory, loopback)", () => {
+  let scratch: string;
+  let appliance: RunningAppliance | undefined;
+  let config: Awaited<ReturnType<typeof configFor>>;
+
+  before(async () => {
+    scratch = await mkdtemp(path.join(tmpdir(), "mm-app-"));
+    config = await configFor(scratch, path.join(repoRoot(), "examples", "inventory"));
+    appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes });
+  });
+
+  after(async () => {
+    await appliance?.close();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it("answers /healthz and reports every service ready on /readyz", async () => {
+    const health = await fetch(`http://127.0.0.1:${config.healthPort}/healthz`);
+    assert.equal(health.status, 200);
+    const ready = await fetch(`http://127.0.0.1:${config.healthPort}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
+  });
+
+  it("renders the example Machine's GRUB menu for a request from its lease IP (127.0.0.1)", async () => {
+    const res = await fetch(`http://127.0.0.1:${config.httpPort}/grub/grub.cfg`);
+    assert.equal(res.status, 200);
+    const body = await res.text();
+    assert.match(body, /menuentry "metalman install node-01"/);
+    assert.ok(body.includes(`unbounded.serve_url=http://127.0.0.1:${config.httpPort} `), body);
+  });
+
+  it("counts the boot steps it served in /metrics", async () => {
+    await fetch(`http://127.0.0.1:${config.httpPort}/does-not-exist`);
+    const metrics = await (await fetch(`http://127.0.0.1:${config.httpPort}/metrics`)).text();
+    assert.match(metrics, /metalman_boot_events_total\{step="http.template",result="ok"\} [1-9]/);
+  });
+
+  it("describes what it serves for the banner", () => {
+    const lines = appliance!.describe().join("\n");
+    assert.match(lines, /mode=relay server-ip=127\.0\.0\.1/);
+    assert.match(lines, /1 machines, 0 invalid files/);
+  });
+
+  it("frees every port on close", async () => {
+    await appliance!.close();
+    appliance = undefined;
+    await assert.rejects(fetch(`http://127.0.0.1:${config.httpPort}/healthz`));
+    await assert.rejects(fetch(`http://127.0.0.1:${config.healthPort}/healthz`));
+  });
+});
+
+describe("startAppliance start-up errors", () => {
+  it("refuses an inventory path that is not a directory, naming the flag", async () => {
+    const scratch = await mkdtemp(path.join(tmpdir(), "mm-app-"));
+    try {
+      const config = await configFor(scratch, path.join(scratch, "no-such-dir"));
+      await assert.rejects(
+        startAppliance(config, { log: pino({ level: "silent" }), probes }),
+        /--inventory: .* is not a directory/,
+      );
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+});
