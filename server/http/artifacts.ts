@@ -195,8 +195,9 @@ export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async
         reported = true;
         const bytes = complete ? length : bytesSoFar();
         metrics.artifactBytes.inc({ kind: "file" }, bytes);
-        emit(ctx, "http.artifact", complete ? "ok" : "error", {
-          reason: complete ? undefined : "aborted",
+        emit(ctx, "http.artifact", complete ? "ok" : "aborted", {
+          // The connection closed before the last byte: the client left, or the idle timeout cut a stall.
+          reason: complete ? undefined : "incomplete",
           detail: {
             status,
             bytes,

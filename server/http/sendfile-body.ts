@@ -90,7 +90,7 @@ export interface SendfileBodyOptions {
    * fairly and JS regains control (socket idle timer, cancellation) between jobs.
    */
   jobBytes: number;
-  /** A job gives up when the socket stays unwritable this long (the server's idle timeout). */
+  /** The body is abandoned when the client accepts nothing for this long (the server's idle timeout). */
   idleMs: number;
 }
 
@@ -100,6 +100,9 @@ export interface SendfileBodyResult {
   /** Why the body is incomplete (errno name, or "closed" when the socket went away); undefined when complete. */
   error?: string;
 }
+
+/** Longest a pool thread waits for one client's full socket before it serves the next job. */
+const MAX_WAIT_SLICE_MS = 250;
 
 function headersWritten(socket: Socket): Promise<boolean> {
   if (socket.writableLength === 0) return Promise.resolve(true);
@@ -131,20 +134,27 @@ export async function sendFileBody(options: SendfileBodyOptions): Promise<Sendfi
     if (socket === null || socketFd === undefined || !(await headersWritten(socket)) || closed) {
       return fail(response, sent, "closed");
     }
-    const timeoutMs = Math.max(1, Math.min(options.idleMs, 2 ** 31 - 1));
+    let lastProgress = Date.now();
     while (sent < length) {
-      if (closed) return fail(response, sent, "closed");
+      // Same tick as the dup() in the addon: Node has not closed (and the kernel not reused) the fd.
+      if (closed || zeroCopySocketFd(socket) !== socketFd) return fail(response, sent, "closed");
       const jobLength = Math.min(options.jobBytes, length - sent);
+      // A job waits for a full socket at most one slice, so stalled clients cannot occupy the pool.
+      const waitMs = Math.max(1, Math.min(MAX_WAIT_SLICE_MS, lastProgress + options.idleMs - Date.now()));
       const outcome = await new Promise<{ code: string | null; bytes: number }>((resolve) => {
-        current = addon.sendfile(socketFd, fileFd, start + sent, jobLength, timeoutMs, (code, bytes) =>
+        current = addon.sendfile(socketFd, fileFd, start + sent, jobLength, waitMs, (code, bytes) =>
           resolve({ code, bytes }),
         );
       });
       current = undefined;
       sent += outcome.bytes;
+      if (outcome.bytes > 0) {
+        lastProgress = Date.now();
+        // Node saw no traffic on this socket while the kernel sent: re-arm its idle timer.
+        if (socket.timeout) socket.setTimeout(socket.timeout);
+      }
+      if (outcome.code === "ETIMEDOUT" && Date.now() - lastProgress < options.idleMs) continue;
       if (outcome.code !== null) return fail(response, sent, closed ? "closed" : outcome.code);
-      // Node saw no traffic on this socket while the kernel sent: re-arm its idle timer.
-      if (socket.timeout) socket.setTimeout(socket.timeout);
     }
     response.end();
     return { bytes: sent };

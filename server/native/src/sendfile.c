@@ -9,17 +9,19 @@
  * JS API (plain Node-API, NAPI_VERSION 8):
  *   sendfile(socketFd, fileFd, offset, length, timeoutMs, callback) -> Job
  *     Sends up to `length` bytes of the file starting at `offset` (the file position is not
- *     used or moved). callback(code: string | null, bytesSent: number) runs on the JS thread
+ *     used or moved). Returns early, without error, when the socket buffer stays full for
+ *     PROGRESS_GRACE_MS after some progress (the caller re-queues the rest). callback(code: string | null, bytesSent: number) runs on the JS thread
  *     when the job ends; `code` is null on success, else an errno name ("EPIPE",
- *     "ECONNRESET", "ETIMEDOUT" when the socket stayed unwritable for timeoutMs, "ECANCELED"
- *     after job.cancel()). bytesSent counts bytes handed to the kernel, also on error.
+ *     "ECONNRESET", "ETIMEDOUT" when the socket stayed unwritable for timeoutMs before any
+ *     byte went out, "ECANCELED" after job.cancel()). The caller keeps timeoutMs short (a
+ *     pool thread is held that long at most) and applies the real idle timeout itself. bytesSent counts bytes handed to the kernel, also on error.
  *   job.cancel(): void   idempotent; shuts the socket down so a waiting job ends at once.
  *
  * Threading: the transfer runs on the libuv thread pool (napi_async_work). libuv owns the
  * socket fd and its epoll registration, so the worker cannot wait through libuv; it waits
  * for POLLOUT with poll(2) on its own descriptor instead (never spins). The caller bounds
  * `length` (a few MiB) so that many clients share the small pool fairly and a stalled
- * client holds a thread for at most timeoutMs.
+ * client holds a thread for at most timeoutMs per turn.
  *
  * Descriptor safety: both fds are dup()ed on the JS thread when the job is created and the
  * duplicates are closed when it completes. If JS closes the socket (or the file) while the
@@ -48,6 +50,8 @@
 
 /* Per sendfile(2) call: large enough to amortize the syscall, small enough to recheck cancel. */
 #define SYSCALL_CHUNK (1024 * 1024)
+/* After progress, how long a job waits for a full socket to drain before it yields its thread. */
+#define PROGRESS_GRACE_MS 5
 /* poll(2) slice, so a cancelled job notices the flag even if the shutdown wakeup was missed. */
 #define POLL_SLICE_MS 1000
 
@@ -114,7 +118,17 @@ static void execute(napi_env env, void *data) {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
-      int err = wait_writable(job, deadline);
+      /* The socket buffer is full again. A fast client drains it within a few ms, so wait
+       * that long; a slower one gets its pool thread handed to another client (JS re-queues
+       * the rest at the back of the pool's queue). Only a job that made no progress at all
+       * waits up to timeoutMs, so a busy pool never spins. */
+      int64_t wait_until = deadline;
+      if (job->sent > 0) {
+        int64_t grace = monotonic_ms() + PROGRESS_GRACE_MS;
+        if (grace < wait_until) wait_until = grace;
+      }
+      int err = wait_writable(job, wait_until);
+      if (err == ETIMEDOUT && job->sent > 0) return;
       if (err != 0) {
         job->error = err;
         return;
