@@ -45,20 +45,40 @@ export interface BootEvent {
 
 export class BootEventBus {
   readonly #emitter = new EventEmitter();
-  readonly #recent: BootEvent[] = [];
+  /** Ring buffer of the last `#keep` events: `#next` is where the next one goes. */
+  readonly #recent: (BootEvent | undefined)[];
   readonly #keep: number;
+  #next = 0;
+  #count = 0;
+  /** The last formatted time: bursts of events within one millisecond format it once. */
+  #lastMs = -1;
+  #lastIso = "";
 
   constructor(options: { keepRecent?: number } = {}) {
-    this.#keep = options.keepRecent ?? 1000;
+    this.#keep = Math.max(0, Math.floor(options.keepRecent ?? 1000));
+    this.#recent = new Array(this.#keep).fill(undefined);
     // Many subscribers (log, metrics, console streams) are expected.
     this.#emitter.setMaxListeners(0);
   }
 
   emit(event: Omit<BootEvent, "time"> & { time?: string }): void {
-    const full: BootEvent = { ...event, time: event.time ?? new Date().toISOString() };
-    this.#recent.push(full);
-    if (this.#recent.length > this.#keep) this.#recent.splice(0, this.#recent.length - this.#keep);
+    const full: BootEvent = { ...event, time: event.time ?? this.#now() };
+    if (this.#keep > 0) {
+      // Overwrite the oldest slot: constant work per event whatever `keepRecent` is.
+      this.#recent[this.#next] = full;
+      this.#next = this.#next + 1 === this.#keep ? 0 : this.#next + 1;
+      if (this.#count < this.#keep) this.#count += 1;
+    }
     this.#emitter.emit("event", full);
+  }
+
+  #now(): string {
+    const ms = Date.now();
+    if (ms !== this.#lastMs) {
+      this.#lastMs = ms;
+      this.#lastIso = new Date(ms).toISOString();
+    }
+    return this.#lastIso;
   }
 
   subscribe(listener: (event: BootEvent) => void): () => void {
@@ -68,10 +88,17 @@ export class BootEventBus {
 
   /** The last events, oldest first (optionally only one machine's or MAC's). */
   recent(filter: { machine?: string; mac?: string } = {}): BootEvent[] {
-    return this.#recent.filter(
-      (e) =>
+    const out: BootEvent[] = [];
+    const oldest = this.#count < this.#keep ? 0 : this.#next;
+    for (let i = 0; i < this.#count; i++) {
+      const e = this.#recent[(oldest + i) % this.#keep]!;
+      if (
         (filter.machine === undefined || e.machine === filter.machine) &&
-        (filter.mac === undefined || e.mac === filter.mac),
-    );
+        (filter.mac === undefined || e.mac === filter.mac)
+      ) {
+        out.push(e);
+      }
+    }
+    return out;
   }
 }

@@ -10,6 +10,8 @@ import type { BootEvent, BootEventBus } from "./boot-events.js";
 export function logBootEvents(bus: BootEventBus, log: Logger): () => void {
   const eventLog = log.child({ component: "boot" });
   return bus.subscribe((event: BootEvent) => {
+    // Four events per DHCP exchange: with the level above info, build nothing at all.
+    if (!eventLog.isLevelEnabled("info")) return;
     const { time: _time, detail, ...fields } = event;
     eventLog.info({ ...fields, ...detail }, `${event.step} ${event.result}${event.machine ? ` ${event.machine}` : ""}`);
   });
@@ -23,5 +25,15 @@ export function countBootEvents(bus: BootEventBus, registry: Registry): () => vo
     labelNames: ["step", "result"] as const,
     registers: [registry],
   });
-  return bus.subscribe((event) => counter.inc({ step: event.step, result: event.result }));
+  // One label child per (step, result), resolved once: the per-event cost is a Map lookup.
+  const children = new Map<string, Counter.Internal>();
+  return bus.subscribe((event) => {
+    const key = `${event.step} ${event.result}`;
+    let child = children.get(key);
+    if (!child) {
+      child = counter.labels({ step: event.step, result: event.result });
+      children.set(key, child);
+    }
+    child.inc();
+  });
 }

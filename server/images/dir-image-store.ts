@@ -9,6 +9,10 @@ export interface DirImageStoreOptions {
   /** Folder a relative `dir:PATH` is resolved against (the Machine file's folder); undefined → relative refs are an error. */
   baseDirOf: (machine: Machine) => string | undefined;
   log: Logger;
+  /** How long a lookup is reused before the folder and metadata.yaml are stat'ed again. Default 2000 ms. */
+  revalidateMs?: number;
+  /** Clock in ms (tests). */
+  now?: () => number;
 }
 
 export const DIR_REF_PREFIX = "dir:";
@@ -16,6 +20,14 @@ const RETRY_AFTER_SECONDS = 5;
 const REGISTRY_NOT_AVAILABLE = "registry images are not yet available in this version";
 
 type MetadataResult = { ok: true; metadata: ImageMetadata } | { ok: false; reason: string };
+
+/** Lookups kept at most; beyond that the cache starts over (distinct refs are few in practice). */
+const MAX_CACHED_LOOKUPS = 4096;
+
+interface CachedLookup {
+  lookup: ImageLookup;
+  validUntil: number;
+}
 
 interface CachedMetadata {
   mtimeMs: number;
@@ -25,17 +37,23 @@ interface CachedMetadata {
 
 /**
  * Local image folders (`dir:PATH`, PATH holding `disk/`). Cheap enough to call per packet:
- * one or two stat calls, and `metadata.yaml` is parsed only when its mtime or size changes.
+ * a lookup is reused for `revalidateMs` per (ref, base folder); after that the folder and
+ * `metadata.yaml` are stat'ed again, and the file is parsed only when its mtime or size changed.
  * OCI references answer "not ready" until the registry puller exists.
  */
 export class DirImageStore implements ImageStore {
   readonly #baseDirOf: (machine: Machine) => string | undefined;
   readonly #log: Logger;
   readonly #metadata = new Map<string, CachedMetadata>();
+  readonly #lookups = new Map<string, CachedLookup>();
+  readonly #revalidateMs: number;
+  readonly #now: () => number;
 
   constructor(options: DirImageStoreOptions) {
     this.#baseDirOf = options.baseDirOf;
     this.#log = options.log;
+    this.#revalidateMs = options.revalidateMs ?? 2000;
+    this.#now = options.now ?? Date.now;
   }
 
   lookupForMachine(machine: Machine): ImageLookup {
@@ -44,7 +62,20 @@ export class DirImageStore implements ImageStore {
     if (!ref.startsWith(DIR_REF_PREFIX)) {
       return { state: "not-ready", ref, reason: REGISTRY_NOT_AVAILABLE, retryAfterSeconds: RETRY_AFTER_SECONDS };
     }
-    const imageDir = this.#imageDir(ref.slice(DIR_REF_PREFIX.length), machine);
+    const refPath = ref.slice(DIR_REF_PREFIX.length);
+    // Only a relative path depends on the Machine's folder.
+    const key = path.isAbsolute(refPath) ? ref : `${ref}\0${this.#baseDirOf(machine) ?? ""}`;
+    const now = this.#now();
+    const cached = this.#lookups.get(key);
+    if (cached && now < cached.validUntil) return cached.lookup;
+    const lookup = Object.freeze(this.#lookupDir(ref, refPath, machine));
+    if (!cached && this.#lookups.size >= MAX_CACHED_LOOKUPS) this.#lookups.clear();
+    this.#lookups.set(key, { lookup, validUntil: now + this.#revalidateMs });
+    return lookup;
+  }
+
+  #lookupDir(ref: string, refPath: string, machine: Machine): ImageLookup {
+    const imageDir = this.#imageDir(refPath, machine);
     if (typeof imageDir !== "string") return { state: "error", ref, reason: imageDir.reason };
     const diskDir = path.join(imageDir, "disk");
     const diskStat = statSync(diskDir, { throwIfNoEntry: false });

@@ -17,6 +17,7 @@ const machine = (image: string): Machine => ({
 describe("DirImageStore", () => {
   let root = "";
   let store: DirImageStore;
+  let clock = 1_000_000;
   before(() => {
     root = mkdtempSync(path.join(tmpdir(), "metalman-images-"));
     mkdirSync(path.join(root, "img", "disk"), { recursive: true });
@@ -26,7 +27,7 @@ describe("DirImageStore", () => {
     writeFileSync(path.join(root, "img", "disk", "metadata.yaml"), "dhcpBootImageName: shimx64.efi\n");
     writeFileSync(path.join(root, "bad", "disk", "metadata.yaml"), "dhcpBootImageName: [unclosed\n");
     writeFileSync(path.join(root, "list", "disk", "metadata.yaml"), "- a\n- b\n");
-    store = new DirImageStore({ baseDirOf: () => root, log: pino({ level: "silent" }) });
+    store = new DirImageStore({ baseDirOf: () => root, log: pino({ level: "silent" }), now: () => clock });
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 
@@ -53,13 +54,26 @@ describe("DirImageStore", () => {
     assert.equal(store.lookupForMachine(machine("dir:list")).state, "error");
   });
 
-  it("re-reads metadata.yaml when its mtime changes", () => {
+  it("reuses a lookup for revalidateMs, then re-reads metadata.yaml when its mtime changed", () => {
     const file = path.join(root, "img", "disk", "metadata.yaml");
-    assert.equal(store.lookupForMachine(machine("dir:img")).state, "ready");
+    const first = store.lookupForMachine(machine("dir:img"));
+    assert.equal(first.state, "ready");
+    assert.ok(Object.isFrozen(first));
     writeFileSync(file, "dhcpBootImageName: shimaa64.efi\n");
     utimesSync(file, new Date(), new Date(Date.now() + 5000));
+    clock += 1999;
+    assert.equal(store.lookupForMachine(machine("dir:img")), first, "within revalidateMs: the cached lookup");
+    clock += 1;
     const result = store.lookupForMachine(machine("dir:img"));
     assert.equal(result.state === "ready" && result.metadata.dhcpBootImageName, "shimaa64.efi");
+  });
+
+  it("caches per base folder: the same relative ref under another folder is looked up on its own", () => {
+    let base = root;
+    const perBase = new DirImageStore({ baseDirOf: () => base, log: pino({ level: "silent" }), now: () => clock });
+    assert.equal(perBase.lookupForMachine(machine("dir:img")).state, "ready");
+    base = path.join(root, "nowhere");
+    assert.equal(perBase.lookupForMachine(machine("dir:img")).state, "not-ready");
   });
 
   it("answers not-ready for a missing folder and for registry refs", () => {

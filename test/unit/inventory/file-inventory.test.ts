@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Registry } from "prom-client";
@@ -237,6 +237,109 @@ describe("FileInventory", () => {
     assert.equal(inv.byMac("aa:bb:cc:dd:ee:07"), undefined);
     assert.equal(inv.byMac("aa:bb:cc:dd:ee:08")?.metadata.name, "node-07");
     assert.match(await metrics.metrics(), /metalman_inventory_machines 1/);
+  });
+
+  it("rescans without reading anything when nothing changed, and re-reads only a changed file", async (t) => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 5; i++)
+      files[`m${i}.yaml`] = machineYaml(`node-0${i}`, { mac: `aa:bb:cc:dd:ee:0${i}`, ip: `10.0.0.1${i}` });
+    const { dir, open } = await setup(t, files);
+    const metrics = new Registry();
+    const inv = await open({ metrics });
+    const counter = async (name: string) => {
+      const metric = (await metrics.getSingleMetric(name)!.get()) as { values: Array<{ value: number }> };
+      return metric.values.reduce((sum, v) => sum + v.value, 0);
+    };
+    assert.equal(await counter("metalman_inventory_file_reads_total"), 5);
+    const reloads = await counter("metalman_inventory_reloads_total");
+    const events: MachineEvent[] = [];
+    inv.watch((e) => events.push(e));
+    const before = inv.byMac("aa:bb:cc:dd:ee:02");
+
+    await inv.rescan();
+    await inv.rescan();
+    assert.equal(await counter("metalman_inventory_file_reads_total"), 5, "no file read again");
+    assert.equal(await counter("metalman_inventory_reloads_total"), reloads, "no reload work");
+    assert.equal((await counter("metalman_inventory_scans_total")) >= 3, true);
+    assert.equal(events.length, 0);
+    assert.equal(inv.byMac("aa:bb:cc:dd:ee:02"), before, "the very same Machine object is served");
+
+    const changed = path.join(dir, "m3.yaml");
+    await writeFile(changed, machineYaml("node-03", { mac: "aa:bb:cc:dd:ee:33", ip: "10.0.0.13" }));
+    // Make sure the change is visible even on a filesystem with coarse mtimes.
+    const later = new Date(Date.now() + 10_000);
+    await utimes(changed, later, later);
+    await inv.rescan();
+    assert.equal(await counter("metalman_inventory_file_reads_total"), 6, "only the changed file is read");
+    assert.equal(await counter("metalman_inventory_reloads_total"), reloads + 1);
+    assert.deepEqual(
+      events.map((e) => `${e.type} ${e.machine.metadata.name}`),
+      ["MODIFIED node-03"],
+    );
+    assert.equal(inv.byMac("aa:bb:cc:dd:ee:33")?.metadata.name, "node-03");
+    assert.equal(inv.byMac("aa:bb:cc:dd:ee:03"), undefined);
+    assert.equal(inv.byMac("aa:bb:cc:dd:ee:02"), before, "untouched Machines are kept as they were");
+
+    await rm(path.join(dir, "m4.yaml"));
+    await writeFile(path.join(dir, "m5.yaml"), machineYaml("node-05", { mac: "aa:bb:cc:dd:ee:05", ip: "10.0.0.15" }));
+    await inv.rescan();
+    assert.equal(await counter("metalman_inventory_file_reads_total"), 7, "only the added file is read");
+    assert.equal(inv.get("node-04"), undefined);
+    assert.equal(inv.byIp("10.0.0.15")?.metadata.name, "node-05");
+    assert.deepEqual(
+      inv.list().map((m) => m.metadata.name),
+      ["node-00", "node-01", "node-02", "node-03", "node-05"],
+    );
+  });
+
+  it("re-reads only the file a watch event names", async (t) => {
+    const { dir, open } = await setup(
+      t,
+      {
+        "a.yaml": machineYaml("node-01"),
+        "b.yaml": machineYaml("node-02", { mac: "aa:bb:cc:dd:ee:02", ip: "10.0.0.12" }),
+      },
+      // A long rescan interval: only the watch can pick up the change within the test.
+      { watch: true, debounceMs: 20, rescanIntervalMs: 600_000 },
+    );
+    const metrics = new Registry();
+    const inv = await open({ metrics });
+    const reads = async () =>
+      (
+        (await metrics.getSingleMetric("metalman_inventory_file_reads_total")!.get()) as {
+          values: Array<{ value: number }>;
+        }
+      ).values[0]!.value;
+    assert.equal(await reads(), 2);
+    await writeFile(path.join(dir, "b.yaml"), machineYaml("node-02", { mac: "aa:bb:cc:dd:ee:22", ip: "10.0.0.12" }));
+    await waitFor("the change", () => inv.byMac("aa:bb:cc:dd:ee:22"));
+    assert.equal(await reads(), 3);
+    assert.equal(inv.byMac("aa:bb:cc:dd:ee:01")?.metadata.name, "node-01");
+  });
+
+  it("serves deep-frozen Machines; updateStatus hands mutate its own copy", async (t) => {
+    const { open } = await setup(t, { "a.yaml": machineYaml("node-01") });
+    const inv = await open();
+    const machine = inv.byMac("aa:bb:cc:dd:ee:01")!;
+    assert.ok(Object.isFrozen(machine));
+    assert.ok(Object.isFrozen(machine.spec.pxe!.dhcpLeases![0]));
+    assert.throws(() => {
+      (machine.spec.pxe as { image: string }).image = "changed";
+    }, TypeError);
+    assert.throws(() => {
+      machine.metadata.name = "other";
+    }, TypeError);
+    assert.equal(inv.byIp("10.0.0.11"), machine, "lookups share one object, no copy");
+
+    const updated = await inv.updateStatus("node-01", (status) => {
+      assert.ok(!Object.isFrozen(status));
+      status.tpm = { ekPublicKey: "EK" };
+      return status;
+    });
+    assert.ok(Object.isFrozen(updated.status));
+    assert.equal(updated.status?.tpm?.ekPublicKey, "EK");
+    assert.equal(inv.get("node-01"), updated);
+    assert.equal(machine.status?.tpm, undefined, "a Machine handed out earlier never changes");
   });
 
   it("reports a missing inventory folder and picks it up once it exists", async (t) => {
