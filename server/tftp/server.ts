@@ -163,8 +163,8 @@ export class TftpServer {
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
 
-  #newSocket(): Socket {
-    return createSocket({ type: isIP(this.#o.bindAddress) === 6 ? "udp6" : "udp4", lookup: literalLookup });
+  #newSocket(reuseAddr = false): Socket {
+    return createSocket({ type: isIP(this.#o.bindAddress) === 6 ? "udp6" : "udp4", lookup: literalLookup, reuseAddr });
   }
 
   #malformed(kind: string, from: RemoteInfo, err?: unknown): void {
@@ -302,16 +302,33 @@ export class TftpServer {
       return;
     }
     const { source, negotiated } = opened;
-    const socket = this.#newSocket();
+    // The transfer socket is connect()ed to the client (the kernel filters other senders, sends
+    // need no address: the per-block path stays short). A second, unconnected socket on the same
+    // port (both SO_REUSEADDR) receives what the connected one does not, i.e. other TIDs, so
+    // they still get ERROR 5. It is bound first, to pick the port. Cost of SO_REUSEADDR: the
+    // kernel may give two transfers the same ephemeral port (harmless: each connected socket
+    // still receives only its own client) and a local process could bind it too (the
+    // appliance's local processes are trusted). tftpd-hpa connects too but has no such socket:
+    // foreign TIDs get ICMP port unreachable there.
+    const strangers = this.#newSocket(true);
+    const socket = this.#newSocket(true);
     try {
-      await bindSocket(socket, this.#o.bindAddress, 0);
-      socket.on("error", (err) => this.#o.log.warn({ err, ip }, "tftp: transfer socket error"));
+      await bindSocket(strangers, this.#o.bindAddress, 0);
+      strangers.on("error", (err) => this.#o.log.warn({ err, ip }, "tftp: transfer socket error"));
+      await bindSocket(socket, this.#o.bindAddress, strangers.address().port);
+      await connectSocket(socket, from.port, from.address);
+      socket.on("error", (err) => {
+        // ECONNREFUSED (client gone) ends the session; see TftpSession.
+        if ((err as NodeJS.ErrnoException).code !== "ECONNREFUSED")
+          this.#o.log.warn({ err, ip }, "tftp: transfer socket error");
+      });
       if (this.#closing) {
         this.#record("aborted", { ...who, reason: "server-shutdown" });
         return;
       }
       const session = new TftpSession({
         socket,
+        strangers,
         peer: { address: from.address, port: from.port },
         source,
         negotiated,
@@ -341,7 +358,7 @@ export class TftpServer {
       this.#record("error", { ...who, reason: "socket-error" });
       this.#o.log.error({ err, ip }, "tftp: could not start transfer");
     } finally {
-      await closeQuietly(socket);
+      await Promise.all([closeQuietly(socket), closeQuietly(strangers)]);
       await source.close().catch(() => {});
     }
   }
@@ -426,6 +443,17 @@ function bindSocket(socket: Socket, address: string, port: number): Promise<void
     const onError = (err: Error) => reject(err);
     socket.once("error", onError);
     socket.bind({ address, port, exclusive: true }, () => {
+      socket.off("error", onError);
+      resolve();
+    });
+  });
+}
+
+function connectSocket(socket: Socket, port: number, address: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    socket.once("error", onError);
+    socket.connect(port, address, () => {
       socket.off("error", onError);
       resolve();
     });

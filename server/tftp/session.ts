@@ -1,6 +1,6 @@
 import type { RemoteInfo, Socket } from "node:dgram";
 import type { NegotiatedTransfer } from "./negotiate.js";
-import { decode, encode, encodeData, Opcode, TftpErrorCode, type TftpPacket } from "./packets.js";
+import { decode, encode, Opcode, TftpErrorCode, type TftpPacket } from "./packets.js";
 import type { BlockSource } from "./source.js";
 
 export interface TftpPeer {
@@ -9,8 +9,18 @@ export interface TftpPeer {
 }
 
 export interface TftpSessionParams {
-  /** Bound, unconnected socket used by this transfer only (its port is the server TID). The caller closes it. */
+  /**
+   * This transfer's socket, bound (its port is the server TID) and `connect()`ed to the peer:
+   * the kernel then delivers only the peer's datagrams to it and sends need no address. The
+   * caller closes it.
+   */
   socket: Socket;
+  /**
+   * Optional unconnected socket sharing `socket`'s port (SO_REUSEADDR): the kernel prefers the
+   * connected socket for the peer's datagrams, so this one receives only those from other
+   * TIDs, which get ERROR 5 (RFC 1350). The caller closes it.
+   */
+  strangers?: Socket;
   peer: TftpPeer;
   source: BlockSource;
   negotiated: NegotiatedTransfer;
@@ -70,11 +80,21 @@ const MAX_BACKOFF_MS = 30_000;
  */
 export class TftpSession {
   readonly #p: TftpSessionParams;
+  readonly #socket: Socket;
   readonly #blksize: number;
   readonly #windowsize: number;
   readonly #lastBlock: number;
   readonly #baseTimeoutMs: number;
   readonly #maxRetries: number;
+  /**
+   * One encoded DATA packet per window slot (block b lives in slot b % windowsize), reused for
+   * the whole transfer: no allocation per block. A slot is rewritten only once its block is
+   * acknowledged, i.e. delivered; the rewrite is synchronous, so even a send the kernel queued
+   * (EAGAIN) carries one whole, self-consistent packet.
+   */
+  readonly #packets: Buffer[];
+  /** Absolute block number each slot holds (0 = none yet): a retransmission reuses the bytes. */
+  readonly #packetBlocks: number[];
 
   #phase: "oack" | "data" | "done" = "data";
   /** Highest block the client acknowledged (0 = none / the OACK). */
@@ -86,16 +106,23 @@ export class TftpSession {
   #timeoutMs: number;
   #timer: NodeJS.Timeout | undefined;
   #armedMs = 0;
-  #pumping = false;
+  /** A disk read for #next is in flight; #sendWindow resumes when it lands. */
+  #waitingForDisk = false;
   #bytesSent = 0;
   #retransmits = 0;
   #settle: ((outcome: TftpSessionOutcome) => void) | undefined;
   readonly #done: Promise<TftpSessionOutcome>;
-  readonly #onMessage = (msg: Buffer, from: RemoteInfo) => this.#receive(msg, from);
-  readonly #onSent = (): void => {};
+  readonly #onMessage = (msg: Buffer): void => this.#receive(msg, undefined);
+  readonly #onStranger = (msg: Buffer, from: RemoteInfo): void => this.#stranger(msg, from);
+  readonly #onError = (err: NodeJS.ErrnoException): void => {
+    // ICMP port unreachable on the connected socket: the client is gone, retransmitting is pointless.
+    if (err.code === "ECONNREFUSED" && this.#phase !== "done")
+      this.#finish("aborted-by-client", "client port unreachable");
+  };
 
   constructor(params: TftpSessionParams) {
     this.#p = params;
+    this.#socket = params.socket;
     this.#blksize = params.negotiated.blksize;
     this.#windowsize = params.negotiated.windowsize;
     // A transfer always ends with a short block, possibly empty (size = k·blksize needs an empty one).
@@ -105,6 +132,10 @@ export class TftpSession {
       negotiatedTimeout !== undefined ? negotiatedTimeout * 1000 : (params.defaultTimeoutMs ?? 1000);
     this.#timeoutMs = this.#baseTimeoutMs;
     this.#maxRetries = params.maxRetries ?? 5;
+    const slots = Math.min(this.#windowsize, this.#lastBlock);
+    const packetBytes = 4 + Math.min(this.#blksize, params.source.size);
+    this.#packets = Array.from({ length: slots }, () => Buffer.allocUnsafe(packetBytes));
+    this.#packetBlocks = new Array<number>(slots).fill(0);
     this.#done = new Promise((resolve) => {
       this.#settle = resolve;
     });
@@ -112,14 +143,15 @@ export class TftpSession {
 
   /** Starts the transfer; resolves once it is over (never rejects). */
   run(): Promise<TftpSessionOutcome> {
-    this.#p.socket.on("message", this.#onMessage);
+    this.#socket.on("message", this.#onMessage);
+    this.#socket.on("error", this.#onError);
+    this.#p.strangers?.on("message", this.#onStranger);
+    this.#arm();
     if (this.#p.negotiated.oack.length > 0) {
       this.#phase = "oack";
       this.#sendOack();
-      this.#arm();
     } else {
-      this.#arm();
-      void this.#pump();
+      this.#sendWindow();
     }
     return this.#done;
   }
@@ -131,8 +163,10 @@ export class TftpSession {
     this.#finish("aborted", reason);
   }
 
+  // No callback: a send the kernel takes at once then completes synchronously, with no request
+  // object or callback tick. Errors that matter (client gone) come back as ICMP -> 'error'.
   #send(packet: Buffer): void {
-    this.#p.socket.send(packet, this.#p.peer.port, this.#p.peer.address, this.#onSent);
+    this.#socket.send(packet);
   }
 
   #sendOack(): void {
@@ -169,50 +203,69 @@ export class TftpSession {
     } else {
       // Go-back-N: resend everything after the last acknowledged block.
       this.#next = this.#acked + 1;
-      void this.#pump();
+      this.#sendWindow();
     }
   }
 
   #progress(): void {
-    this.#retries = 0;
-    this.#timeoutMs = this.#baseTimeoutMs;
+    if (this.#retries !== 0) {
+      this.#retries = 0;
+      this.#timeoutMs = this.#baseTimeoutMs;
+    }
     this.#arm();
   }
 
-  #receive(msg: Buffer, from: RemoteInfo): void {
+  /** A datagram on the shared port from someone else than the peer (see `strangers`). */
+  #stranger(msg: Buffer, from: RemoteInfo): void {
     if (this.#phase === "done") return;
-    if (from.port !== this.#p.peer.port || from.address !== this.#p.peer.address) {
-      // RFC 1350: a packet from a foreign TID gets ERROR 5 and must not disturb the transfer.
-      this.#p.socket.send(
-        encode({ opcode: Opcode.ERROR, code: TftpErrorCode.unknownTransferId, message: "unknown transfer ID" }),
-        from.port,
-        from.address,
-        this.#onSent,
-      );
-      this.#p.onWrongTid?.(from);
+    if (from.port === this.#p.peer.port && from.address === this.#p.peer.address) {
+      this.#receive(msg, from); // cannot happen once connected; never turn the peer away
+      return;
+    }
+    // RFC 1350: a packet from a foreign TID gets ERROR 5 and must not disturb the transfer.
+    this.#p.strangers?.send(
+      encode({ opcode: Opcode.ERROR, code: TftpErrorCode.unknownTransferId, message: "unknown transfer ID" }),
+      from.port,
+      from.address,
+    );
+    this.#p.onWrongTid?.(from);
+  }
+
+  #receive(msg: Buffer, from: RemoteInfo | undefined): void {
+    if (this.#phase === "done") return;
+    // Fast path, once per block: a well-formed ACK, read in place.
+    if (msg.length === 4 && msg[0] === 0 && msg[1] === Opcode.ACK) {
+      this.#onAck((msg[2] << 8) | msg[3]);
       return;
     }
     let packet: TftpPacket;
     try {
       packet = decode(msg);
     } catch (err) {
-      this.#p.onMalformed?.(from, err);
+      this.#p.onMalformed?.(from ?? this.#peerInfo(msg.length), err);
       return;
     }
     if (packet.opcode === Opcode.ERROR) {
       this.#finish("aborted-by-client", packet.message, packet.code);
       return;
     }
-    // Anything but ACK from the client (a repeated RRQ, stray DATA) is ignored: the transfer goes on.
-    if (packet.opcode !== Opcode.ACK) return;
+    // Anything else from the client (a repeated RRQ, stray DATA) is ignored: the transfer goes on.
+  }
+
+  #peerInfo(size: number): RemoteInfo {
+    const { address, port } = this.#p.peer;
+    return { address, port, size, family: address.includes(":") ? "IPv6" : "IPv4" };
+  }
+
+  #onAck(wireBlock: number): void {
     if (this.#phase === "oack") {
-      if (packet.block !== 0) return;
+      if (wireBlock !== 0) return;
       this.#phase = "data";
       this.#progress();
-      void this.#pump();
+      this.#sendWindow();
       return;
     }
-    const ahead = (packet.block - (this.#acked % BLOCK_MOD) + BLOCK_MOD) % BLOCK_MOD;
+    const ahead = (wireBlock - (this.#acked % BLOCK_MOD) + BLOCK_MOD) % BLOCK_MOD;
     const block = this.#acked + ahead;
     // ahead 0: duplicate; beyond what we sent: stale ACK from before a wrap, or bogus.
     if (ahead === 0 || block > this.#highestSent) return;
@@ -221,39 +274,69 @@ export class TftpSession {
       this.#finish("ok");
       return;
     }
+    // Normally #next already; after a gap the client ACKs the last in-order block: resend from there.
     this.#next = block + 1;
     this.#progress();
-    void this.#pump();
+    this.#sendWindow();
   }
 
-  /** Sends blocks from #next up to the window's end; loops again if an ACK moved things while it awaited the disk. */
-  async #pump(): Promise<void> {
-    if (this.#pumping) return;
-    this.#pumping = true;
+  /**
+   * Sends blocks from #next up to the window's end, synchronously while the bytes are in memory
+   * (the usual case: the source reads ahead). A block not loaded yet parks the window until the
+   * read lands; ACKs meanwhile only move the counters.
+   */
+  #sendWindow(): void {
+    if (this.#waitingForDisk) return;
     try {
-      while (this.#phase === "data" && this.#next <= Math.min(this.#acked + this.#windowsize, this.#lastBlock)) {
+      const end = Math.min(this.#acked + this.#windowsize, this.#lastBlock);
+      while (this.#next <= end && this.#phase === "data") {
         const block = this.#next;
+        const slot = block % this.#packets.length;
+        let packet = this.#packets[slot];
         const offset = (block - 1) * this.#blksize;
         const length = Math.min(this.#blksize, this.#p.source.size - offset);
-        const data = this.#p.source.peek(offset, length);
-        if (data === undefined) {
-          await this.#p.source.fill(offset, length);
-          continue; // state may have changed while waiting; re-evaluate
+        if (this.#packetBlocks[slot] !== block) {
+          if (!this.#p.source.copy(offset, length, packet, 4)) {
+            this.#waitForDisk(offset, length);
+            return;
+          }
+          const wire = block % BLOCK_MOD;
+          packet[0] = 0;
+          packet[1] = Opcode.DATA;
+          packet[2] = wire >> 8;
+          packet[3] = wire & 0xff;
+          this.#packetBlocks[slot] = block;
         }
-        this.#send(encodeData(block % BLOCK_MOD, data));
+        if (length + 4 < packet.length) packet = packet.subarray(0, length + 4); // the last block
+        this.#send(packet);
         this.#bytesSent += length;
         if (block <= this.#highestSent) this.#retransmits++;
         else this.#highestSent = block;
         this.#next = block + 1;
       }
     } catch (err) {
-      if (this.#phase !== "done") {
-        this.#sendError(TftpErrorCode.notDefined, "read error");
-        this.#finish("error", err instanceof Error ? err.message : String(err));
-      }
-    } finally {
-      this.#pumping = false;
+      this.#readFailed(err);
     }
+  }
+
+  #waitForDisk(offset: number, length: number): void {
+    this.#waitingForDisk = true;
+    this.#p.source.fill(offset, length).then(
+      () => {
+        this.#waitingForDisk = false;
+        this.#sendWindow(); // re-evaluates: ACKs or a timeout may have moved things meanwhile
+      },
+      (err: unknown) => {
+        this.#waitingForDisk = false;
+        this.#readFailed(err);
+      },
+    );
+  }
+
+  #readFailed(err: unknown): void {
+    if (this.#phase === "done") return;
+    this.#sendError(TftpErrorCode.notDefined, "read error");
+    this.#finish("error", err instanceof Error ? err.message : String(err));
   }
 
   #finish(result: TftpSessionResult, message?: string, clientErrorCode?: number): void {
@@ -261,7 +344,9 @@ export class TftpSession {
     const endedIn = this.#phase === "oack" ? "negotiation" : "data";
     this.#phase = "done";
     clearTimeout(this.#timer);
-    this.#p.socket.off("message", this.#onMessage);
+    this.#socket.off("message", this.#onMessage);
+    this.#socket.off("error", this.#onError);
+    this.#p.strangers?.off("message", this.#onStranger);
     const bytesAcked = Math.min(this.#acked * this.#blksize, this.#p.source.size);
     this.#settle?.({
       result,

@@ -3,14 +3,14 @@ import { type FileHandle, open } from "node:fs/promises";
 import { toNetascii } from "./netascii.js";
 
 /**
- * The bytes of one transfer, addressed by offset. `peek` is the synchronous fast path (bytes
- * already in memory); `fill` loads them. Returned Buffers are only valid until the next
- * `fill`, so the session copies each block into its packet at once.
+ * The bytes of one transfer, addressed by offset. `copy` is the synchronous fast path: it
+ * copies bytes already in memory into the caller's packet buffer (false = not loaded yet);
+ * `fill` loads them. Copying straight into a reused packet avoids one allocation per block.
  */
 export interface BlockSource {
   /** Bytes the client will receive (after any netascii conversion). */
   readonly size: number;
-  peek(offset: number, length: number): Buffer | undefined;
+  copy(offset: number, length: number, target: Buffer, targetStart: number): boolean;
   fill(offset: number, length: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -23,8 +23,9 @@ export class BufferBlockSource implements BlockSource {
     return this.body.length;
   }
 
-  peek(offset: number, length: number): Buffer {
-    return this.body.subarray(offset, offset + length);
+  copy(offset: number, length: number, target: Buffer, targetStart: number): boolean {
+    this.body.copy(target, targetStart, offset, offset + length);
+    return true;
   }
 
   async fill(): Promise<void> {}
@@ -99,15 +100,17 @@ export class FileBlockSource implements BlockSource {
     }
   }
 
-  peek(offset: number, length: number): Buffer | undefined {
+  copy(offset: number, length: number, target: Buffer, targetStart: number): boolean {
     if (this.#failure) throw this.#failure;
     const chunk = Math.floor(offset / this.#chunkBytes);
     const slot = this.#slots[chunk % SLOTS];
-    if (slot.chunk !== chunk || slot.loading) return undefined;
+    if (slot.chunk !== chunk || slot.loading) return false;
     const start = offset - chunk * this.#chunkBytes;
     if (start + length > slot.length) throw new Error("file shrank during the transfer");
+    // Read ahead so the ACK path never waits on the disk: the next chunk loads while this one is sent.
     this.#prefetch(chunk + 1);
-    return slot.buffer.subarray(start, start + length);
+    slot.buffer.copy(target, targetStart, start, start + length);
+    return true;
   }
 
   async fill(offset: number): Promise<void> {

@@ -351,6 +351,30 @@ describe("tftp server limits and shutdown", () => {
   });
 });
 
+describe("tftp client gone", () => {
+  it("a client whose port closed mid-transfer ends the transfer without waiting out the retries", async () => {
+    // Long retry budget: only the ICMP port unreachable on the connected socket can end it early.
+    const t = await startServer(
+      { "f.bin": rendered(Buffer.alloc(5000, 7)) },
+      { defaultTimeoutMs: 50, maxRetries: 1000 },
+    );
+    const peer = await RawPeer.open();
+    try {
+      const event = nextTransferEvent(t.events);
+      peer.send({ opcode: Opcode.RRQ, filename: "f.bin", mode: "octet", options: [] }, t.port);
+      assert.equal((await peer.next()).packet.opcode, Opcode.DATA);
+      await peer.close();
+      const e = await event;
+      assert.equal(e.result, "aborted");
+      assert.equal(e.reason, "aborted-by-client");
+      await settled(t.server);
+      assert.equal(t.server.activeTransfers, 0);
+    } finally {
+      await t.server.close();
+    }
+  });
+});
+
 describe("tftp block number rollover", () => {
   it("a file of more than 65536 blocks of 512 bytes arrives byte-identical", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "metalman-tftp-big-"));
