@@ -6,6 +6,7 @@ import type { BootEventBus, BootResult, BootStep } from "../events/boot-events.j
 import type { MachineBackend } from "../inventory/backend.js";
 import type { Machine } from "../inventory/types.js";
 import type { Artifact, ArtifactResolver } from "../netboot/artifact.js";
+import { RateLimiter } from "../util/rate-limiter.js";
 import type { ClientIdentity } from "./client-identity.js";
 import { sendPlainError } from "./errors.js";
 import {
@@ -17,7 +18,6 @@ import {
   selectRange,
 } from "./file-response.js";
 import type { HttpMetrics } from "./http-metrics.js";
-import { LogLimiter } from "./log-limiter.js";
 import { leaseMac, machineForIp, requesterIp } from "./request-identity.js";
 import { loadSendfileAddon, sendFileBody, zeroCopySocketFd } from "./sendfile-body.js";
 
@@ -63,7 +63,7 @@ interface RequestContext {
 export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async (app, options) => {
   const { backend, resolver, events, identify, metrics } = options;
   const chunkBytes = options.streamChunkBytes ?? DEFAULT_CHUNK_BYTES;
-  const errorLog = new LogLimiter();
+  const errorLog = new RateLimiter();
   const sendfileAddon = options.zeroCopy === false ? undefined : loadSendfileAddon(options.sendfileAddonPath);
 
   const emit = (
@@ -129,7 +129,7 @@ export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async
         emit(ctx, "http.artifact", "not-found", { reason: artifact.reason, detail: { status: 404 } });
         return sendPlainError(reply, "NOT_FOUND");
       case "error":
-        if (errorLog.shouldLog(`${ctx.ip}|${artifact.reason}`)) {
+        if (errorLog.check(`${ctx.ip}|${artifact.reason}`).allowed) {
           request.log.warn(
             { ip: ctx.ip, machine: ctx.machine?.metadata.name, path: ctx.path, reason: artifact.reason },
             "artifact failed",

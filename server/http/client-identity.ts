@@ -1,4 +1,5 @@
-import { BlockList, isIP } from "node:net";
+import { isIP } from "node:net";
+import { createTrustedProxyMatcher } from "../config/trusted-proxy.js";
 
 /**
  * Who is asking. Netboot routes are machine-facing and, like upstream, identify the
@@ -18,8 +19,7 @@ export type ClientIdentity = (
 ) => string | undefined;
 
 export function createClientIdentity(trustedProxies: readonly string[] = []): ClientIdentity {
-  const trusted = parseTrustedProxies(trustedProxies);
-  const isTrusted = (ip: string) => trustedProxies.length > 0 && trusted.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
+  const isTrusted = createTrustedProxyMatcher(trustedProxies);
   return (peerAddress, forwardedFor) => {
     const peer = peerAddress === undefined ? undefined : normalizeIp(peerAddress);
     if (peer === undefined || !isTrusted(peer) || forwardedFor === undefined) return peer;
@@ -54,23 +54,4 @@ export function normalizeIp(raw: string): string | undefined {
   if (family === 4) return value;
   if (family === 6) return value.toLowerCase();
   return undefined;
-}
-
-/** Parses `10.0.0.0/8`, `fd00::/8` or a bare address. Throws on anything else (a configuration error). */
-export function parseTrustedProxies(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [address, prefixText, extra] = cidr.trim().split("/");
-    const ip = address === undefined ? undefined : normalizeIp(address);
-    if (ip === undefined || extra !== undefined)
-      throw new Error(`trusted proxy ${JSON.stringify(cidr)} is not an IP or CIDR`);
-    const family = isIP(ip) === 6 ? "ipv6" : "ipv4";
-    const max = family === "ipv6" ? 128 : 32;
-    const prefix = prefixText === undefined ? max : Number(prefixText);
-    if (!/^\d{1,3}$/.test(prefixText ?? String(max)) || prefix > max) {
-      throw new Error(`trusted proxy ${JSON.stringify(cidr)} has an invalid prefix length`);
-    }
-    list.addSubnet(ip, prefix, family);
-  }
-  return list;
 }

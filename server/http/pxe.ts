@@ -3,12 +3,12 @@ import type { BootEventBus } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import { setCondition } from "../inventory/conditions.js";
 import type { Machine, MachineStatus } from "../inventory/types.js";
+import { RateLimiter } from "../util/rate-limiter.js";
 import { type BoundedBody, boundedBodyParser } from "./bounded-body.js";
 import type { ClientIdentity } from "./client-identity.js";
 import { cloudInitCondition, parseCloudInitEvent } from "./cloudinit-event.js";
 import { sendPlainError } from "./errors.js";
 import type { HttpMetrics } from "./http-metrics.js";
-import { LogLimiter } from "./log-limiter.js";
 import { leaseMac, machineForIp, requesterIp } from "./request-identity.js";
 import { type ConflictRetryOptions, DEFAULT_CONFLICT_RETRY, writeStatusWithRetry } from "./status-retry.js";
 
@@ -40,7 +40,7 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
   const { backend, events, identify, metrics } = options;
   const now = options.now ?? (() => new Date());
   const retry = options.conflictRetry ?? DEFAULT_CONFLICT_RETRY;
-  const quiet = new LogLimiter();
+  const quiet = new RateLimiter();
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", boundedBodyParser(options.bodyLimitBytes ?? CLOUD_INIT_BODY_LIMIT));
@@ -113,7 +113,7 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
     const event = parseCloudInitEvent(body?.bytes ?? Buffer.alloc(0));
     if (event === undefined) {
       metrics.malformed.inc({ route: WEBHOOK_ROUTE, reason: "unparsable" });
-      if (quiet.shouldLog(`unparsable|${ip}`)) {
+      if (quiet.check(`unparsable|${ip}`).allowed) {
         const excerpt = (body?.bytes ?? Buffer.alloc(0)).subarray(0, 256).toString("utf8");
         request.log.warn(
           { ip, body: excerpt, truncated: body?.truncated ?? false },
@@ -144,7 +144,7 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
       return reply.code(200).send();
     }
     if (machine === undefined) {
-      if (quiet.shouldLog(`stranger|${ip}`))
+      if (quiet.check(`stranger|${ip}`).allowed)
         request.log.warn({ ip, stage: event.name }, "cloud-init log from an unknown client");
       events.emit({ step: "cloudinit.event", result: "not-found", ip, reason: "unknown-client", detail });
       return reply.code(200).send();
