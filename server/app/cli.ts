@@ -72,6 +72,12 @@ async function servePxe(argv: string[], env: NodeJS.ProcessEnv): Promise<number 
       () => process.exit(1),
     );
   };
+  // SIGHUP re-reads the inventory now (it is also watched; this is for filesystems where
+  // change events get lost, and for operators used to the convention).
+  process.on("SIGHUP", () => {
+    log.info({ signal: "SIGHUP" }, "reloading inventory");
+    appliance.inventory.reload().catch((err: unknown) => log.error({ err }, "inventory reload failed"));
+  });
   process.once("SIGINT", () => stop("SIGINT"));
   process.once("SIGTERM", () => stop("SIGTERM"));
   return undefined;
