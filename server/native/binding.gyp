@@ -1,5 +1,6 @@
-# Native addons: the DHCP socket (interface mode) and sendfile(2) for HTTP artifacts (optional;
-# the HTTP server falls back to streams without it). Built by `npm install`/`npm rebuild` through the
+# Native addons: the DHCP socket (interface mode), sendfile(2) for HTTP artifacts (optional;
+# the HTTP server falls back to streams without it) and the TFTP transfer socket (optional; TFTP
+# falls back to dgram without it). Built by `npm install`/`npm rebuild` through the
 # package.json "install" script; relay-mode DHCP works without it. See docs/dhcp-sockets.md.
 {
   "targets": [
@@ -19,6 +20,15 @@
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS!='linux'", {"type": "none", "sources!": ["src/sendfile.c"]}]
+      ]
+    },
+    {
+      "target_name": "metalman_udp",
+      "sources": ["src/udp_socket.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", {"type": "none", "sources!": ["src/udp_socket.c"]}]
       ]
     }
   ]

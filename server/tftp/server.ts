@@ -23,6 +23,13 @@ import {
 } from "./packets.js";
 import { TftpSession, type TftpSessionOutcome } from "./session.js";
 import { type BlockSource, BufferBlockSource, FileBlockSource, netasciiFileSource } from "./source.js";
+import {
+  dgramTransferSocket,
+  loadUdpAddon,
+  nativeTransferSocket,
+  type TransferSocket,
+  type UdpAddon,
+} from "./transfer-socket.js";
 
 export interface TftpServerOptions {
   /** IP literal to listen on; each transfer's socket binds the same address. */
@@ -44,6 +51,14 @@ export interface TftpServerOptions {
   defaultTimeoutMs?: number;
   /** Retransmissions of a window before a transfer is abandoned. Default 5. */
   maxRetries?: number;
+  /**
+   * Transfer sockets from the native addon (server/native/src/udp_socket.c) instead of dgram:
+   * fewer allocations per datagram, which is what a lock-step transfer is made of. Used only
+   * for an IPv4 bindAddress and when the addon loads; dgram otherwise. Default true.
+   */
+  nativeSockets?: boolean;
+  /** Path of metalman_udp.node (tests); default: server/native/build/Release/. */
+  udpAddonPath?: string;
 }
 
 /** Longest file name accepted (bytes); image paths are short, anything longer is garbage or an attack. */
@@ -115,6 +130,8 @@ export class TftpServer {
   readonly #transfers = new Map<string, ActiveTransfer>();
   readonly #handlers = new Set<Promise<void>>();
   readonly #maxTransfers: number;
+  /** Set when transfers use the native socket. */
+  readonly #udpAddon: UdpAddon | undefined;
   #socket: Socket | undefined;
   #closing = false;
 
@@ -124,6 +141,15 @@ export class TftpServer {
     this.#o = options;
     this.#metrics = tftpMetrics(options.metrics);
     this.#maxTransfers = options.maxTransfers ?? 64;
+    this.#udpAddon =
+      (options.nativeSockets ?? true) && isIP(options.bindAddress) === 4
+        ? loadUdpAddon(options.udpAddonPath)
+        : undefined;
+  }
+
+  /** Which socket implementation transfers use. */
+  get transferSockets(): "native" | "dgram" {
+    return this.#udpAddon ? "native" : "dgram";
   }
 
   /** Binds the listening socket. Rejects when the port cannot be bound. */
@@ -139,7 +165,7 @@ export class TftpServer {
     socket.on("message", (msg, from) => this.#onRequest(msg, from));
     socket.on("error", (err) => this.#o.log.error({ err }, "tftp: listening socket error"));
     this.#socket = socket;
-    this.#o.log.info({ address: this.address }, "tftp: listening");
+    this.#o.log.info({ address: this.address, transferSockets: this.transferSockets }, "tftp: listening");
   }
 
   /** The bound address (port resolved when started with port 0). */
@@ -311,17 +337,11 @@ export class TftpServer {
     // appliance's local processes are trusted). tftpd-hpa connects too but has no such socket:
     // foreign TIDs get ICMP port unreachable there.
     const strangers = this.#newSocket(true);
-    const socket = this.#newSocket(true);
+    let socket: TransferSocket | undefined;
     try {
       await bindSocket(strangers, this.#o.bindAddress, 0);
       strangers.on("error", (err) => this.#o.log.warn({ err, ip }, "tftp: transfer socket error"));
-      await bindSocket(socket, this.#o.bindAddress, strangers.address().port);
-      await connectSocket(socket, from.port, from.address);
-      socket.on("error", (err) => {
-        // ECONNREFUSED (client gone) ends the session; see TftpSession.
-        if ((err as NodeJS.ErrnoException).code !== "ECONNREFUSED")
-          this.#o.log.warn({ err, ip }, "tftp: transfer socket error");
-      });
+      socket = await this.#transferSocket(strangers.address().port, from, ip);
       if (this.#closing) {
         this.#record("aborted", { ...who, reason: "server-shutdown" });
         return;
@@ -358,9 +378,34 @@ export class TftpServer {
       this.#record("error", { ...who, reason: "socket-error" });
       this.#o.log.error({ err, ip }, "tftp: could not start transfer");
     } finally {
-      await Promise.all([closeQuietly(socket), closeQuietly(strangers)]);
+      await Promise.all([socket?.close(), closeQuietly(strangers)]);
       await source.close().catch(() => {});
     }
+  }
+
+  /** The transfer's connected socket on `port` (shared with the strangers socket). */
+  async #transferSocket(port: number, from: RemoteInfo, ip: string): Promise<TransferSocket> {
+    // ECONNREFUSED (client gone) ends the session (see TftpSession); anything else is logged.
+    const onOtherError = (err: Error) => this.#o.log.warn({ err, ip }, "tftp: transfer socket error");
+    if (this.#udpAddon) {
+      return nativeTransferSocket({
+        addon: this.#udpAddon,
+        localAddress: this.#o.bindAddress,
+        localPort: port,
+        peerAddress: from.address,
+        peerPort: from.port,
+        onOtherError,
+      });
+    }
+    const socket = this.#newSocket(true);
+    try {
+      await bindSocket(socket, this.#o.bindAddress, port);
+      await connectSocket(socket, from.port, from.address);
+    } catch (err) {
+      await closeQuietly(socket);
+      throw err;
+    }
+    return dgramTransferSocket(socket, onOtherError);
   }
 
   async #openSource(

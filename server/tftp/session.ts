@@ -2,6 +2,7 @@ import type { RemoteInfo, Socket } from "node:dgram";
 import type { NegotiatedTransfer } from "./negotiate.js";
 import { decode, encode, Opcode, TftpErrorCode, type TftpPacket } from "./packets.js";
 import type { BlockSource } from "./source.js";
+import type { TransferSocket, TransferSocketHandlers } from "./transfer-socket.js";
 
 export interface TftpPeer {
   address: string;
@@ -10,11 +11,11 @@ export interface TftpPeer {
 
 export interface TftpSessionParams {
   /**
-   * This transfer's socket, bound (its port is the server TID) and `connect()`ed to the peer:
-   * the kernel then delivers only the peer's datagrams to it and sends need no address. The
-   * caller closes it.
+   * This transfer's socket (dgram or native, see transfer-socket.ts), bound (its port is the
+   * server TID) and `connect()`ed to the peer: the kernel then delivers only the peer's
+   * datagrams to it and sends need no address. The caller closes it.
    */
-  socket: Socket;
+  socket: TransferSocket;
   /**
    * Optional unconnected socket sharing `socket`'s port (SO_REUSEADDR): the kernel prefers the
    * connected socket for the peer's datagrams, so this one receives only those from other
@@ -80,7 +81,7 @@ const MAX_BACKOFF_MS = 30_000;
  */
 export class TftpSession {
   readonly #p: TftpSessionParams;
-  readonly #socket: Socket;
+  readonly #socket: TransferSocket;
   readonly #blksize: number;
   readonly #windowsize: number;
   readonly #lastBlock: number;
@@ -108,17 +109,25 @@ export class TftpSession {
   #armedMs = 0;
   /** A disk read for #next is in flight; #sendWindow resumes when it lands. */
   #waitingForDisk = false;
+  /** The socket's send buffer was full; #sendWindow resumes on onWritable. */
+  #waitingForRoom = false;
   #bytesSent = 0;
   #retransmits = 0;
   #settle: ((outcome: TftpSessionOutcome) => void) | undefined;
   readonly #done: Promise<TftpSessionOutcome>;
-  readonly #onMessage = (msg: Buffer): void => this.#receive(msg, undefined);
-  readonly #onStranger = (msg: Buffer, from: RemoteInfo): void => this.#stranger(msg, from);
-  readonly #onError = (err: NodeJS.ErrnoException): void => {
+  readonly #handlers: TransferSocketHandlers = {
+    onAck: (wireBlock) => {
+      if (this.#phase !== "done") this.#onAck(wireBlock);
+    },
+    onPacket: (msg) => this.#receive(msg, undefined),
     // ICMP port unreachable on the connected socket: the client is gone, retransmitting is pointless.
-    if (err.code === "ECONNREFUSED" && this.#phase !== "done")
-      this.#finish("aborted-by-client", "client port unreachable");
+    onUnreachable: () => this.#finish("aborted-by-client", "client port unreachable"),
+    onWritable: () => {
+      this.#waitingForRoom = false;
+      this.#sendWindow();
+    },
   };
+  readonly #onStranger = (msg: Buffer, from: RemoteInfo): void => this.#stranger(msg, from);
 
   constructor(params: TftpSessionParams) {
     this.#p = params;
@@ -143,8 +152,7 @@ export class TftpSession {
 
   /** Starts the transfer; resolves once it is over (never rejects). */
   run(): Promise<TftpSessionOutcome> {
-    this.#socket.on("message", this.#onMessage);
-    this.#socket.on("error", this.#onError);
+    this.#socket.listen(this.#handlers);
     this.#p.strangers?.on("message", this.#onStranger);
     this.#arm();
     if (this.#p.negotiated.oack.length > 0) {
@@ -163,10 +171,9 @@ export class TftpSession {
     this.#finish("aborted", reason);
   }
 
-  // No callback: a send the kernel takes at once then completes synchronously, with no request
-  // object or callback tick. Errors that matter (client gone) come back as ICMP -> 'error'.
-  #send(packet: Buffer): void {
-    this.#socket.send(packet);
+  /** false: the kernel's send buffer is full, nothing was sent (OACK/ERROR: the timer resends or it is best effort). */
+  #send(packet: Buffer): boolean {
+    return this.#socket.send(packet);
   }
 
   #sendOack(): void {
@@ -286,7 +293,7 @@ export class TftpSession {
    * read lands; ACKs meanwhile only move the counters.
    */
   #sendWindow(): void {
-    if (this.#waitingForDisk) return;
+    if (this.#waitingForDisk || this.#waitingForRoom || this.#phase !== "data") return;
     try {
       const end = Math.min(this.#acked + this.#windowsize, this.#lastBlock);
       while (this.#next <= end && this.#phase === "data") {
@@ -308,7 +315,11 @@ export class TftpSession {
           this.#packetBlocks[slot] = block;
         }
         if (length + 4 < packet.length) packet = packet.subarray(0, length + 4); // the last block
-        this.#send(packet);
+        if (!this.#send(packet)) {
+          // Not sent: resume from this block once the socket drains (#next still points at it).
+          this.#waitingForRoom = true;
+          return;
+        }
         this.#bytesSent += length;
         if (block <= this.#highestSent) this.#retransmits++;
         else this.#highestSent = block;
@@ -344,8 +355,7 @@ export class TftpSession {
     const endedIn = this.#phase === "oack" ? "negotiation" : "data";
     this.#phase = "done";
     clearTimeout(this.#timer);
-    this.#socket.off("message", this.#onMessage);
-    this.#socket.off("error", this.#onError);
+    this.#socket.listen(undefined);
     this.#p.strangers?.off("message", this.#onStranger);
     const bytesAcked = Math.min(this.#acked * this.#blksize, this.#p.source.size);
     this.#settle?.({

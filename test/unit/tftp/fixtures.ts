@@ -6,6 +6,17 @@ import type { MachineBackend } from "../../../server/inventory/backend.js";
 import { API_VERSION, type Machine } from "../../../server/inventory/types.js";
 import type { Artifact, ArtifactResolver } from "../../../server/netboot/artifact.js";
 import { TftpServer, type TftpServerOptions } from "../../../server/tftp/server.js";
+import { loadUdpAddon } from "../../../server/tftp/transfer-socket.js";
+
+/** Transfer socket implementations the loopback tests run over (see server/tftp/transfer-socket.ts). */
+export const SOCKET_KINDS = ["native", "dgram"] as const;
+export type SocketKind = (typeof SOCKET_KINDS)[number];
+
+/** describe() options: the native variant is skipped (visibly) when the addon is not built. */
+export function socketSuite(kind: SocketKind): { skip: string | false } {
+  const missing = kind === "native" && loadUdpAddon() === undefined;
+  return { skip: missing ? "metalman_udp.node not built (npx node-gyp rebuild --directory=server/native)" : false };
+}
 
 /** The one machine the fake inventory knows: it "leases" 127.0.0.1. */
 export const MACHINE: Machine = {
@@ -76,6 +87,11 @@ export async function startServer(
     ...extra,
   });
   await server.start();
+  const wanted = extra.nativeSockets === undefined ? undefined : extra.nativeSockets ? "native" : "dgram";
+  if (wanted !== undefined && server.transferSockets !== wanted) {
+    await server.close();
+    throw new Error(`asked for ${wanted} transfer sockets, server uses ${server.transferSockets}`);
+  }
   return { server, port: server.address.port, events, metrics, logLines };
 }
 

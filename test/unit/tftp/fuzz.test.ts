@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 import { encode, Opcode, type TftpPacket } from "../../../server/tftp/packets.js";
 import { RawPeer, tftpGet } from "./client.js";
-import { metricValue, rendered, settled, startServer } from "./fixtures.js";
+import { metricValue, rendered, SOCKET_KINDS, settled, socketSuite, startServer } from "./fixtures.js";
 
 /** Deterministic generator so a failure can be replayed. */
 function* datagrams(count: number): Generator<Buffer> {
@@ -28,46 +28,50 @@ function* datagrams(count: number): Generator<Buffer> {
   }
 }
 
-describe("tftp server under garbage", () => {
-  it("20k random/mutated datagrams: nothing escapes, malformed counted and logged once, service still works", async () => {
-    const body = randomBytes(100_000);
-    const t = await startServer({ "good.bin": rendered(body) });
-    const fuzzer = await RawPeer.open();
-    try {
-      let sent = 0;
-      const batch: Buffer[] = [];
-      for (const d of datagrams(20_000)) {
-        batch.push(d);
-        if (batch.length === 200) {
-          await Promise.all(
-            batch.map(
-              (b) => new Promise<void>((resolve) => fuzzer.socket.send(b, t.port, "127.0.0.1", () => resolve())),
-            ),
-          );
-          sent += batch.length;
-          batch.length = 0;
-          await new Promise((r) => setTimeout(r, 2)); // let the server drain its socket buffer
+for (const kind of SOCKET_KINDS) {
+  const nativeSockets = kind === "native";
+
+  describe(`tftp server under garbage (${kind} sockets)`, socketSuite(kind), () => {
+    it("20k random/mutated datagrams: nothing escapes, malformed counted and logged once, service still works", async () => {
+      const body = randomBytes(100_000);
+      const t = await startServer({ "good.bin": rendered(body) }, { nativeSockets });
+      const fuzzer = await RawPeer.open();
+      try {
+        let sent = 0;
+        const batch: Buffer[] = [];
+        for (const d of datagrams(20_000)) {
+          batch.push(d);
+          if (batch.length === 200) {
+            await Promise.all(
+              batch.map(
+                (b) => new Promise<void>((resolve) => fuzzer.socket.send(b, t.port, "127.0.0.1", () => resolve())),
+              ),
+            );
+            sent += batch.length;
+            batch.length = 0;
+            await new Promise((r) => setTimeout(r, 2)); // let the server drain its socket buffer
+          }
         }
+        assert.equal(sent, 20_000);
+        await settled(t.server);
+
+        const malformed = await metricValue(t.metrics, "metalman_tftp_malformed_packets_total");
+        assert.ok(malformed > 1000, `malformed counter ${malformed}`);
+        const malformedLogs = t.logLines.filter((l) => l.includes("dropped malformed"));
+        assert.equal(malformedLogs.length, 1, "logged once per source per minute");
+
+        const r = await tftpGet({
+          host: "127.0.0.1",
+          port: t.port,
+          filename: "good.bin",
+          options: { blksize: "1468", windowsize: "16" },
+        });
+        assert.equal(r.outcome, "ok");
+        assert.deepEqual(r.data, body);
+      } finally {
+        await fuzzer.close();
+        await t.server.close();
       }
-      assert.equal(sent, 20_000);
-      await settled(t.server);
-
-      const malformed = await metricValue(t.metrics, "metalman_tftp_malformed_packets_total");
-      assert.ok(malformed > 1000, `malformed counter ${malformed}`);
-      const malformedLogs = t.logLines.filter((l) => l.includes("dropped malformed"));
-      assert.equal(malformedLogs.length, 1, "logged once per source per minute");
-
-      const r = await tftpGet({
-        host: "127.0.0.1",
-        port: t.port,
-        filename: "good.bin",
-        options: { blksize: "1468", windowsize: "16" },
-      });
-      assert.equal(r.outcome, "ok");
-      assert.deepEqual(r.data, body);
-    } finally {
-      await fuzzer.close();
-      await t.server.close();
-    }
+    });
   });
-});
+}

@@ -1,0 +1,182 @@
+import type { Socket } from "node:dgram";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Opcode } from "./packets.js";
+
+/**
+ * What a TftpSession needs from its socket, so it runs on either Node's dgram or the lean native
+ * socket (server/native/src/udp_socket.c). The socket is already bound and connected to the peer.
+ */
+export interface TransferSocket {
+  /**
+   * Sends one datagram to the peer, synchronously. false: the kernel's send buffer is full and
+   * nothing was sent; `onWritable` fires once there is room again (dgram never says false: it
+   * queues internally).
+   */
+  send(packet: Buffer): boolean;
+  /** Sets (or, with undefined, removes) the receiver of this socket's events. */
+  listen(handlers: TransferSocketHandlers | undefined): void;
+  /** Idempotent; no handler is called afterwards. */
+  close(): Promise<void>;
+}
+
+export interface TransferSocketHandlers {
+  /** A well-formed 4-byte ACK for this wire block number (the per-block path: no Buffer needed). */
+  onAck(wireBlock: number): void;
+  /** Any other datagram from the peer. */
+  onPacket(packet: Buffer): void;
+  /** ICMP port unreachable: the client is gone. */
+  onUnreachable(): void;
+  /** There is room again after `send` returned false. */
+  onWritable(): void;
+}
+
+/** Socket errors other than "peer unreachable" (logged by the owner; the socket stays open). */
+export type TransferSocketErrorListener = (err: Error) => void;
+
+/** Adapts a bound, `connect()`ed dgram socket. */
+export function dgramTransferSocket(socket: Socket, onOtherError: TransferSocketErrorListener): TransferSocket {
+  let handlers: TransferSocketHandlers | undefined;
+  let closed = false;
+  socket.on("message", (msg: Buffer) => {
+    if (!handlers) return;
+    if (msg.length === 4 && msg[0] === 0 && msg[1] === Opcode.ACK) handlers.onAck((msg[2] << 8) | msg[3]);
+    else handlers.onPacket(msg);
+  });
+  socket.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "ECONNREFUSED") handlers?.onUnreachable();
+    else onOtherError(err);
+  });
+  return {
+    // No callback: a send the kernel takes at once completes synchronously, with no request
+    // object or callback tick. Errors that matter (client gone) come back as ICMP -> 'error'.
+    send(packet) {
+      socket.send(packet);
+      return true;
+    },
+    listen(next) {
+      handlers = next;
+    },
+    close() {
+      handlers = undefined;
+      if (closed) return Promise.resolve();
+      closed = true;
+      return new Promise((resolve) => {
+        try {
+          socket.close(() => resolve());
+        } catch {
+          resolve(); // never bound, or already closed
+        }
+      });
+    },
+  };
+}
+
+/** File name node-gyp gives the addon (target_name in server/native/binding.gyp). */
+export const UDP_ADDON_FILE = "metalman_udp.node";
+
+/** The native socket of udp_socket.c (see its header comment for the exact contract). */
+interface NativeUdpSocket {
+  /** 0 sent, -1 EAGAIN (onWritable follows), > 0 errno. */
+  send(data: Uint8Array): number;
+  close(): void;
+  readonly port: number;
+}
+
+export interface UdpAddon {
+  UdpSocket: new (
+    localAddress: string,
+    localPort: number,
+    peerAddress: string,
+    peerPort: number,
+    onDatagram: (ackBlock: number, packet?: Buffer) => void,
+    onError: (err: NodeJS.ErrnoException) => void,
+    onWritable: () => void,
+  ) => NativeUdpSocket;
+}
+
+/** Where a built addon can be: `server/native/build/Release/` above this module (dist/ or source). */
+function addonCandidates(): string[] {
+  const candidates: string[] = [];
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 6; depth++) {
+    candidates.push(path.join(dir, "server", "native", "build", "Release", UDP_ADDON_FILE));
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return candidates;
+}
+
+/** The addon, or undefined when it is not built or does not load: transfers then use dgram. */
+export function loadUdpAddon(addonPath?: string): UdpAddon | undefined {
+  if (process.platform !== "linux") return undefined;
+  const found = (addonPath ? [addonPath] : addonCandidates()).find((candidate) => existsSync(candidate));
+  if (found === undefined) return undefined;
+  try {
+    const addon = createRequire(import.meta.url)(found) as Partial<UdpAddon>;
+    return typeof addon.UdpSocket === "function" ? (addon as UdpAddon) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const ECONNREFUSED = 111; // Linux errno; the addon exists only on Linux
+
+export interface NativeTransferSocketParams {
+  addon: UdpAddon;
+  /** IPv4 literal and port to bind (SO_REUSEADDR: the transfer's unconnected socket shares it). */
+  localAddress: string;
+  localPort: number;
+  peerAddress: string;
+  peerPort: number;
+  onOtherError: TransferSocketErrorListener;
+}
+
+/** Opens the native socket, bound and connected. Throws (with `code`) when bind/connect fail. */
+export function nativeTransferSocket(p: NativeTransferSocketParams): TransferSocket {
+  let handlers: TransferSocketHandlers | undefined;
+  const socket = new p.addon.UdpSocket(
+    p.localAddress,
+    p.localPort,
+    p.peerAddress,
+    p.peerPort,
+    (ackBlock, packet) => {
+      if (!handlers) return;
+      if (ackBlock >= 0) handlers.onAck(ackBlock);
+      else if (packet) handlers.onPacket(packet);
+    },
+    (err) => {
+      if (err.code === "ECONNREFUSED") handlers?.onUnreachable();
+      else p.onOtherError(err);
+    },
+    () => handlers?.onWritable(),
+  );
+  let closed = false;
+  return {
+    send(packet) {
+      const status = socket.send(packet);
+      if (status === 0) return true;
+      if (status === -1) return false;
+      // Like dgram: a failed send is a lost datagram (the retransmit timer covers it); only
+      // "client gone" ends the transfer, reported outside the caller's send loop.
+      if (status === ECONNREFUSED) queueMicrotask(() => handlers?.onUnreachable());
+      else
+        p.onOtherError(Object.assign(new Error(`send failed: errno ${status}`), { errno: -status, syscall: "send" }));
+      return true;
+    },
+    listen(next) {
+      handlers = next;
+    },
+    close() {
+      handlers = undefined;
+      if (!closed) {
+        closed = true;
+        socket.close();
+      }
+      return Promise.resolve();
+    },
+  };
+}
