@@ -1,9 +1,6 @@
-import { existsSync } from "node:fs";
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { createRequire } from "node:module";
 import type { Socket } from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { loadAddon } from "../native/addon-loader.js";
 
 /**
  * Zero-copy response bodies with Linux sendfile(2) (server/native/src/sendfile.c). A plain
@@ -31,30 +28,11 @@ export interface SendfileAddon {
   ): SendfileJob;
 }
 
-/** Where a built addon can be: `server/native/build/Release/` above this module (dist/ or source). */
-function addonCandidates(): string[] {
-  const candidates: string[] = [];
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < 6; depth++) {
-    candidates.push(path.join(dir, "server", "native", "build", "Release", SENDFILE_ADDON_FILE));
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return candidates;
-}
-
 /** The addon, or undefined when it is not built or does not load: callers then stream. */
 export function loadSendfileAddon(addonPath?: string): SendfileAddon | undefined {
   if (process.platform !== "linux") return undefined;
-  const found = (addonPath ? [addonPath] : addonCandidates()).find((candidate) => existsSync(candidate));
-  if (found === undefined) return undefined;
-  try {
-    const addon = createRequire(import.meta.url)(found) as Partial<SendfileAddon>;
-    return typeof addon.sendfile === "function" ? (addon as SendfileAddon) : undefined;
-  } catch {
-    return undefined;
-  }
+  const loaded = loadAddon<SendfileAddon>(SENDFILE_ADDON_FILE, "sendfile", addonPath);
+  return loaded.ok ? loaded.addon : undefined;
 }
 
 interface SocketInternals {

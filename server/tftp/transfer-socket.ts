@@ -1,8 +1,5 @@
 import type { Socket } from "node:dgram";
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { loadAddon } from "../native/addon-loader.js";
 import { Opcode } from "./packets.js";
 
 /**
@@ -97,30 +94,11 @@ export interface UdpAddon {
   ) => NativeUdpSocket;
 }
 
-/** Where a built addon can be: `server/native/build/Release/` above this module (dist/ or source). */
-function addonCandidates(): string[] {
-  const candidates: string[] = [];
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < 6; depth++) {
-    candidates.push(path.join(dir, "server", "native", "build", "Release", UDP_ADDON_FILE));
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return candidates;
-}
-
 /** The addon, or undefined when it is not built or does not load: transfers then use dgram. */
 export function loadUdpAddon(addonPath?: string): UdpAddon | undefined {
   if (process.platform !== "linux") return undefined;
-  const found = (addonPath ? [addonPath] : addonCandidates()).find((candidate) => existsSync(candidate));
-  if (found === undefined) return undefined;
-  try {
-    const addon = createRequire(import.meta.url)(found) as Partial<UdpAddon>;
-    return typeof addon.UdpSocket === "function" ? (addon as UdpAddon) : undefined;
-  } catch {
-    return undefined;
-  }
+  const loaded = loadAddon<UdpAddon>(UDP_ADDON_FILE, "UdpSocket", addonPath);
+  return loaded.ok ? loaded.addon : undefined;
 }
 
 const ECONNREFUSED = 111; // Linux errno; the addon exists only on Linux

@@ -1,7 +1,4 @@
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { addonCandidates, loadAddon } from "../../native/addon-loader.js";
 
 /** File name node-gyp gives the addon (target_name in server/native/binding.gyp). */
 export const NATIVE_ADDON_FILE = "metalman_dhcp_socket.node";
@@ -38,40 +35,26 @@ export interface NativeAddon {
   ) => NativeDeviceSocket;
 }
 
-/** Where a built addon can be: `server/native/build/Release/` above this module (works from dist/ and from source). */
+/** Where the built addon can be (see addonCandidates). */
 export function defaultAddonCandidates(): string[] {
-  const candidates: string[] = [];
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < 6; depth++) {
-    candidates.push(path.join(dir, "server", "native", "build", "Release", NATIVE_ADDON_FILE));
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return candidates;
+  return addonCandidates(NATIVE_ADDON_FILE);
 }
 
-/**
- * Load the addon. Throws an operator-readable error when it is missing or does not load
- * (e.g. built for another Node ABI): interface mode needs it, relay mode does not.
- */
 export function loadNativeAddon(addonPath?: string): NativeAddon {
-  const candidates = addonPath ? [addonPath] : defaultAddonCandidates();
-  const found = candidates.find((candidate) => existsSync(candidate));
+  const loaded = loadAddon<NativeAddon>(NATIVE_ADDON_FILE, "DeviceSocket", addonPath);
+  if (loaded.ok) return loaded.addon;
   const remedy =
     "Build it with `npm rebuild` (or `npx node-gyp rebuild --directory=server/native`; needs python3, make and a C compiler). " +
     "Relay-mode DHCP (no --dhcp-interface / --dhcp-auto-interface) works without it.";
-  if (!found) {
+  if (loaded.reason === "not-found") {
     throw new Error(
-      `interface-mode DHCP needs the native socket addon ${NATIVE_ADDON_FILE}, which was not found (looked at ${candidates.join(", ")}). ${remedy}`,
+      `interface-mode DHCP needs the native socket addon ${NATIVE_ADDON_FILE}, which was not found (looked at ${loaded.candidates.join(", ")}). ${remedy}`,
     );
   }
-  try {
-    return createRequire(import.meta.url)(found) as NativeAddon;
-  } catch (error) {
-    throw new Error(
-      `interface-mode DHCP: the native socket addon ${found} did not load (${(error as Error).message}). ${remedy}`,
-      { cause: error },
-    );
-  }
+  throw new Error(
+    `interface-mode DHCP: the native socket addon ${loaded.path} did not load (${loaded.message}). ${remedy}`,
+    {
+      cause: loaded.cause,
+    },
+  );
 }
