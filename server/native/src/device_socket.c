@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+#include "napi_common.h"
 
 /* Largest possible UDP payload: nothing can be truncated with a buffer this size. */
 #define RECV_BUFFER_SIZE 65536
@@ -64,36 +65,8 @@ typedef struct {
 
 /* ---------- errors ---------- */
 
-/* Build `Error("<syscall> <CODE>: <message>")` with code/errno/syscall, like Node's own. */
-static napi_value make_errno_error(napi_env env, int err, const char *syscall) {
-  char message[256];
-  const char *name = uv_err_name(-err); /* libuv error codes are negated errno values on Unix */
-  snprintf(message, sizeof message, "%s %s: %s", syscall, name, strerror(err));
-  napi_value code_value, message_value, error, errno_value, syscall_value;
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_value);
-  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value);
-  napi_create_error(env, code_value, message_value, &error);
-  napi_create_int32(env, -err, &errno_value);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
-  napi_set_named_property(env, error, "errno", errno_value);
-  napi_set_named_property(env, error, "syscall", syscall_value);
-  return error;
-}
 
-static void throw_errno(napi_env env, int err, const char *syscall) {
-  napi_throw(env, make_errno_error(env, err, syscall));
-}
 
-/* Bail out of a JS-facing function when a Node-API call fails (an exception is then pending or is thrown). */
-#define NAPI_CALL(env, call)                                                      \
-  do {                                                                            \
-    if ((call) != napi_ok) {                                                      \
-      bool pending = false;                                                       \
-      napi_is_exception_pending((env), &pending);                                 \
-      if (!pending) napi_throw_error((env), "ERR_NAPI", "Node-API call failed: " #call); \
-      return NULL;                                                                \
-    }                                                                             \
-  } while (0)
 
 /* ---------- lifetime ---------- */
 
@@ -328,28 +301,8 @@ static bool get_string_arg(napi_env env, napi_value value, char *out, size_t siz
   return true;
 }
 
-static bool get_port_arg(napi_env env, napi_value value, int *port) {
-  napi_valuetype type;
-  double number = -1;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number ||
-      napi_get_value_double(env, value, &number) != napi_ok || number < 0 || number > 65535 ||
-      number != (double)(int)number) {
-    napi_throw_range_error(env, "ERR_SOCKET_BAD_PORT", "port must be an integer 0..65535");
-    return false;
-  }
-  *port = (int)number;
-  return true;
-}
 
-static bool is_function(napi_env env, napi_value value) {
-  napi_valuetype type;
-  return napi_typeof(env, value, &type) == napi_ok && type == napi_function;
-}
 
-static bool is_nullish(napi_env env, napi_value value) {
-  napi_valuetype type;
-  return napi_typeof(env, value, &type) == napi_ok && (type == napi_undefined || type == napi_null);
-}
 
 static napi_value set_int_property(napi_env env, napi_value object, const char *name, int value) {
   napi_value number;

@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#include "napi_common.h"
 
 /* Per sendfile(2) call: large enough to amortize the syscall, small enough to recheck cancel. */
 #define SYSCALL_CHUNK (1024 * 1024)
@@ -197,17 +198,6 @@ static napi_value throw_type(napi_env env, const char *message) {
   return NULL;
 }
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
-  napi_value code, message, error;
-  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_value syscall_value;
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
-  napi_set_named_property(env, error, "syscall", syscall_value);
-  napi_throw(env, error);
-  return NULL;
-}
 
 static bool get_int64(napi_env env, napi_value value, int64_t *out) {
   napi_valuetype type;
