@@ -92,6 +92,9 @@ function tryItHint(config: ReturnType<typeof parseServePxeArgs>): string {
     `  curl -o /dev/null -w '%{http_code}\\n' http://${host}:${config.httpPort}/nope   # 404`,
     `  tftp ${host} ${config.tftpPort} -c get grub/grub.cfg /dev/stdout`,
     `  curl http://${host}:${config.healthPort}/readyz; curl -s http://${host}:${config.httpPort}/metrics | head`,
+    config.dhcpInterface === "" && !config.dhcpAutoInterface
+      ? `DHCP is in relay mode on ${host}:${config.dhcpPort}: point a relay (dhcrelay) at it, or use --dhcp-interface IF on a provisioning NIC.`
+      : "DHCP answers broadcasts on the provisioning interface: PXE-boot a Machine there.",
     "",
   ].join("\n");
 }
