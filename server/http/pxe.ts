@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import type { BootEventBus } from "../events/boot-events.js";
+import type { BootEvent, BootEventBus, BootResult } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import { setCondition } from "../inventory/conditions.js";
 import type { Machine, MachineStatus } from "../inventory/types.js";
@@ -110,6 +110,8 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
     const body = request.body as BoundedBody | undefined;
     if (body?.truncated) reply.header("connection", "close");
     const { ip, machine, mac } = whoIs(request);
+    const report = (result: BootResult, reason?: string, detail?: BootEvent["detail"]) =>
+      events.emit({ step: "cloudinit.event", result, ip, mac, machine: machine?.metadata.name, reason, detail });
     const event = parseCloudInitEvent(body?.bytes ?? Buffer.alloc(0));
     if (event === undefined) {
       metrics.malformed.inc({ route: WEBHOOK_ROUTE, reason: "unparsable" });
@@ -120,33 +122,18 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
           "cloud-init log: unparsable event",
         );
       }
-      events.emit({
-        step: "cloudinit.event",
-        result: "ignored",
-        ip,
-        mac,
-        machine: machine?.metadata.name,
-        reason: "unparsable",
-      });
+      report("ignored", "unparsable");
       return reply.code(200).send();
     }
     const detail = { stage: event.name, eventType: event.eventType, result: event.result || undefined };
     if (cloudInitCondition(event, 0) === undefined) {
-      events.emit({
-        step: "cloudinit.event",
-        result: "ignored",
-        ip,
-        mac,
-        machine: machine?.metadata.name,
-        reason: "event-type",
-        detail,
-      });
+      report("ignored", "event-type", detail);
       return reply.code(200).send();
     }
     if (machine === undefined) {
       if (quiet.check(`stranger|${ip}`).allowed)
         request.log.warn({ ip, stage: event.name }, "cloud-init log from an unknown client");
-      events.emit({ step: "cloudinit.event", result: "not-found", ip, reason: "unknown-client", detail });
+      report("not-found", "unknown-client", detail);
       return reply.code(200).send();
     }
     const name = machine.metadata.name;
@@ -164,38 +151,18 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
         retry,
       );
       if (written.outcome === "gone") {
-        events.emit({
-          step: "cloudinit.event",
-          result: "not-found",
-          ip,
-          mac,
-          machine: name,
-          reason: "machine-deleted",
-          detail,
-        });
+        report("not-found", "machine-deleted", detail);
       } else {
         const condition = written.machine.status?.conditions?.find((c) => c.type === "CloudInitDone");
-        events.emit({
-          step: "cloudinit.event",
-          result: "ok",
-          ip,
-          mac,
-          machine: name,
-          detail: { ...detail, condition: condition ? `${condition.status}/${condition.reason}` : undefined },
+        report("ok", undefined, {
+          ...detail,
+          condition: condition ? `${condition.status}/${condition.reason}` : undefined,
         });
       }
     } catch (error) {
       // Still 200: cloud-init does not retry, and a 5xx would only add noise on the machine.
       request.log.error({ err: error, machine: name }, "cloud-init condition: updating Machine status failed");
-      events.emit({
-        step: "cloudinit.event",
-        result: "error",
-        ip,
-        mac,
-        machine: name,
-        reason: (error as Error).message,
-        detail,
-      });
+      report("error", (error as Error).message, detail);
     }
     return reply.code(200).send();
   };
