@@ -851,3 +851,47 @@ export function startDhcrelay(lab: RelayLab, scratchDir: string): NsProcess {
     lab.serverIp,
   ]);
 }
+
+/** What the file-serving lab tests share: one client whose address is a Machine's lease IP. */
+export interface OneMachineLab {
+  lab: VethLab;
+  scratch: string;
+  image: LabImage;
+  appliance: Appliance;
+}
+
+/**
+ * veth lab, a second (stranger) address on the client, the generated image (32 MiB file and a
+ * template), one Machine leased to the client's address, and the appliance serving it. Cleans up
+ * what it started when a step fails.
+ */
+export async function startOneMachineLab(
+  prefix: string,
+  machine: { name: string; mac: string },
+  strangerIp: string,
+): Promise<OneMachineLab> {
+  const scratch = await makeScratchDir(prefix);
+  let lab: VethLab | undefined;
+  try {
+    lab = await vethLabUp(prefix, { staticClient: true });
+    await addAddress(lab.clientNs, lab.clientIf, `${strangerIp}/16`);
+    const image = await writeImage(scratch);
+    const inventoryDir = await writeInventory(scratch, image, [
+      {
+        name: machine.name,
+        leases: [{ mac: machine.mac, ipv4: lab.clientIp!, subnetMask: "255.255.0.0", gateway: "10.213.0.1" }],
+      },
+    ]);
+    const appliance = await Appliance.start({ ns: lab.serverNs, bindAddress: lab.serverIp, inventoryDir }, scratch);
+    return { lab, scratch, image, appliance };
+  } catch (error) {
+    await stopOneMachineLab({ lab, scratch });
+    throw error;
+  }
+}
+
+export async function stopOneMachineLab(fixture: Partial<OneMachineLab>): Promise<void> {
+  await fixture.appliance?.stop();
+  await vethLabDown(fixture.lab);
+  await removeDir(fixture.scratch);
+}

@@ -9,20 +9,15 @@ import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { after, before, it } from "node:test";
 import {
-  Appliance,
-  addAddress,
+  type Appliance,
   type CommandResult,
   type LabImage,
   labSuite,
-  makeScratchDir,
-  removeDir,
   runInNs,
   sha256File,
+  startOneMachineLab,
+  stopOneMachineLab,
   type VethLab,
-  vethLabDown,
-  vethLabUp,
-  writeImage,
-  writeInventory,
 } from "./harness.js";
 
 const STRANGER_IP = "10.213.0.99";
@@ -41,23 +36,15 @@ labSuite("HTTP: curl against metalman's file server", [], () => {
   let appliance: Appliance | undefined;
 
   before(async () => {
-    scratch = await makeScratchDir("mmh");
-    lab = await vethLabUp("mmh", { staticClient: true });
-    await addAddress(lab.clientNs, lab.clientIf, `${STRANGER_IP}/16`);
-    image = await writeImage(scratch);
-    const inventoryDir = await writeInventory(scratch, image, [
-      {
-        name: MACHINE,
-        leases: [{ mac: "02:4d:4d:00:00:20", ipv4: lab.clientIp!, subnetMask: "255.255.0.0", gateway: "10.213.0.1" }],
-      },
-    ]);
-    appliance = await Appliance.start({ ns: lab.serverNs, bindAddress: lab.serverIp, inventoryDir }, scratch);
+    ({ lab, scratch, image, appliance } = await startOneMachineLab(
+      "mmh",
+      { name: MACHINE, mac: "02:4d:4d:00:00:20" },
+      STRANGER_IP,
+    ));
   });
 
   after(async () => {
-    await appliance?.stop();
-    await vethLabDown(lab);
-    await removeDir(scratch);
+    await stopOneMachineLab({ lab, scratch, appliance });
   });
 
   /** curl GET from the client namespace; body to `out`, headers to `<out>.headers`. */

@@ -10,20 +10,15 @@ import { rm } from "node:fs/promises";
 import path from "node:path";
 import { after, before, it } from "node:test";
 import {
-  Appliance,
-  addAddress,
+  type Appliance,
   type CommandResult,
   type LabImage,
   labSuite,
-  makeScratchDir,
-  removeDir,
   runInNs,
   sha256File,
+  startOneMachineLab,
+  stopOneMachineLab,
   type VethLab,
-  vethLabDown,
-  vethLabUp,
-  writeImage,
-  writeInventory,
 } from "./harness.js";
 
 const STRANGER_IP = "10.213.0.99";
@@ -36,23 +31,15 @@ labSuite("TFTP: real clients fetch 32 MiB from metalman", ["tftp", "atftp"], () 
   let appliance: Appliance | undefined;
 
   before(async () => {
-    scratch = await makeScratchDir("mmtf");
-    lab = await vethLabUp("mmtf", { staticClient: true });
-    await addAddress(lab.clientNs, lab.clientIf, `${STRANGER_IP}/16`);
-    image = await writeImage(scratch);
-    const inventoryDir = await writeInventory(scratch, image, [
-      {
-        name: "lab-tftp",
-        leases: [{ mac: "02:4d:4d:00:00:10", ipv4: lab.clientIp!, subnetMask: "255.255.0.0", gateway: "10.213.0.1" }],
-      },
-    ]);
-    appliance = await Appliance.start({ ns: lab.serverNs, bindAddress: lab.serverIp, inventoryDir }, scratch);
+    ({ lab, scratch, image, appliance } = await startOneMachineLab(
+      "mmtf",
+      { name: "lab-tftp", mac: "02:4d:4d:00:00:10" },
+      STRANGER_IP,
+    ));
   });
 
   after(async () => {
-    await appliance?.stop();
-    await vethLabDown(lab);
-    await removeDir(scratch);
+    await stopOneMachineLab({ lab, scratch, appliance });
   });
 
   async function assertDownloaded(out: string, result: CommandResult): Promise<void> {
