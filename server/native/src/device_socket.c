@@ -147,13 +147,7 @@ static void call_js(DeviceSocket *self, napi_ref fn_ref, size_t argc, napi_value
     napi_get_global(env, &recv);
   }
   if (napi_make_callback(env, self->async_context, recv, fn, argc, argv, &result) != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value exception;
-      napi_get_and_clear_last_exception(env, &exception);
-      napi_fatal_exception(env, exception);
-    }
+    raise_pending_exception(env);
   }
 }
 

@@ -69,4 +69,16 @@ static inline bool is_nullish(napi_env env, napi_value value) {
   return napi_typeof(env, value, &type) == napi_ok && (type == napi_undefined || type == napi_null);
 }
 
+/* An exception thrown by a JS callback we invoked must not vanish silently: hand it to Node
+   as an 'uncaughtException', the same as a throwing EventEmitter listener. */
+static inline void raise_pending_exception(napi_env env) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+}
+
 #endif

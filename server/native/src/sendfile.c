@@ -172,14 +172,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   napi_ref wrapper = job->wrapper;
   job->wrapper = NULL;
   napi_call_function(env, global, callback, 2, argv, NULL);
-  /* An exception thrown by the callback must not vanish silently. */
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) {
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_fatal_exception(env, exception);
-  }
+  raise_pending_exception(env);
   napi_delete_reference(env, wrapper); /* may now be finalized, which frees job */
   napi_close_handle_scope(env, scope);
 }

@@ -162,13 +162,7 @@ static void call_js(UdpSocket *self, napi_ref fn_ref, size_t argc, napi_value *a
       receiver == NULL)
     return;
   if (napi_make_callback(env, self->async_context, receiver, fn, argc, argv, &result) != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value exception;
-      napi_get_and_clear_last_exception(env, &exception);
-      napi_fatal_exception(env, exception);
-    }
+    raise_pending_exception(env);
   }
 }
 
