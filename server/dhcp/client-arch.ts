@@ -67,10 +67,3 @@ export function clientArchName(arch: number | undefined): string | undefined {
   if (arch === undefined) return undefined;
   return CLIENT_ARCH_NAMES.get(arch) ?? `arch-0x${arch.toString(16).padStart(4, "0")}`;
 }
-
-const UEFI_HTTP_ARCHS: ReadonlySet<number> = new Set([0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x1a, 0x1c, 0x1e]);
-
-/** Firmware that boots from an HTTP URL (it also says `HTTPClient` in option 60). */
-export function isHttpBootArch(arch: number | undefined): boolean {
-  return arch !== undefined && UEFI_HTTP_ARCHS.has(arch);
-}

@@ -1,4 +1,4 @@
-import { readIpv4, writeIpv4 } from "./ipv4.js";
+import { readIpv4, writeIpv4 } from "../util/ipv4.js";
 import { type DhcpOptions, OptionCode } from "./options.js";
 
 /**

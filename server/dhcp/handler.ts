@@ -2,10 +2,10 @@ import type { BootEvent } from "../events/boot-events.js";
 import type { ImageStore } from "../images/image-store.js";
 import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
 import type { DhcpLease, Machine } from "../inventory/types.js";
+import { BROADCAST_IPV4, isIpv4, isSubnetMask, parseIpv4, ZERO_IPV4 } from "../util/ipv4.js";
 import { type BootChoice, type BootClient, chooseBootFile } from "./boot-file.js";
 import { clientArchName } from "./client-arch.js";
 import { BROADCAST_FLAG, type DhcpPacket, hardwareAddress, messageType } from "./codec.js";
-import { BROADCAST_IPV4, isIpv4, isSubnetMask, parseIpv4, ZERO_IPV4 } from "./ipv4.js";
 import {
   type DhcpOptions,
   ipOption,

@@ -1,4 +1,4 @@
-import { parseIpv4, readIpv4 } from "./ipv4.js";
+import { parseIpv4, readIpv4 } from "../util/ipv4.js";
 
 /**
  * DHCPv4 option table (RFC 2132 and the later RFCs named per entry) and typed readers and
@@ -346,12 +346,6 @@ export function u8Option(value: number): Buffer {
   return Buffer.from([value & 255]);
 }
 
-export function u16Option(value: number): Buffer {
-  const out = Buffer.allocUnsafe(2);
-  out.writeUInt16BE(value, 0);
-  return out;
-}
-
 export function u32Option(value: number): Buffer {
   const out = Buffer.allocUnsafe(4);
   out.writeUInt32BE(value, 0);
@@ -371,12 +365,4 @@ export function userClassOption(classes: readonly string[]): Buffer {
       return Buffer.concat([Buffer.from([body.length]), body]);
     }),
   );
-}
-
-export function clientArchOption(archs: readonly number[]): Buffer {
-  const out = Buffer.allocUnsafe(archs.length * 2);
-  archs.forEach((a, i) => {
-    out.writeUInt16BE(a, i * 2);
-  });
-  return out;
 }

@@ -3,10 +3,10 @@ import type { Registry } from "prom-client";
 import type { BootEventBus } from "../events/boot-events.js";
 import type { ImageStore } from "../images/image-store.js";
 import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
+import { parseIpv4 } from "../util/ipv4.js";
 import { RateLimiter, rateLimitedLog } from "../util/rate-limiter.js";
 import { encode, tryDecode } from "./codec.js";
 import { type DhcpHandlerDeps, type DhcpMode, type DhcpOutcome, handleDhcpRequest } from "./handler.js";
-import { parseIpv4 } from "./ipv4.js";
 import { DhcpMetrics } from "./metrics.js";
 import type { DhcpTransport, ReceivedDatagram } from "./transport.js";
 

@@ -3,10 +3,9 @@
  * pattern validation, and these strings end up in DHCP options, kernel command lines and YAML).
  * Each format has a checker and the human message shown when a value fails it.
  */
+import { isSubnetMask as isContiguousMask, isIpv4, parseIpv4 } from "../util/ipv4.js";
 
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
-const IPV4_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
-const IPV4 = new RegExp(`^${IPV4_OCTET}(\\.${IPV4_OCTET}){3}$`);
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 // OCI distribution reference: [registry[:port]/]repository[:tag][@algorithm:hex].
@@ -19,20 +18,12 @@ export function isMac(value: string): boolean {
 
 /** Dotted-quad without leading zeros, so the verbatim IP index (§2.6) never misses a lookup. */
 export function isIPv4(value: string): boolean {
-  return IPV4.test(value);
-}
-
-export function ipv4ToNumber(value: string): number {
-  return value.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+  return isIpv4(value);
 }
 
 /** A contiguous netmask (`/1` … `/32`); `0.0.0.0` is refused because no lease can use it. */
 export function isSubnetMask(value: string): boolean {
-  if (!isIPv4(value)) return false;
-  const n = ipv4ToNumber(value);
-  if (n === 0) return false;
-  const inverted = ~n >>> 0;
-  return (inverted & (inverted + 1)) === 0;
+  return isContiguousMask(value) && parseIpv4(value) !== 0;
 }
 
 export function isHttpUrl(value: string): boolean {

@@ -244,15 +244,3 @@ export function encode(packet: TftpPacket): Buffer {
   }
   return buf;
 }
-
-/** DATA packet for the hot path: header + a copy of `data` (the caller may reuse `data` at once). */
-export function encodeData(block: number, data: Buffer): Buffer {
-  checkBlock(block);
-  if (data.length > BLKSIZE_MAX) throw new RangeError("TFTP DATA larger than the largest blksize");
-  // Every byte is written below, so the pooled, non-zeroed allocation is safe and saves a memset per block.
-  const buf = Buffer.allocUnsafe(4 + data.length);
-  buf.writeUInt16BE(Opcode.DATA, 0);
-  buf.writeUInt16BE(block, 2);
-  data.copy(buf, 4);
-  return buf;
-}

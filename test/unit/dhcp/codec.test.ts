@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { DhcpDecodeError, decode, encode, encodingLength, hardwareAddress } from "../../../server/dhcp/codec.js";
-import { isSubnetMask, parseIpv4 } from "../../../server/dhcp/ipv4.js";
 import {
   describeOption,
   readClientArchList,
@@ -10,6 +9,7 @@ import {
   readUserClasses,
   userClassOption,
 } from "../../../server/dhcp/options.js";
+import { isSubnetMask, parseIpv4 } from "../../../server/util/ipv4.js";
 import { request } from "./fakes.js";
 
 function decodeError(buf: Buffer): DhcpDecodeError {

@@ -1,5 +1,5 @@
 /**
- * Dotted-quad IPv4 helpers for the DHCP wire format. Hand-written instead of node:net
+ * Dotted-quad IPv4 helpers (DHCP wire format, Machine validation). Hand-written instead of node:net
  * because they run per packet and must never throw on hostile input.
  */
 
@@ -42,10 +42,6 @@ export function isSubnetMask(text: string | undefined): boolean {
   if (n === undefined) return false;
   const inverted = ~n >>> 0;
   return (inverted & (inverted + 1)) === 0;
-}
-
-export function formatIpv4(value: number): string {
-  return `${(value >>> 24) & 255}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${value & 255}`;
 }
 
 /** Read 4 bytes at `offset` as a dotted quad. */
