@@ -97,15 +97,21 @@ export async function startAppliance(
 
     const listening = { dhcp: false, tftp: false, http: false };
     const readiness = (): ReadinessReport => {
-      const problems = inventory.errors();
+      // From the backend interface: the cluster backend reports its own problems the same way.
+      const problems = inventory.problems();
+      const check = (kind: "inventory" | "state", what: string) => {
+        const list = problems.filter((p) => p.kind === kind);
+        return {
+          ok: list.length === 0,
+          detail: list.length === 0 ? undefined : `${list.length} ${what}: ${list[0]?.message}`,
+        };
+      };
       const checks = {
         dhcp: { ok: listening.dhcp },
         tftp: { ok: listening.tftp },
         http: { ok: listening.http },
-        inventory: {
-          ok: problems.length === 0,
-          detail: problems.length === 0 ? undefined : `${problems.length} invalid: ${problems[0]?.message}`,
-        },
+        inventory: check("inventory", "invalid"),
+        state: check("state", "untrusted state file(s)"),
       };
       return { ready: Object.values(checks).every((c) => c.ok), checks };
     };
@@ -176,7 +182,7 @@ export async function startAppliance(
         `tftp          ${config.bindAddress}:${config.tftpPort}`,
         `dhcp          ${transport.description}  mode=${addresses.dhcpMode} server-ip=${addresses.serverIp}`,
         `health        0.0.0.0:${config.healthPort}  (/healthz, /readyz)`,
-        `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.errors().length} invalid files)`,
+        `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.problems().filter((p) => p.kind === "inventory").length} invalid files)`,
         `state         ${config.stateDir}`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
       ],

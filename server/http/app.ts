@@ -11,7 +11,6 @@ import { healthPlugin, type Readiness } from "./health.js";
 import { type HttpMetrics, httpMetrics } from "./http-metrics.js";
 import { metricsPlugin } from "./metrics.js";
 import { CLOUD_INIT_BODY_LIMIT, pxePlugin } from "./pxe.js";
-import type { ConflictRetryOptions } from "./status-retry.js";
 
 /** Server timeouts (upstream had none: spec §5.1, §12 item 8). */
 export interface HttpTimeouts {
@@ -45,7 +44,6 @@ export interface NetbootAppOptions {
   trustedProxies?: readonly string[];
   timeouts?: Partial<HttpTimeouts>;
   now?: () => Date;
-  conflictRetry?: ConflictRetryOptions;
   /** File streaming chunk size (default 256 KiB, see artifacts.ts). */
   streamChunkBytes?: number;
   /** File bodies with sendfile(2) when the native addon is built (default true); false forces streams. */
@@ -119,7 +117,6 @@ export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
     identify,
     metrics,
     now: options.now,
-    conflictRetry: options.conflictRetry,
   });
   app.register(artifactsPlugin, {
     backend: options.backend,

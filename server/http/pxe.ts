@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { BootEvent, BootEventBus, BootResult } from "../events/boot-events.js";
-import type { MachineBackend } from "../inventory/backend.js";
+import { type MachineBackend, NotFoundError, QuarantinedError, UNCHANGED } from "../inventory/backend.js";
 import { setCondition } from "../inventory/conditions.js";
-import type { Machine, MachineStatus } from "../inventory/types.js";
+import type { Machine } from "../inventory/types.js";
 import { RateLimiter } from "../util/rate-limiter.js";
 import { type BoundedBody, boundedBodyParser } from "./bounded-body.js";
 import type { ClientIdentity } from "./client-identity.js";
@@ -10,7 +10,6 @@ import { cloudInitCondition, parseCloudInitEvent } from "./cloudinit-event.js";
 import { sendPlainError } from "./errors.js";
 import type { HttpMetrics } from "./http-metrics.js";
 import { leaseMac, machineForIp, requesterIp } from "./request-identity.js";
-import { type ConflictRetryOptions, DEFAULT_CONFLICT_RETRY, writeStatusWithRetry } from "./status-retry.js";
 
 export interface PxePluginOptions {
   backend: MachineBackend;
@@ -19,7 +18,6 @@ export interface PxePluginOptions {
   metrics: HttpMetrics;
   /** Clock for condition transition times. */
   now?: () => Date;
-  conflictRetry?: ConflictRetryOptions;
   /** Bytes of a webhook body that are read (spec §5.7: 1 MiB). */
   bodyLimitBytes?: number;
 }
@@ -33,13 +31,12 @@ const WEBHOOK_ROUTE = "/cloudinit/log";
  * they have no JSON schema on purpose, because the clients (busybox wget in the
  * installer, cloud-init's webhook reporter) are fixed and must never be refused for
  * their framing. The webhook always answers 200 (cloud-init does not retry) except when
- * the body cannot be read (400). Unlike upstream, `/pxe/disable` retries on conflict
- * (spec §12 item 17).
+ * the body cannot be read (400). Status writes go through `backend.updateStatus`, which owns
+ * conflict retries (spec §12 item 17) and runs the decision on the Machine it writes over.
  */
 export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, options) => {
   const { backend, events, identify, metrics } = options;
   const now = options.now ?? (() => new Date());
-  const retry = options.conflictRetry ?? DEFAULT_CONFLICT_RETRY;
   const quiet = new RateLimiter();
 
   app.removeAllContentTypeParsers();
@@ -62,35 +59,28 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
     const name = machine.metadata.name;
     const base = { step: "pxe.disable" as const, ip, mac, machine: name };
     try {
-      const written = await writeStatusWithRetry(
-        backend,
-        name,
-        (current) => {
-          const specRepave = current.spec.operations?.repaveCounter ?? 0;
-          const statusRepave = current.status?.operations?.repaveCounter ?? 0;
-          if (specRepave <= statusRepave) return undefined;
-          return (status: MachineStatus): MachineStatus => ({
-            ...status,
-            operations: { ...status.operations, repaveCounter: specRepave },
-            conditions: setCondition(
-              status.conditions,
-              {
-                type: "Repaved",
-                status: "True",
-                reason: "Succeeded",
-                message: `image=${current.spec.pxe?.image ?? ""}`,
-                observedGeneration: current.metadata.generation ?? 0,
-              },
-              now(),
-            ),
-          });
-        },
-        retry,
-      );
-      if (written.outcome === "gone") {
-        events.emit({ ...base, result: "not-found", reason: "machine-deleted" });
-        return sendPlainError(reply, "NOT_FOUND");
-      }
+      // A quarantined Machine was served no install entry, so an installer finishing now is
+      // stale or forged: record nothing (the operator decides what its counters are).
+      const written = await backend.updateStatus(name, (current) => {
+        const specRepave = current.spec.operations?.repaveCounter ?? 0;
+        const status = current.status ?? {};
+        if (specRepave <= (status.operations?.repaveCounter ?? 0)) return UNCHANGED;
+        return {
+          ...status,
+          operations: { ...status.operations, repaveCounter: specRepave },
+          conditions: setCondition(
+            status.conditions,
+            {
+              type: "Repaved",
+              status: "True",
+              reason: "Succeeded",
+              message: `image=${current.spec.pxe?.image ?? ""}`,
+              observedGeneration: current.metadata.generation ?? 0,
+            },
+            now(),
+          ),
+        };
+      });
       if (written.outcome === "unchanged") {
         events.emit({ ...base, result: "ignored", reason: "already-cleared" });
       } else {
@@ -100,6 +90,15 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
       }
       return reply.code(200).send();
     } catch (error) {
+      if (error instanceof NotFoundError) {
+        events.emit({ ...base, result: "not-found", reason: "machine-deleted" });
+        return sendPlainError(reply, "NOT_FOUND");
+      }
+      if (error instanceof QuarantinedError) {
+        request.log.warn({ machine: name }, "/pxe/disable refused: the Machine's state is quarantined");
+        events.emit({ ...base, result: "error", reason: "quarantined" });
+        return sendPlainError(reply, "PXE_DISABLE_FAILED");
+      }
       request.log.error({ err: error, machine: name }, "updating Machine status for /pxe/disable failed");
       events.emit({ ...base, result: "error", reason: (error as Error).message });
       return sendPlainError(reply, "PXE_DISABLE_FAILED");
@@ -138,28 +137,26 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
     }
     const name = machine.metadata.name;
     try {
-      const written = await writeStatusWithRetry(
-        backend,
+      // Cloud-init progress carries no trust, so it is recorded for a quarantined Machine too.
+      const written = await backend.updateStatus(
         name,
         (current) => {
           const condition = cloudInitCondition(event, current.metadata.generation)!;
-          return (status: MachineStatus): MachineStatus => ({
-            ...status,
-            conditions: setCondition(status.conditions, condition, now()),
-          });
+          const status = current.status ?? {};
+          return { ...status, conditions: setCondition(status.conditions, condition, now()) };
         },
-        retry,
+        { allowQuarantined: true },
       );
-      if (written.outcome === "gone") {
-        report("not-found", "machine-deleted", detail);
-      } else {
-        const condition = written.machine.status?.conditions?.find((c) => c.type === "CloudInitDone");
-        report("ok", undefined, {
-          ...detail,
-          condition: condition ? `${condition.status}/${condition.reason}` : undefined,
-        });
-      }
+      const condition = written.machine.status?.conditions?.find((c) => c.type === "CloudInitDone");
+      report("ok", undefined, {
+        ...detail,
+        condition: condition ? `${condition.status}/${condition.reason}` : undefined,
+      });
     } catch (error) {
+      if (error instanceof NotFoundError) {
+        report("not-found", "machine-deleted", detail);
+        return reply.code(200).send();
+      }
       // Still 200: cloud-init does not retry, and a 5xx would only add noise on the machine.
       request.log.error({ err: error, machine: name }, "cloud-init condition: updating Machine status failed");
       report("error", (error as Error).message, detail);

@@ -5,14 +5,34 @@ import path from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { ConflictError, type MachineBackend, type MachineEvent, NotFoundError } from "./backend.js";
+import {
+  type BackendProblem,
+  type MachineBackend,
+  type MachineEvent,
+  type MachineList,
+  NotFoundError,
+  type Quarantine,
+  QuarantinedError,
+  type StatusMutation,
+  type StatusUpdate,
+  type StatusUpdateOptions,
+  UNCHANGED,
+  type WatchOptions,
+} from "./backend.js";
 import { canonicalJson } from "./canonical-json.js";
+import { removeCondition, setCondition } from "./conditions.js";
 import { deepFreeze } from "./deep-freeze.js";
+import { FileMachineOperationStore } from "./file-operation-store.js";
 import { parseInventoryFile } from "./inventory-file.js";
 import { KeyedLock } from "./keyed-lock.js";
 import { MachineValidator } from "./machine-schema.js";
-import { type MachineState, MachineStateStore } from "./machine-state-store.js";
+import { type MachineState, MachineStateStore, type SuspectStateFile } from "./machine-state-store.js";
+import { answerRequest, type OperatorRequest, pendingRequests } from "./operator-requests.js";
+import { QUARANTINE_CONDITION } from "./quarantine.js";
+import { ResourceVersionClock } from "./resource-version.js";
+import { stateFileName } from "./state-file-name.js";
 import { type Machine, type MachineStatus, SITE_LABEL } from "./types.js";
+import { WatchHub } from "./watch-hub.js";
 
 export interface FileInventoryOptions {
   /** Folder of `*.yaml` / `*.yml` files (top level only; multi-document files allowed). */
@@ -35,6 +55,14 @@ export interface FileInventoryOptions {
   rescanIntervalMs?: number;
   /** While the folder watch works: how often a tick stats every file anyway. Default 60 s. */
   fullRescanIntervalMs?: number;
+  /**
+   * A Machine that vanished from the inventory keeps serving this long, and is deleted only if
+   * it is still gone then: an editor that deletes and re-creates a file, or a file caught
+   * half-written at a document boundary, never deletes Machines. Default 2000 ms.
+   */
+  deletionGraceMs?: number;
+  /** How often operator requests (`metalman state ...`) are looked for while running. Default 1000 ms. */
+  requestPollMs?: number;
   /** `load()` rejects when any file is invalid (instead of skipping it). Default false. */
   strict?: boolean;
   /** Bounds: files beyond `maxFiles` and files larger than `maxFileBytes` are reported, not read. */
@@ -60,6 +88,8 @@ export interface InventoryConflict {
 
 interface FileRecord {
   label: string;
+  /** Of the file a symlink points to (ConfigMap mounts): a swapped target is a new inode. */
+  ino: number;
   mtimeMs: number;
   ctimeMs: number;
   size: number;
@@ -106,7 +136,19 @@ export class FileInventory implements MachineBackend {
   private readonly validator = new MachineValidator();
   private readonly stateStore: MachineStateStore;
   private readonly locks = new KeyedLock();
-  private readonly listeners = new Set<(event: MachineEvent) => void>();
+  private readonly clock: ResourceVersionClock;
+  private readonly hub: WatchHub<MachineEvent>;
+  readonly operations: FileMachineOperationStore;
+  /** State files that could not be trusted at load, by file name; matched to Machines as they appear. */
+  private suspects = new Map<string, SuspectStateFile>();
+  /** Machines whose state must not be written (their suspect file could not be moved aside). */
+  private readonly frozenStates = new Set<string>();
+  /** Machines absent from the inventory since (ms): deleted once the grace has passed. */
+  private readonly missingSince = new Map<string, number>();
+  private graceTimer: NodeJS.Timeout | undefined;
+  private requestTimer: NodeJS.Timeout | undefined;
+  private pendingApply = false;
+  private stateProblems = new Map<string, BackendProblem>();
   private readonly now: () => Date;
   private readonly collate = new Intl.Collator().compare;
 
@@ -128,7 +170,6 @@ export class FileInventory implements MachineBackend {
   private ipIndex = new Map<string, string>();
   private conflictList: InventoryConflict[] = [];
   private dirProblems: string[] = [];
-  private resourceVersion = 0;
 
   private watcher: FSWatcher | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
@@ -144,13 +185,25 @@ export class FileInventory implements MachineBackend {
     this.log = options.log.child({ component: "inventory" });
     this.stateStore = new MachineStateStore(options.stateDir, this.log);
     this.now = options.now ?? (() => new Date());
+    this.clock = new ResourceVersionClock(path.join(options.stateDir, "resource-version.json"));
+    this.hub = new WatchHub(this.log, () => this.clock.now());
+    this.operations = new FileMachineOperationStore(options.stateDir, this.clock, this.log, this.now);
     this.metrics = options.metrics ? new InventoryMetrics(options.metrics) : undefined;
   }
 
   /** Initial load: persisted state, then every file. Starts watching unless `watch: false`. */
   async load(): Promise<void> {
-    this.states = await this.stateStore.loadAll();
+    this.clock.open();
+    const loaded = await this.stateStore.loadAll();
+    this.states = loaded.states;
+    this.suspects = loaded.suspects;
+    for (const suspect of this.suspects.values()) {
+      if (!suspect.movedTo) this.frozenStates.add(suspect.fileName);
+    }
+    await this.operations.load();
     await this.reload();
+    // Requests queued while we were down are applied before anyone is served.
+    await this.applyOperatorRequests();
     if (this.options.strict) {
       const problems = this.errors();
       if (problems.length > 0) {
@@ -162,6 +215,7 @@ export class FileInventory implements MachineBackend {
       }
     }
     if (this.options.watch ?? true) this.startWatching();
+    this.refreshStateProblems();
   }
 
   /** Re-reads every file now (also used for SIGHUP). Concurrent calls share one pass plus one follow-up. */
@@ -185,10 +239,13 @@ export class FileInventory implements MachineBackend {
     this.watcher?.close();
     this.watcher = undefined;
     clearInterval(this.rescanTimer);
+    clearInterval(this.requestTimer);
     clearTimeout(this.debounceTimer);
-    this.listeners.clear();
+    clearTimeout(this.graceTimer);
+    this.hub.clear();
     await this.reloading?.catch(() => undefined);
     await this.locks.idle();
+    await this.operations.close();
   }
 
   /** Machines are deep-frozen and shared, not copied: a caller that wants to change one copies it. */
@@ -196,8 +253,10 @@ export class FileInventory implements MachineBackend {
     return this.entries.get(name)?.machine;
   }
 
-  list(): Machine[] {
-    return [...this.entries.keys()].sort().map((name) => this.entries.get(name)!.machine);
+  list(): MachineList {
+    // Read synchronously with the entries: the version is exactly the state this list shows.
+    const items = [...this.entries.keys()].sort().map((name) => this.entries.get(name)!.machine);
+    return Object.assign(items, { resourceVersion: this.clock.now() });
   }
 
   byMac(mac: string): Machine | undefined {
@@ -230,46 +289,177 @@ export class FileInventory implements MachineBackend {
     return this.conflictList.map((c) => ({ ...c, losers: [...c.losers] }));
   }
 
-  watch(listener: (event: MachineEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  watch(listener: (event: MachineEvent) => void, options: WatchOptions = {}): () => void {
+    return this.hub.watch(listener, options.resourceVersion);
   }
 
-  updateStatus(
-    name: string,
-    mutate: (status: MachineStatus) => MachineStatus,
-    options: { expectedResourceVersion?: string } = {},
-  ): Promise<Machine> {
+  problems(): BackendProblem[] {
+    const inventory = this.errors().map((p): BackendProblem => ({ kind: "inventory", ...p }));
+    return [...inventory, ...[...this.stateProblems.values()], ...this.operations.problems()];
+  }
+
+  quarantine(name: string): Quarantine | undefined {
+    return this.states.get(name)?.quarantine;
+  }
+
+  /**
+   * Standalone there is one writer per Machine at a time (a per-Machine lock), and `mutate`
+   * runs on the live Machine inside it: no write is ever based on a stale read, so there is
+   * nothing to retry, and 60 concurrent writers all land, in arrival order.
+   */
+  updateStatus(name: string, mutate: StatusMutation, options: StatusUpdateOptions = {}): Promise<StatusUpdate> {
     return this.locks.run(name, async () => {
       const entry = this.entries.get(name);
       if (!entry) throw new NotFoundError(name);
-      const current = entry.machine.metadata.resourceVersion!;
-      if (options.expectedResourceVersion !== undefined && options.expectedResourceVersion !== current) {
-        throw new ConflictError(name, options.expectedResourceVersion, current);
+      const quarantine = this.states.get(name)?.quarantine;
+      if (quarantine && !options.allowQuarantined) throw new QuarantinedError(quarantine);
+      const result = mutate(entry.machine);
+      if (result === UNCHANGED) return { outcome: "unchanged", machine: entry.machine, attempts: 1 };
+      // A quarantined Machine keeps its condition whatever a writer does.
+      const status = quarantine ? withQuarantine(structuredClone(result), quarantine) : structuredClone(result);
+      if (canonicalJson(status) === canonicalJson(entry.machine.status ?? {})) {
+        return { outcome: "unchanged", machine: entry.machine, attempts: 1 };
       }
-      // The stored status is frozen: `mutate` gets its own copy to change.
-      const status = mutate(structuredClone(entry.machine.status ?? {}));
-      if (canonicalJson(status) === canonicalJson(entry.machine.status ?? {})) return entry.machine;
       const state = { ...this.stateFor(entry), status: structuredClone(status) };
-      try {
-        await this.stateStore.save(state);
-        this.metrics?.statusWrites.inc({ result: "ok" });
-      } catch (err) {
-        this.metrics?.statusWrites.inc({ result: "error" });
-        throw err;
-      }
+      await this.saveState(state, true);
       this.states.set(name, state);
       // The entry may have been replaced by a reload while we were writing; update the live one.
       const live = this.entries.get(name);
       if (!live) throw new NotFoundError(name);
       live.machine = deepFreeze({
         ...live.machine,
-        metadata: { ...live.machine.metadata, resourceVersion: this.nextResourceVersion() },
-        status: structuredClone(status),
+        metadata: { ...live.machine.metadata, resourceVersion: this.clock.next() },
+        status,
       });
       this.emit({ type: "MODIFIED", machine: live.machine });
-      return live.machine;
+      return { outcome: "updated", machine: live.machine, attempts: 1 };
     });
+  }
+
+  /** Writes a state file unless it is frozen (its suspect predecessor could not be moved aside). */
+  private async saveState(state: MachineState, rethrow: boolean): Promise<void> {
+    if (this.frozenStates.has(stateFileName(state.name))) {
+      const error = new Error(`state file of ${state.name} cannot be trusted and could not be moved aside`);
+      if (rethrow) throw error;
+      this.log.error({ machine: state.name }, `inventory: ${error.message}; not writing it`);
+      return;
+    }
+    try {
+      await this.stateStore.save(state);
+      this.metrics?.statusWrites.inc({ result: "ok" });
+    } catch (err) {
+      this.metrics?.statusWrites.inc({ result: "error" });
+      if (rethrow) throw err;
+      // Serving beats bookkeeping: carry on in memory and say so.
+      this.log.error({ err, machine: state.name }, "inventory: cannot persist machine state");
+    }
+  }
+
+  // ---- operator requests (metalman state ...) -------------------------------------------------
+
+  /** Applies queued `metalman state` requests, one at a time, each under its Machine's lock. */
+  async applyOperatorRequests(): Promise<void> {
+    for (const file of await pendingRequests(this.options.stateDir)) {
+      const request = file.request;
+      let ok = true;
+      let message: string;
+      try {
+        message = await this.locks.run(request.machine, () => this.applyRequest(request));
+      } catch (err) {
+        ok = false;
+        message = (err as Error).message;
+      }
+      this.log.warn({ request, ok, result: message }, "inventory: operator request applied");
+      await answerRequest(this.options.stateDir, file.id, ok, message);
+    }
+    this.refreshStateProblems();
+  }
+
+  private async applyRequest(request: OperatorRequest): Promise<string> {
+    const name = request.machine;
+    const current = this.states.get(name);
+    const entry = this.entries.get(name);
+    let next: MachineState;
+    switch (request.action) {
+      case "accept-reset": {
+        if (!current?.quarantine) throw new Error(`machine ${name} is not quarantined; nothing to accept`);
+        const status: MachineStatus = {};
+        if (request.asInstalled) {
+          // The operator vouches that the disk holds the installed system: nothing is pending.
+          const ops = entry?.machine.spec.operations;
+          status.operations = { rebootCounter: ops?.rebootCounter ?? 0, repaveCounter: ops?.repaveCounter ?? 0 };
+        }
+        next = { ...current, status };
+        delete next.quarantine;
+        break;
+      }
+      case "restore": {
+        if (!current) throw new Error(`machine ${name} has no state to restore over`);
+        next = {
+          ...current,
+          uid: request.uid || current.uid,
+          creationTimestamp: request.creationTimestamp || current.creationTimestamp,
+          status: removeConditionOf(request.status),
+        };
+        delete next.quarantine;
+        break;
+      }
+      case "adopt": {
+        const archived = (await this.stateStore.loadArchive()).find((a) => a.uid === request.uid);
+        if (!archived) throw new Error(`no archived state with uid ${request.uid}`);
+        if (archived.name !== name)
+          throw new Error(`archived state ${request.uid} belonged to ${archived.name}, not ${name}`);
+        const { deletedAt: _d, ...state } = archived;
+        // The spec it was created under may differ: keep the generation monotonic from there.
+        next = {
+          ...state,
+          spec: current?.spec ?? state.spec,
+          generation: Math.max(state.generation, current?.generation ?? 1),
+        };
+        break;
+      }
+      default:
+        throw new Error(`unknown action ${(request as { action: string }).action}`);
+    }
+    this.frozenStates.delete(stateFileName(name));
+    this.suspects.delete(stateFileName(name));
+    await this.stateStore.save(next);
+    await this.stateStore.archiveCorruptCopies(name);
+    if (request.action === "adopt") await this.stateStore.dropArchived(request.uid);
+    this.states.set(name, next);
+    const live = this.entries.get(name);
+    if (live) {
+      live.machine = deepFreeze({
+        ...live.machine,
+        metadata: {
+          ...live.machine.metadata,
+          uid: next.uid,
+          creationTimestamp: next.creationTimestamp,
+          generation: next.generation,
+          resourceVersion: this.clock.next(),
+        },
+        status: structuredClone(next.status),
+      });
+      this.emit({ type: "MODIFIED", machine: live.machine });
+    }
+    return `machine ${name}: ${request.action} done${live ? "" : " (not in the inventory now; applies when it appears)"}`;
+  }
+
+  private refreshStateProblems(): void {
+    const problems = new Map<string, BackendProblem>();
+    for (const state of this.states.values()) {
+      const q = state.quarantine;
+      if (q) problems.set(state.name, { kind: "state", file: q.file, machine: state.name, message: q.message });
+    }
+    for (const suspect of this.suspects.values()) {
+      if ([...problems.values()].some((p) => p.file === suspect.file)) continue;
+      problems.set(suspect.fileName, {
+        kind: "state",
+        file: suspect.file,
+        message: `state file ${suspect.file} cannot be trusted (${suspect.error})${suspect.movedTo ? `; moved to ${suspect.movedTo}` : ""}; its Machine will be quarantined`,
+      });
+    }
+    this.stateProblems = problems;
   }
 
   // ---- reload -------------------------------------------------------------------------------
@@ -294,7 +484,8 @@ export class FileInventory implements MachineBackend {
   private async reloadOnce(): Promise<void> {
     const problemsBefore = this.dirProblems.join("\n");
     try {
-      const changed = await this.scanFiles();
+      const changed = (await this.scanFiles()) || this.pendingApply;
+      this.pendingApply = false;
       if (changed) {
         await this.applyCandidates(this.composeCandidates());
         this.metrics?.reloads.inc({ result: "ok" });
@@ -338,9 +529,10 @@ export class FileInventory implements MachineBackend {
       }
     }
     // Which files to look at: all of them on a full pass; otherwise new ones and named ones.
+    // A changed listing stats every file: a ConfigMap update (kubelet swaps the `..data`
+    // symlink) changes every file behind unchanged names, and moves the folder's mtime.
     let examine: string[];
-    if (statAll) examine = listing;
-    else if (fresh) examine = listing.filter((file) => dirty.has(file) || !this.files.has(file));
+    if (statAll || fresh) examine = listing;
     else examine = [...dirty].filter((file) => this.listed.has(file)).sort();
     if (statAll) this.lastStatAll = Date.now();
     // First stat (synchronously, in small batches between which packets get served), then read
@@ -421,7 +613,7 @@ export class FileInventory implements MachineBackend {
   ): Promise<FileRecord | undefined> {
     const label = path.join(path.basename(this.dir), path.relative(this.dir, file));
     this.metrics?.fileReads.inc();
-    const base = { label, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, size: info.size };
+    const base = { label, ino: info.ino, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, size: info.size };
     const maxBytes = this.options.maxFileBytes ?? 4 * 1024 * 1024;
     let parsed: { machines: Machine[]; problems: string[] };
     if (info.size > maxBytes) {
@@ -434,6 +626,11 @@ export class FileInventory implements MachineBackend {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
         parsed = { machines: [], problems: [`${label}: cannot read: ${(err as Error).message}`] };
       }
+    }
+    if (parsed.problems.length === 0 && parsed.machines.length === 0 && previous && previous.machines.length > 0) {
+      // Empty (truncated by an editor about to write, or caught mid-write): never "no Machines".
+      // Only removing the file deletes them.
+      parsed.problems.push(`${label}: file has no documents (being written?)`);
     }
     if (parsed.problems.length > 0 && previous) {
       // Keep the last valid version of Machines the broken file no longer yields.
@@ -561,7 +758,7 @@ export class FileInventory implements MachineBackend {
           uid: current.uid,
           creationTimestamp: current.creationTimestamp,
           generation: current.generation,
-          resourceVersion: this.nextResourceVersion(),
+          resourceVersion: this.clock.next(),
         },
         // A live entry's status is frozen already and can be shared; the state store's is not.
         status: Object.isFrozen(status) ? status : structuredClone(status),
@@ -569,12 +766,60 @@ export class FileInventory implements MachineBackend {
       next.set(name, { machine, file, source, spec, meta });
       events.push({ type: old ? "MODIFIED" : "ADDED", machine });
     }
+    const grace = this.options.deletionGraceMs ?? 2000;
+    const nowMs = Date.now();
+    const deleted: string[] = [];
+    for (const name of next.keys()) this.missingSince.delete(name);
     for (const [name, entry] of this.entries) {
-      if (!next.has(name)) events.push({ type: "DELETED", machine: entry.machine });
+      if (next.has(name)) continue;
+      const since = this.missingSince.get(name) ?? nowMs;
+      if (nowMs - since < grace) {
+        // Still serving: a file being rewritten must not make DHCP forget a host.
+        this.missingSince.set(name, since);
+        next.set(name, entry);
+        this.scheduleGraceCheck(since + grace - nowMs);
+        continue;
+      }
+      this.missingSince.delete(name);
+      const machine = deepFreeze({
+        ...entry.machine,
+        metadata: { ...entry.machine.metadata, resourceVersion: this.clock.next() },
+      });
+      events.push({ type: "DELETED", machine });
+      deleted.push(name);
     }
     this.entries = next;
     this.rebuildIndexes(plan.nameConflicts);
     for (const event of events) this.emit(event);
+    for (const name of deleted) {
+      this.locks
+        .run(name, () => this.archiveState(name))
+        .catch((err: unknown) => this.log.error({ err, machine: name }, "inventory: cannot archive machine state"));
+    }
+  }
+
+  private scheduleGraceCheck(ms: number): void {
+    if (this.graceTimer || this.closed) return;
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined;
+      this.pendingApply = true;
+      void this.requestReload();
+    }, Math.max(0, ms) + 10);
+    this.graceTimer.unref();
+  }
+
+  /**
+   * A deleted Machine's state leaves the live folder: the same name created again is a new
+   * Machine (new uid, no pins, no counters) unless an operator adopts the archived state.
+   */
+  private async archiveState(name: string): Promise<void> {
+    if (this.entries.has(name)) return; // Created again meanwhile: it was never gone for long.
+    const state = this.states.get(name);
+    if (!state || this.frozenStates.has(stateFileName(name))) return;
+    const target = await this.stateStore.archive(state, this.now().toISOString());
+    this.states.delete(name);
+    this.refreshStateProblems();
+    this.log.info({ machine: name, uid: state.uid, archive: target }, "inventory: Machine deleted; state archived");
   }
 
   /**
@@ -585,6 +830,8 @@ export class FileInventory implements MachineBackend {
   private async adoptSpec(name: string, spec: string, fileStatus: MachineStatus | undefined): Promise<MachineState> {
     const existing = this.states.get(name);
     if (existing && existing.spec === spec) return existing;
+    const suspect = existing ? undefined : this.suspects.get(stateFileName(name));
+    if (suspect) return this.quarantineState(name, spec, suspect);
     const state: MachineState = existing
       ? { ...existing, spec, generation: existing.spec === "" ? existing.generation : existing.generation + 1 }
       : {
@@ -602,13 +849,45 @@ export class FileInventory implements MachineBackend {
       state.creationTimestamp = this.now()
         .toISOString()
         .replace(/\.\d{3}Z$/, "Z");
-    try {
-      await this.stateStore.save(state);
-    } catch (err) {
-      // Serving beats bookkeeping: carry on in memory and say so.
-      this.log.error({ err, machine: name }, "inventory: cannot persist machine state");
-    }
+    await this.saveState(state, false);
     this.states.set(name, state);
+    return state;
+  }
+
+  /**
+   * The Machine's state file could not be trusted: its counters and pins are unknown. It gets
+   * a quarantined state (persisted, so a restart keeps it) instead of a fresh one, whose empty
+   * counters would offer the install again.
+   */
+  private async quarantineState(name: string, spec: string, suspect: SuspectStateFile): Promise<MachineState> {
+    const since = formatSeconds(this.now());
+    const what = suspect.reason === "UnreadableStateFile" ? "could not be read" : "was corrupt";
+    const where = suspect.movedTo ? `; moved to ${suspect.movedTo}` : "; it could not be moved aside";
+    const quarantine: Quarantine = {
+      machine: name,
+      reason: suspect.reason,
+      file: suspect.file,
+      ...(suspect.movedTo ? { movedTo: suspect.movedTo } : {}),
+      message:
+        `state file ${suspect.file} ${what} (${suspect.error})${where}. Counters and pins are unknown: ` +
+        `no install, attestation or BMC action until an operator runs "metalman state accept-reset ${name}" ` +
+        `or "metalman state restore ${name} FILE"`,
+      since,
+    };
+    const state: MachineState = {
+      name,
+      uid: randomUUID(),
+      creationTimestamp: since,
+      generation: 1,
+      spec,
+      status: withQuarantine({}, quarantine, this.now()),
+      quarantine,
+    };
+    this.suspects.delete(suspect.fileName);
+    await this.saveState(state, false);
+    this.states.set(name, state);
+    this.refreshStateProblems();
+    this.log.error({ machine: name, file: suspect.file, movedTo: suspect.movedTo }, `inventory: ${quarantine.message}`);
     return state;
   }
 
@@ -675,6 +954,12 @@ export class FileInventory implements MachineBackend {
       void this.requestReload();
     }, this.options.rescanIntervalMs ?? 5000);
     this.rescanTimer.unref();
+    this.requestTimer = setInterval(() => {
+      void this.applyOperatorRequests().catch((err: unknown) =>
+        this.log.error({ err }, "inventory: applying operator requests failed"),
+      );
+    }, this.options.requestPollMs ?? 1000);
+    this.requestTimer.unref();
   }
 
   private tryWatchDir(): void {
@@ -685,6 +970,9 @@ export class FileInventory implements MachineBackend {
           this.pendingStatAll = true; // The platform did not say which file: look at all of them.
         } else if (YAML_FILE.test(name) && !name.startsWith(".")) {
           this.dirtyFiles.add(path.join(this.dir, name));
+        } else if (name.startsWith("..")) {
+          // kubelet's ConfigMap update: `..data` now points at a new folder; every file may differ.
+          this.pendingStatAll = true;
         } else {
           return; // Editor swap files and other non-inventory names.
         }
@@ -717,19 +1005,9 @@ export class FileInventory implements MachineBackend {
     this.debounceTimer.unref();
   }
 
+  /** The Machine is frozen: listeners share it. The event's version is its Machine's. */
   private emit(event: MachineEvent): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(event); // The Machine is frozen: listeners share it.
-      } catch (err) {
-        this.log.error({ err }, "inventory: watch listener failed");
-      }
-    }
-  }
-
-  private nextResourceVersion(): string {
-    this.resourceVersion += 1;
-    return String(this.resourceVersion);
+    this.hub.emit(event.machine.metadata.resourceVersion!, event);
   }
 
   private updateGauges(): void {
@@ -757,7 +1035,12 @@ function statFile(file: string): Stats | undefined {
 }
 
 function sameFile(record: FileRecord, info: Stats): boolean {
-  return record.mtimeMs === info.mtimeMs && record.ctimeMs === info.ctimeMs && record.size === info.size;
+  return (
+    record.ino === info.ino &&
+    record.mtimeMs === info.mtimeMs &&
+    record.ctimeMs === info.ctimeMs &&
+    record.size === info.size
+  );
 }
 
 class InventoryMetrics {
@@ -827,4 +1110,27 @@ class InventoryMetrics {
 /** Two inventories (e.g. in tests) may share one registry; reuse the metric instead of throwing. */
 function reuse<T>(registry: Registry, name: string, create: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? create();
+}
+
+function formatSeconds(now: Date): string {
+  return now.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** The status with the quarantine condition set (True, reason and message of the quarantine). */
+function withQuarantine(status: MachineStatus, quarantine: Quarantine, now = new Date()): MachineStatus {
+  return {
+    ...status,
+    conditions: setCondition(
+      status.conditions,
+      { type: QUARANTINE_CONDITION, status: "True", reason: quarantine.reason, message: quarantine.message },
+      now,
+    ),
+  };
+}
+
+/** A restored status never carries the quarantine condition it may have been copied with. */
+function removeConditionOf(status: MachineStatus): MachineStatus {
+  const conditions = removeCondition(status.conditions, QUARANTINE_CONDITION);
+  const { conditions: _c, ...rest } = status;
+  return conditions.length > 0 ? { ...rest, conditions } : rest;
 }

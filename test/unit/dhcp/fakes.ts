@@ -5,9 +5,16 @@ import type { DhcpPacket } from "../../../server/dhcp/codec.js";
 import type { DhcpHandlerDeps } from "../../../server/dhcp/handler.js";
 import { type DhcpOptions, ipOption, u8Option } from "../../../server/dhcp/options.js";
 import type { ImageLookup, ImageMetadata, ImageStore } from "../../../server/images/image-store.js";
-import type { DiscoveredClient, DiscoveryStore, MachineBackend } from "../../../server/inventory/backend.js";
+import type {
+  DiscoveredClient,
+  DiscoveryStore,
+  MachineBackend,
+  MachineList,
+  StatusUpdate,
+} from "../../../server/inventory/backend.js";
 import type { DhcpLease, Machine } from "../../../server/inventory/types.js";
 import { repoRoot } from "../../support/paths.js";
+import { unusedOperations } from "../http/fake-backend.js";
 
 export const SERVER_IP = "10.77.0.1";
 export const SERVE_URL = "http://10.77.0.1:8880";
@@ -33,8 +40,8 @@ export class FakeBackend implements MachineBackend {
   get(name: string) {
     return this.machines.find((m) => m.metadata.name === name);
   }
-  list() {
-    return this.machines;
+  list(): MachineList {
+    return Object.assign([...this.machines], { resourceVersion: "1" });
   }
   byMac(mac: string) {
     const wanted = mac.toLowerCase();
@@ -46,9 +53,16 @@ export class FakeBackend implements MachineBackend {
   watch() {
     return () => {};
   }
-  updateStatus(): Promise<Machine> {
+  updateStatus(): Promise<StatusUpdate> {
     return Promise.reject(new Error("not used"));
   }
+  problems() {
+    return [];
+  }
+  quarantine() {
+    return undefined;
+  }
+  readonly operations = unusedOperations;
 }
 
 export class FakeImages implements ImageStore {

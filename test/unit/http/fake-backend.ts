@@ -1,25 +1,46 @@
 import {
+  type BackendProblem,
   ConflictError,
   type MachineBackend,
   type MachineEvent,
+  type MachineList,
+  type MachineOperationStore,
   NotFoundError,
+  type Quarantine,
+  QuarantinedError,
+  type StatusMutation,
+  type StatusUpdate,
+  type StatusUpdateOptions,
 } from "../../../server/inventory/backend.js";
+import { updateWithConflictRetry } from "../../../server/inventory/conflict-retry.js";
 import type { Machine, MachineStatus } from "../../../server/inventory/types.js";
 
+/** An operations store for fakes whose tests never touch operations: every call throws. */
+export const unusedOperations: MachineOperationStore = new Proxy({} as MachineOperationStore, {
+  get: (_target, key) => () => {
+    throw new Error(`fake backend: operations.${String(key)} is not used by this test`);
+  },
+});
+
 /**
- * In-memory MachineBackend with Kubernetes resourceVersion semantics: every write bumps
- * the version, and `updateStatus` with a stale `expectedResourceVersion` throws
- * ConflictError. Knobs simulate other writers and failures.
+ * In-memory MachineBackend that behaves like the cluster backend will: every write bumps
+ * the resourceVersion, a write based on a stale read fails with a conflict inside the
+ * backend, and `updateStatus` re-reads and re-runs `mutate` (conflict-retry.ts), so callers
+ * never see conflicts unless the retry budget is spent. Knobs simulate other writers and failures.
  */
 export class FakeBackend implements MachineBackend {
   readonly #machines = new Map<string, Machine>();
   readonly #listeners = new Set<(event: MachineEvent) => void>();
+  readonly #quarantined = new Map<string, Quarantine>();
   #version = 0;
-  /** The next N updateStatus calls find that someone else wrote the Machine just before them. */
+  /** The next N write attempts find that someone else wrote the Machine just before them. */
   concurrentWrites = 0;
-  /** When set, updateStatus rejects with it. */
+  /** When set, writes reject with it. */
   updateError: Error | undefined;
+  /** Write attempts that reached the "API" (conflicting ones included). */
   updateCalls = 0;
+  readonly operations = unusedOperations;
+  problemList: BackendProblem[] = [];
 
   constructor(machines: Machine[] = []) {
     for (const machine of machines) this.put(machine);
@@ -34,15 +55,20 @@ export class FakeBackend implements MachineBackend {
     return structuredClone(stored);
   }
 
+  quarantineMachine(name: string, quarantine: Quarantine): void {
+    this.#quarantined.set(name, quarantine);
+  }
+
   get(name: string): Machine | undefined {
     const machine = this.#machines.get(name);
     return machine ? structuredClone(machine) : undefined;
   }
 
-  list(): Machine[] {
-    return [...this.#machines.values()]
+  list(): MachineList {
+    const items = [...this.#machines.values()]
       .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
       .map((m) => structuredClone(m));
+    return Object.assign(items, { resourceVersion: String(this.#version) });
   }
 
   byMac(mac: string): Machine | undefined {
@@ -59,11 +85,28 @@ export class FakeBackend implements MachineBackend {
     return () => this.#listeners.delete(listener);
   }
 
-  async updateStatus(
-    name: string,
-    mutate: (status: MachineStatus) => MachineStatus,
-    options: { expectedResourceVersion?: string } = {},
-  ): Promise<Machine> {
+  problems(): BackendProblem[] {
+    return this.problemList;
+  }
+
+  quarantine(name: string): Quarantine | undefined {
+    return this.#quarantined.get(name);
+  }
+
+  updateStatus(name: string, mutate: StatusMutation, options: StatusUpdateOptions = {}): Promise<StatusUpdate> {
+    const quarantine = this.#quarantined.get(name);
+    if (quarantine && !options.allowQuarantined) return Promise.reject(new QuarantinedError(quarantine));
+    return updateWithConflictRetry(
+      name,
+      async () => this.get(name),
+      async (read, status) => this.#write(name, read.metadata.resourceVersion ?? "", status),
+      mutate,
+      { attempts: 5, delayMs: 1 },
+    );
+  }
+
+  /** The API server's side: an update with a stale resourceVersion is a 409. */
+  async #write(name: string, expected: string, status: MachineStatus): Promise<Machine> {
     this.updateCalls++;
     const current = this.#machines.get(name);
     if (!current) throw new NotFoundError(name);
@@ -73,13 +116,10 @@ export class FakeBackend implements MachineBackend {
     }
     if (this.updateError) throw this.updateError;
     const actual = current.metadata.resourceVersion ?? "";
-    if (options.expectedResourceVersion !== undefined && options.expectedResourceVersion !== actual) {
-      throw new ConflictError(name, options.expectedResourceVersion, actual);
-    }
-    const status = mutate(structuredClone(current.status ?? {}));
+    if (expected !== actual) throw new ConflictError(name, expected, actual);
     const updated: Machine = {
       ...current,
-      status,
+      status: structuredClone(status),
       metadata: { ...current.metadata, resourceVersion: String(++this.#version) },
     };
     this.#machines.set(name, updated);

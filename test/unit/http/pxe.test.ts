@@ -20,7 +20,7 @@ describe("/pxe/disable", () => {
     now = T0;
     h = await harness({
       machines: () => [repaveMachine(2, 1)],
-      app: { now: () => now, conflictRetry: { attempts: 5, delayMs: 1 } },
+      app: { now: () => now },
     });
   });
   afterEach(() => h.close());
@@ -108,7 +108,7 @@ describe("POST /cloudinit/log", () => {
     now = T0;
     h = await harness({
       machines: () => [repaveMachine(0, 0)],
-      app: { now: () => now, conflictRetry: { attempts: 5, delayMs: 1 } },
+      app: { now: () => now },
     });
   });
   afterEach(() => h.close());

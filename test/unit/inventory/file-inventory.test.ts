@@ -3,7 +3,7 @@ import { mkdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Registry } from "prom-client";
-import { ConflictError, type MachineEvent, NotFoundError } from "../../../server/inventory/backend.js";
+import { type MachineEvent, NotFoundError, UNCHANGED } from "../../../server/inventory/backend.js";
 import { setCondition } from "../../../server/inventory/conditions.js";
 import { FileInventory, type FileInventoryOptions } from "../../../server/inventory/file-inventory.js";
 import { EXAMPLE_MACHINE_YAML, machineYaml, silentLog, tempDir, waitFor } from "./helpers.js";
@@ -19,7 +19,15 @@ async function setup(t: Ctx, files: Record<string, string>, opts: Partial<FileIn
   await mkdir(dir);
   for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
   const open = async (more: Partial<FileInventoryOptions> = {}) => {
-    const inv = new FileInventory({ dir, stateDir, log: silentLog, watch: false, ...opts, ...more });
+    const inv = new FileInventory({
+      dir,
+      stateDir,
+      log: silentLog,
+      watch: false,
+      deletionGraceMs: 0,
+      ...opts,
+      ...more,
+    });
     beforeRemove(() => inv.close());
     await inv.load();
     return inv;
@@ -117,7 +125,7 @@ describe("FileInventory", () => {
     );
   });
 
-  it("persists status outside the user's files, across instances, with conflict semantics", async (t) => {
+  it("persists status outside the user's files, across instances", async (t) => {
     const { dir, stateDir, open } = await setup(t, { "node-01.yaml": EXAMPLE_MACHINE_YAML });
     const userFile = path.join(dir, "node-01.yaml");
     const inv = await open({ site: "rack-a" });
@@ -127,15 +135,13 @@ describe("FileInventory", () => {
     const events: MachineEvent[] = [];
     inv.watch((e) => events.push(e));
 
-    const updated = await inv.updateStatus(
-      "node-01",
-      (s) => ({
-        ...s,
-        tpm: { ekPublicKey: "PINNED" },
-        conditions: setCondition(s.conditions, { type: "X", status: "True", reason: "R", message: "" }),
-      }),
-      { expectedResourceVersion: before.metadata.resourceVersion },
-    );
+    const written = await inv.updateStatus("node-01", (m) => ({
+      ...m.status,
+      tpm: { ekPublicKey: "PINNED" },
+      conditions: setCondition(m.status?.conditions, { type: "X", status: "True", reason: "R", message: "" }),
+    }));
+    assert.equal(written.outcome, "updated");
+    const updated = written.machine;
     assert.equal(updated.status?.tpm?.ekPublicKey, "PINNED");
     assert.ok(Number(updated.metadata.resourceVersion) > Number(before.metadata.resourceVersion));
     assert.equal(updated.metadata.generation, before.metadata.generation, "status does not bump generation");
@@ -147,12 +153,11 @@ describe("FileInventory", () => {
     const onDisk = JSON.parse(await readFile(path.join(stateDir, "status", "node-01.json"), "utf8"));
     assert.equal(onDisk.status.tpm.ekPublicKey, "PINNED");
 
+    const same = await inv.updateStatus("node-01", (m) => ({ ...m.status }));
+    assert.equal(same.outcome, "unchanged", "an equal status writes nothing");
+    assert.equal((await inv.updateStatus("node-01", () => UNCHANGED)).outcome, "unchanged");
     await assert.rejects(
-      inv.updateStatus("node-01", (s) => s, { expectedResourceVersion: before.metadata.resourceVersion }),
-      ConflictError,
-    );
-    await assert.rejects(
-      inv.updateStatus("nobody", (s) => s),
+      inv.updateStatus("nobody", (m) => ({ ...m.status })),
       NotFoundError,
     );
 
@@ -168,16 +173,16 @@ describe("FileInventory", () => {
     const inv = await open();
     await Promise.all(
       Array.from({ length: 10 }, () =>
-        inv.updateStatus("node-01", (s) => ({
-          ...s,
-          operations: { rebootCounter: (s.operations?.rebootCounter ?? 0) + 1 },
+        inv.updateStatus("node-01", (m) => ({
+          ...m.status,
+          operations: { rebootCounter: (m.status?.operations?.rebootCounter ?? 0) + 1 },
         })),
       ),
     );
     assert.equal(inv.get("node-01")!.status?.operations?.rebootCounter, 10);
   });
 
-  it("bumps generation on spec changes only, keeps status of removed Machines for their return", async (t) => {
+  it("bumps generation on spec changes only; a Machine deleted and created again is a new Machine", async (t) => {
     const { dir, open } = await setup(t, { "a.yaml": machineYaml("node-01", { site: "x" }) });
     const inv = await open({ site: "x" });
     await inv.updateStatus("node-01", () => ({ tpm: { ekPublicKey: "EK" } }));
@@ -196,8 +201,9 @@ describe("FileInventory", () => {
     await writeFile(path.join(dir, "back.yaml"), machineYaml("node-01", { site: "x", image: "ghcr.io/x/y:v2" }));
     await inv.reload();
     const back = inv.get("node-01")!;
-    assert.equal(back.status?.tpm?.ekPublicKey, "EK");
-    assert.equal(back.metadata.generation, 2);
+    assert.equal(back.status?.tpm, undefined, "no pin inherited from the deleted Machine");
+    assert.equal(back.metadata.generation, 1);
+    assert.notEqual(back.metadata.uid, changed.metadata.uid);
     assert.deepEqual(
       events.map((e) => e.type),
       ["MODIFIED", "DELETED", "ADDED"],
@@ -317,7 +323,7 @@ describe("FileInventory", () => {
     assert.equal(inv.byMac("aa:bb:cc:dd:ee:01")?.metadata.name, "node-01");
   });
 
-  it("serves deep-frozen Machines; updateStatus hands mutate its own copy", async (t) => {
+  it("serves deep-frozen Machines; updateStatus's result is frozen too", async (t) => {
     const { open } = await setup(t, { "a.yaml": machineYaml("node-01") });
     const inv = await open();
     const machine = inv.byMac("aa:bb:cc:dd:ee:01")!;
@@ -331,10 +337,9 @@ describe("FileInventory", () => {
     }, TypeError);
     assert.equal(inv.byIp("10.0.0.11"), machine, "lookups share one object, no copy");
 
-    const updated = await inv.updateStatus("node-01", (status) => {
-      assert.ok(!Object.isFrozen(status));
-      status.tpm = { ekPublicKey: "EK" };
-      return status;
+    const { machine: updated } = await inv.updateStatus("node-01", (current) => {
+      assert.ok(Object.isFrozen(current), "mutate sees the stored Machine and returns a new status");
+      return { ...current.status, tpm: { ekPublicKey: "EK" } };
     });
     assert.ok(Object.isFrozen(updated.status));
     assert.equal(updated.status?.tpm?.ekPublicKey, "EK");

@@ -7,6 +7,7 @@ import { API_VERSION, type Machine } from "../../../server/inventory/types.js";
 import type { Artifact, ArtifactResolver } from "../../../server/netboot/artifact.js";
 import { TftpServer, type TftpServerOptions } from "../../../server/tftp/server.js";
 import { loadUdpAddon } from "../../../server/tftp/transfer-socket.js";
+import { unusedOperations } from "../http/fake-backend.js";
 
 /** Transfer socket implementations the loopback tests run over (see server/tftp/transfer-socket.ts). */
 export const SOCKET_KINDS = ["native", "dgram"] as const;
@@ -35,11 +36,14 @@ export function fakeBackend(machines: Machine[] = [MACHINE]): MachineBackend {
   const byIp = (ip: string) => machines.find((m) => m.spec.pxe?.dhcpLeases?.some((l) => l.ipv4 === ip));
   return {
     get: (name) => machines.find((m) => m.metadata.name === name),
-    list: () => machines,
+    list: () => Object.assign([...machines], { resourceVersion: "1" }),
     byMac: () => undefined,
     byIp,
     watch: () => () => {},
     updateStatus: () => Promise.reject(new Error("read-only fake")),
+    problems: () => [],
+    quarantine: () => undefined,
+    operations: unusedOperations,
   };
 }
 
