@@ -2,11 +2,13 @@ import { systemAddressProbes } from "../config/address-probes.js";
 import { ConfigError, parseServePxeArgs, servePxeUsage } from "../config/serve-pxe-config.js";
 import { createLogger } from "./logger.js";
 import { startAppliance } from "./serve-pxe.js";
+import { runStateCli } from "./state-cli.js";
 
 const USAGE = `metalman: bare-metal PXE appliance (DHCP, TFTP, HTTP netboot)
 
 Usage:
   metalman serve-pxe [flags]   serve netboot to the Machines of an inventory
+  metalman state COMMAND       inspect and repair Machine state (quarantine, deleted Machines)
   metalman help                this text (metalman serve-pxe --help for the flags)
 `;
 
@@ -19,6 +21,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
   switch (command) {
     case "serve-pxe":
       return servePxe(rest, env);
+    case "state":
+      return runStateCli(rest, env, {
+        stdout: (s) => process.stdout.write(s),
+        stderr: (s) => process.stderr.write(s),
+      });
     case undefined:
     case "help":
     case "-h":

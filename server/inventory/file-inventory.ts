@@ -148,6 +148,7 @@ export class FileInventory implements MachineBackend {
   private graceTimer: NodeJS.Timeout | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
   private pendingApply = false;
+  private applyingRequests: Promise<void> | undefined;
   private stateProblems = new Map<string, BackendProblem>();
   private readonly now: () => Date;
   private readonly collate = new Intl.Collator().compare;
@@ -358,7 +359,15 @@ export class FileInventory implements MachineBackend {
   // ---- operator requests (metalman state ...) -------------------------------------------------
 
   /** Applies queued `metalman state` requests, one at a time, each under its Machine's lock. */
-  async applyOperatorRequests(): Promise<void> {
+  applyOperatorRequests(): Promise<void> {
+    // Single flight: a poll tick must not pick up a request the previous one is still applying.
+    this.applyingRequests ??= this.applyPendingRequests().finally(() => {
+      this.applyingRequests = undefined;
+    });
+    return this.applyingRequests;
+  }
+
+  private async applyPendingRequests(): Promise<void> {
     for (const file of await pendingRequests(this.options.stateDir)) {
       const request = file.request;
       let ok = true;

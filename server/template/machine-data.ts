@@ -5,6 +5,7 @@
  * error, `if` on them is false), absent scalars are zero values, absent lists/maps are nil,
  * counters are int64, and ObjectMeta/TypeMeta fields are promoted onto the Machine.
  */
+import { isQuarantined } from "../inventory/quarantine.js";
 import type { Condition, Machine, SecretKeySelector } from "../inventory/types.js";
 import {
   type GoMethod,
@@ -399,8 +400,23 @@ function specValue(m: Machine): GoValue {
   });
 }
 
-function statusValue(m: Machine): GoValue {
+/**
+ * Templates decide "repave pending" as `spec.operations.repaveCounter > status.operations.repaveCounter`
+ * (the disk templates of netboot-images, and upstream images do the same). A quarantined Machine lost its
+ * status counters with its state file, so that test would offer the install and wipe the disk:
+ * templates see its completed counter raised to the requested one (no repave pending), and the
+ * StateQuarantined condition in `.Machine.Status.Conditions`.
+ */
+function templateStatus(m: Machine): NonNullable<Machine["status"]> {
   const st = m.status ?? {};
+  if (!isQuarantined(m)) return st;
+  const requested = m.spec?.operations?.repaveCounter ?? 0;
+  const completed = st.operations?.repaveCounter ?? 0;
+  return { ...st, operations: { ...st.operations, repaveCounter: Math.max(requested, completed) } };
+}
+
+function statusValue(m: Machine): GoValue {
+  const st = templateStatus(m);
   const simple = (field: string, src: Record<string, string | undefined> | undefined, goField: string, key: string) =>
     ptr(machineStatus, field, src, (x, t) => structValue(t, { [goField]: s(x[key]) }));
   return structValue(machineStatus, {
