@@ -195,6 +195,7 @@ export class FileInventory implements MachineBackend {
   /** Initial load: persisted state, then every file. Starts watching unless `watch: false`. */
   async load(): Promise<void> {
     this.clock.open();
+    this.hub.reset();
     const loaded = await this.stateStore.loadAll();
     this.states = loaded.states;
     this.suspects = loaded.suspects;

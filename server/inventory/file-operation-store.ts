@@ -50,7 +50,9 @@ export class FileMachineOperationStore implements MachineOperationStore {
     this.hub = new WatchHub(log, () => clock.now());
   }
 
+  /** Call after the clock is open. */
   async load(): Promise<void> {
+    this.hub.reset();
     let files: string[];
     try {
       files = (await readdir(this.dir)).filter((f) => f.endsWith(".json") && !f.startsWith(".")).sort();

@@ -43,6 +43,12 @@ export class WatchHub<E> {
     for (const listener of [...this.listeners]) this.call(listener, event);
   }
 
+  /** Forgets the history: versions up to now are no longer replayable (called once the clock is open). */
+  reset(): void {
+    this.history = [];
+    this.floor = this.current();
+  }
+
   clear(): void {
     this.listeners.clear();
   }
