@@ -194,7 +194,8 @@ export class FileInventory implements MachineBackend {
 
   /** Initial load: persisted state, then every file. Starts watching unless `watch: false`. */
   async load(): Promise<void> {
-    this.clock.open();
+    const clockProblem = this.clock.open();
+    if (clockProblem) this.log.error(`inventory: ${clockProblem}`);
     this.hub.reset();
     const loaded = await this.stateStore.loadAll();
     this.states = loaded.states;
@@ -392,6 +393,14 @@ export class FileInventory implements MachineBackend {
     let next: MachineState;
     switch (request.action) {
       case "accept-reset": {
+        const suspect = this.suspects.get(stateFileName(name));
+        if (!current && suspect) {
+          // The suspect file's Machine is not in the inventory: just stop reporting it.
+          this.suspects.delete(suspect.fileName);
+          this.frozenStates.delete(suspect.fileName);
+          await this.stateStore.archiveCorruptCopies(name);
+          return `machine ${name}: suspect state file ${suspect.file} set aside for good`;
+        }
         if (!current?.quarantine) throw new Error(`machine ${name} is not quarantined; nothing to accept`);
         const status: MachineStatus = {};
         if (request.asInstalled) {

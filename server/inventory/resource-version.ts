@@ -16,21 +16,36 @@ export class ResourceVersionClock {
     private readonly blockSize = 10_000,
   ) {}
 
-  /** Reads the last ceiling (a missing file starts at 0; a corrupt one throws: versions must not repeat). */
-  open(): void {
+  /**
+   * Reads the last ceiling. A missing file starts at 0. A corrupt one is left beside as
+   * `.corrupt` and the clock jumps to the current time in microseconds, far above any version a
+   * block-by-block run can have reached, so versions still never repeat. Returns a problem
+   * message when that happened.
+   */
+  open(): string | undefined {
     let text: string;
     try {
       text = readFileSync(this.file, "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw err;
     }
-    const value = (JSON.parse(text) as { ceiling?: unknown }).ceiling;
-    if (!Number.isSafeInteger(value) || (value as number) < 0) {
-      throw new Error(`${this.file}: not a resourceVersion ceiling; fix or remove it (versions would repeat)`);
+    let value: unknown;
+    try {
+      value = (JSON.parse(text) as { ceiling?: unknown }).ceiling;
+    } catch {
+      value = undefined;
     }
-    this.current = value as number;
-    this.ceiling = value as number;
+    if (Number.isSafeInteger(value) && (value as number) >= 0) {
+      this.current = value as number;
+      this.ceiling = value as number;
+      return undefined;
+    }
+    renameSync(this.file, `${this.file}.corrupt`);
+    const jump = Date.now() * 1000;
+    this.current = jump;
+    this.reserve(jump + this.blockSize);
+    return `${this.file} was corrupt (kept as ${this.file}.corrupt); resourceVersions continue from ${jump}`;
   }
 
   /** The newest version handed out ("0" before the first). */

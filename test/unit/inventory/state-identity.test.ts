@@ -74,7 +74,7 @@ describe("state identity", () => {
   });
 
   it("resourceVersions never go backwards across restarts; list() has a collection version", async (t) => {
-    const { open } = await setup(t, { "a.yaml": machineYaml("node-01") });
+    const { stateDir, open } = await setup(t, { "a.yaml": machineYaml("node-01") });
     const first = await open();
     await first.updateStatus("node-01", (m) => ({ ...m.status, phase: "x" }));
     const before = first.list();
@@ -85,6 +85,11 @@ describe("state identity", () => {
     const after = second.list();
     assert.ok(BigInt(after.resourceVersion) > highest, `${after.resourceVersion} > ${highest}`);
     assert.ok(BigInt(after[0]!.metadata.resourceVersion!) > highest);
+    await second.close();
+    // Even a corrupt version file never makes versions repeat.
+    await writeFile(path.join(stateDir, "resource-version.json"), "{garbage");
+    const third = await open();
+    assert.ok(BigInt(third.list().resourceVersion) > BigInt(after.resourceVersion));
   });
 
   it("watch resumes from a list's version, and answers Gone for one it no longer has", async (t) => {
