@@ -71,4 +71,44 @@ describe("status writes under concurrency (HTTP → FileInventory)", () => {
     const last = inventory.get("node-01")!.status?.conditions?.find((c) => c.type === "CloudInitDone");
     assert.ok(last && written.has(last.message));
   });
+
+  it(`${CLIENTS} concurrent POSTs over a real loopback socket (fetch) all land`, async (t) => {
+    const { dir: root, beforeRemove } = await tempDir(t);
+    const dir = path.join(root, "machines");
+    await mkdir(dir);
+    await writeFile(path.join(dir, "node-01.yaml"), machineYaml("node-01", { ip: "127.0.0.1" }));
+    const inventory = new FileInventory({ dir, stateDir: path.join(root, "state"), log: silentLog, watch: false });
+    await inventory.load();
+    const app = buildNetbootApp({
+      log: silentLog,
+      backend: inventory,
+      resolver: { resolve: async () => ({ kind: "not-found", reason: "none" }) },
+      events: new BootEventBus(),
+      metrics: new Registry(),
+    });
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    beforeRemove(async () => {
+      await app.close();
+      await inventory.close();
+    });
+    const { port } = app.server.address() as { port: number };
+    const written = new Set<string>();
+    inventory.watch((e) => {
+      const message = e.machine.status?.conditions?.find((c) => c.type === "CloudInitDone")?.message;
+      if (e.type === "MODIFIED" && message) written.add(message);
+    });
+    const statuses = await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, i) => {
+        const res = await fetch(`http://127.0.0.1:${port}/cloudinit/log`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ event_type: "start", name: `stage-${i}`, description: "d" }),
+        });
+        await res.arrayBuffer();
+        return res.status;
+      }),
+    );
+    assert.deepEqual(statuses, Array(CLIENTS).fill(200));
+    assert.equal(written.size, CLIENTS, `lost ${CLIENTS - written.size} of ${CLIENTS}`);
+  });
 });
