@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { BootEvent, BootEventBus, BootResult } from "../events/boot-events.js";
-import { type MachineBackend, NotFoundError, QuarantinedError, UNCHANGED } from "../inventory/backend.js";
+import { type MachineBackend, UNCHANGED } from "../inventory/backend.js";
 import { setCondition } from "../inventory/conditions.js";
 import type { Machine } from "../inventory/types.js";
 import { RateLimiter } from "../util/rate-limiter.js";
@@ -90,11 +90,11 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
       }
       return reply.code(200).send();
     } catch (error) {
-      if (error instanceof NotFoundError) {
+      if (errorCode(error) === "NOT_FOUND") {
         events.emit({ ...base, result: "not-found", reason: "machine-deleted" });
         return sendPlainError(reply, "NOT_FOUND");
       }
-      if (error instanceof QuarantinedError) {
+      if (errorCode(error) === "QUARANTINED") {
         request.log.warn({ machine: name }, "/pxe/disable refused: the Machine's state is quarantined");
         events.emit({ ...base, result: "error", reason: "quarantined" });
         return sendPlainError(reply, "PXE_DISABLE_FAILED");
@@ -153,7 +153,7 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
         condition: condition ? `${condition.status}/${condition.reason}` : undefined,
       });
     } catch (error) {
-      if (error instanceof NotFoundError) {
+      if (errorCode(error) === "NOT_FOUND") {
         report("not-found", "machine-deleted", detail);
         return reply.code(200).send();
       }
@@ -167,3 +167,8 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
   app.route({ method: ["GET", "POST"], url: "/pxe/disable", exposeHeadRoute: false, handler: disable });
   app.route({ method: "POST", url: WEBHOOK_ROUTE, handler: webhook });
 };
+
+/** Backend errors are told apart by `code` (NOT_FOUND, QUARANTINED, CONFLICT), not by class. */
+function errorCode(error: unknown): unknown {
+  return (error as { code?: unknown } | null)?.code;
+}
