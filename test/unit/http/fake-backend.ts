@@ -16,11 +16,17 @@ import { updateWithConflictRetry } from "../../../server/inventory/conflict-retr
 import type { Machine, MachineStatus } from "../../../server/inventory/types.js";
 
 /** An operations store for fakes whose tests never touch operations: every call throws. */
-export const unusedOperations: MachineOperationStore = new Proxy({} as MachineOperationStore, {
-  get: (_target, key) => () => {
-    throw new Error(`fake backend: operations.${String(key)} is not used by this test`);
-  },
-});
+const unused = (call: string) => () => {
+  throw new Error(`fake backend: operations.${call} is not used by this test`);
+};
+export const unusedOperations: MachineOperationStore = {
+  get: unused("get"),
+  list: unused("list"),
+  watch: unused("watch"),
+  create: unused("create"),
+  updateStatus: unused("updateStatus"),
+  delete: unused("delete"),
+};
 
 /**
  * In-memory MachineBackend that behaves like the cluster backend will: every write bumps
