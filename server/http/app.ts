@@ -39,7 +39,7 @@ export interface NetbootAppOptions {
   events: BootEventBus;
   /** Registry exposed at `/metrics`; the HTTP counters are registered in it too. */
   metrics: Registry;
-  /** When given, `/readyz` is served on the netboot port as well. */
+  /** When given, `/readyz` is served on the netboot port as well, naming failing checks without their details. */
   readiness?: Readiness;
   /** CIDRs (or addresses) of reverse proxies whose `X-Forwarded-For` is honoured. Default none. */
   trustedProxies?: readonly string[];
@@ -111,7 +111,8 @@ export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
   const identify = createClientIdentity(options.trustedProxies ?? []);
   installErrorHandlers(app, { style: "plain", allowedMethods: (path) => NETBOOT_METHODS[path] ?? "GET, HEAD" });
   countRequests(app, metrics);
-  app.register(healthPlugin, { readiness: options.readiness });
+  // Machines and anyone on the PXE LAN reach this port: no file names or YAML here (docs/security.md).
+  app.register(healthPlugin, { readiness: options.readiness, details: false });
   app.register(metricsPlugin, { registry: options.metrics });
   app.register(pxePlugin, {
     backend: options.backend,
@@ -140,6 +141,6 @@ export function buildHealthApp(options: HealthAppOptions): FastifyInstance {
   const app = createApp(options.log, "health", options.timeouts);
   installErrorHandlers(app, { style: "plain", allowedMethods: (path) => HEALTH_METHODS[path] });
   if (options.metrics) countRequests(app, httpMetrics(options.metrics));
-  app.register(healthPlugin, { readiness: options.readiness });
+  app.register(healthPlugin, { readiness: options.readiness, details: true });
   return app;
 }

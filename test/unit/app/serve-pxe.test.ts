@@ -43,6 +43,7 @@ async function configFor(stateDir: string, inventory: string) {
       `--tftp-port=${tftp}`,
       `--dhcp-port=${dhcp}`,
       "--log-level=silent",
+      `--image-root=${path.join(repoRoot(), "netboot-images")}`,
     ],
     {},
   );
