@@ -336,7 +336,11 @@ function scanArgv(argv: readonly string[], cwd: string): { help: boolean; values
     } else if (spec.kind === "pathList") {
       // Repeatable; paths may hold commas, so no splitting.
       const previous = values.get(spec.key);
-      values.set(spec.key, { value: [...((previous?.value as string[] | undefined) ?? []), text], field, baseDir: cwd });
+      values.set(spec.key, {
+        value: [...((previous?.value as string[] | undefined) ?? []), text],
+        field,
+        baseDir: cwd,
+      });
     } else {
       values.set(spec.key, { value: text, field, baseDir: cwd });
     }

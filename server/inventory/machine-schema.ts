@@ -22,7 +22,6 @@ import { API_VERSION, type Machine } from "./types.js";
  * a kernel argument or a YAML scalar (a namespace "a\nmenuentry ..." added a boot entry).
  * C0, DEL and C1 are refused (Go's unicode.IsControl).
  */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: this matches the characters we refuse.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const DNS1123_SUBDOMAIN_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;

@@ -61,7 +61,7 @@ describe("health and metrics", () => {
   });
 
   it("/readyz details (file names, YAML) only on the health listener, not on the netboot port (§4.3)", async () => {
-    const detail = "2 invalid: /etc/metalman/machines/node-01.yaml: spec.pxe.image: must be ... `image: \"x\"`";
+    const detail = '2 invalid: /etc/metalman/machines/node-01.yaml: spec.pxe.image: must be ... `image: "x"`';
     const report: ReadinessReport = {
       ready: false,
       checks: { http: { ok: true }, inventory: { ok: false, detail } },
