@@ -26,7 +26,6 @@ import type { Builtin } from "./builtins.js";
 import { BuiltinError } from "./builtins.js";
 import { goString, type Value } from "./go-values.js";
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters refused.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const KERNEL_KEY = /^[A-Za-z0-9_.-]+$/;
 const KERNEL_VALUE_FORBIDDEN = /[\s"'\\]/;

@@ -88,7 +88,7 @@ describe("quoting helpers", () => {
   it("ipxeArg passes one iPXE token unchanged and refuses what iPXE would split or expand", () => {
     assert.equal(ipxeArg("http://10.0.0.1:8880/vmlinuz"), "http://10.0.0.1:8880/vmlinuz");
     assert.equal(ipxeArg("a$b{c}"), "a$b{c}");
-    for (const bad of ["", "a b", "a\nb", "${net0/ip}", "x${y}", "#x", "||", "&&", ";", "a\tb"]) {
+    for (const bad of ["", "a b", "a\nb", "\u0024{net0/ip}", "x\u0024{y}", "#x", "||", "&&", ";", "a\tb"]) {
       assert.throws(() => ipxeArg(bad), JSON.stringify(bad));
     }
   });
@@ -169,7 +169,7 @@ describe("host-ubuntu2404 templates against injection (§4.2)", () => {
       / unbounded\.apiserver_url=https:\/\/api\.example\.com:6443\/\$root;x /,
     );
     assert.throws(
-      () => renderer.render(ipxe, pending(), { ...ctx, apiserverUrl: "https://a/${net0/mac}" }, "boot.ipxe.tmpl"),
+      () => renderer.render(ipxe, pending(), { ...ctx, apiserverUrl: "https://a/\u0024{net0/mac}" }, "boot.ipxe.tmpl"),
       /iPXE would expand/,
     );
   });
