@@ -120,6 +120,10 @@ export async function startAppliance(
       metrics,
       readiness,
       trustedProxies: config.trustedProxies,
+      connectionLimits: {
+        maxConnections: config.httpMaxConnections,
+        perClient: config.httpMaxConnectionsPerClient,
+      },
     });
     await http.listen({ host: config.bindAddress, port: config.httpPort });
     closers.push(() => http.close());

@@ -26,6 +26,9 @@ export interface ServePxeConfig {
   healthBindAddress: string;
   /** Absolute. Folders `dir:` images must lie in (`--image-root`, repeatable; docs/security.md). */
   imageRoots: string[];
+  /** Netboot HTTP connections at most, in total and per client address (0 = unlimited). */
+  httpMaxConnections: number;
+  httpMaxConnectionsPerClient: number;
   httpPort: number;
   healthPort: number;
   tftpPort: number;
@@ -57,7 +60,7 @@ export interface ParseOptions {
   readFile?: (file: string) => string;
 }
 
-type Kind = "string" | "bool" | "port" | "duration" | "path" | "list" | "pathList";
+type Kind = "string" | "bool" | "port" | "duration" | "path" | "list" | "pathList" | "count";
 
 interface FlagSpec {
   flag: string;
@@ -123,6 +126,20 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "pathList",
     defaultText: "$HOME/.unbounded/metalman/images",
     help: "folder that dir: images must lie in (repeatable)",
+  },
+  {
+    flag: "http-max-connections",
+    key: "httpMaxConnections",
+    kind: "count",
+    defaultText: "1024",
+    help: "netboot HTTP connections at most (0 = unlimited)",
+  },
+  {
+    flag: "http-max-connections-per-client",
+    key: "httpMaxConnectionsPerClient",
+    kind: "count",
+    defaultText: "32",
+    help: "netboot HTTP connections per client address at most; trusted proxies are exempt (0 = unlimited)",
   },
   { flag: "http-port", key: "httpPort", kind: "port", defaultText: "8880", help: "HTTP server port" },
   {
@@ -286,6 +303,8 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     bindAddress: "0.0.0.0",
     healthBindAddress: "0.0.0.0",
     imageRoots: [path.join(base, "images")],
+    httpMaxConnections: 1024,
+    httpMaxConnectionsPerClient: 32,
     httpPort: 8880,
     healthPort: 8081,
     tftpPort: 69,
@@ -393,7 +412,7 @@ function readConfigFile(file: string, shown: string, options: ParseOptions): Map
     } else {
       if (typeof value !== "string" && typeof value !== "number") {
         throw new ConfigError(
-          `${field}: must be a ${spec.kind === "port" ? "number" : "string"}, got ${JSON.stringify(value)}`,
+          `${field}: must be a ${spec.kind === "port" || spec.kind === "count" ? "number" : "string"}, got ${JSON.stringify(value)}`,
         );
       }
       values.set(key, { value: String(value), field, baseDir });
@@ -439,6 +458,13 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
         throw new ConfigError(`${field}: must name a folder`);
       }
       config.imageRoots = roots.map((root) => path.resolve(item.baseDir, root));
+      return;
+    }
+    case "httpMaxConnections":
+    case "httpMaxConnectionsPerClient": {
+      const count = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN;
+      if (!Number.isInteger(count)) throw new ConfigError(`${field}: must be an integer 0-9999999, got ${got}`);
+      config[key] = count;
       return;
     }
     case "httpPort":

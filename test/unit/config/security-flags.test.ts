@@ -36,6 +36,21 @@ describe("--health-bind-address and --image-root", () => {
     assert.deepEqual(single.imageRoots, ["/etc/imgs"]);
   });
 
+  it("--http-max-connections[-per-client]: counts, defaults 1024 and 32", () => {
+    const d = parseServePxeArgs([], env);
+    assert.equal(d.httpMaxConnections, 1024);
+    assert.equal(d.httpMaxConnectionsPerClient, 32);
+    const c = parseServePxeArgs(["--http-max-connections=0", "--http-max-connections-per-client", "4"], env);
+    assert.equal(c.httpMaxConnections, 0);
+    assert.equal(c.httpMaxConnectionsPerClient, 4);
+    const f = parseServePxeArgs(["--config", "/m.yaml"], env, { readFile: () => "httpMaxConnectionsPerClient: 8\n" });
+    assert.equal(f.httpMaxConnectionsPerClient, 8);
+    assert.throws(
+      () => parseServePxeArgs(["--http-max-connections-per-client=-1"], env),
+      /^ConfigError: --http-max-connections-per-client: must be an integer/,
+    );
+  });
+
   it("refuse bad values naming the field", () => {
     assert.throws(
       () => parseServePxeArgs(["--health-bind-address=localhost"], env),
