@@ -438,6 +438,8 @@ export interface ApplianceOptions {
   imageRoots?: string[];
   /** `--health-bind-address`; default the appliance's (0.0.0.0). */
   healthBindAddress?: string;
+  /** More serve-pxe flags, appended. */
+  extraArgs?: string[];
 }
 
 export class Appliance {
@@ -483,6 +485,7 @@ export class Appliance {
       ...(options.healthBindAddress ? ["--health-bind-address", options.healthBindAddress] : []),
       "--log-level",
       options.logLevel ?? "info",
+      ...(options.extraArgs ?? []),
     ];
     this.process = new NsProcess(options.ns, argv);
   }
