@@ -33,6 +33,15 @@ const native = beneathOpener();
 const openers: [string, BeneathOpener][] = [["walk", walkBeneath]];
 if (native.kind === "openat2") openers.push(["openat2", native.open]);
 
+describe("opener choice", () => {
+  it("falls back to the component walk when the addon is missing or not wanted", () => {
+    assert.equal(beneathOpener({ addonPath: "/nonexistent/metalman_open_beneath.node" }).kind, "walk");
+    assert.equal(beneathOpener({ preferNative: false }).kind, "walk");
+    // On this Linux with the addon built, openat2 is used (CI builds the addon with npm ci).
+    assert.equal(native.kind, "openat2");
+  });
+});
+
 describe("template sources by text", () => {
   it("decides on the cleaned path and in any case", () => {
     for (const form of [
