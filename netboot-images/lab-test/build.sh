@@ -52,10 +52,12 @@ rm -rf "$DISK"
 # the plain file in metalman's resolver, but keeping both would only confuse readers.
 rm -f "$DISK/grub/grub.cfg" "$DISK/boot.ipxe"
 # GRUB variables ($net_default_server) and Go template actions ({{ }}) do not collide.
+# The callback goes through the quoting helpers (docs/security.md), so this boot proves that real
+# GRUB reads a grubQuote word, and real iPXE an ipxeArg token, back into the same kernel argument.
 cat > "$DISK/grub/grub.cfg.tmpl" <<'TMPL'
 set timeout=0
 echo "lab: grub.cfg rendered for machine={{ .Machine.Name }} ip={{ (index .Machine.Spec.PXE.DHCPLeases 0).IPv4 }} server=$net_default_server"
-linux /vmlinuz console=ttyS0,115200 quiet panic=-1 lab.fw=grub lab.server=$net_default_server lab.callback={{ .ServeURL }}/pxe/disable?machine={{ .Machine.Name }}
+linux /vmlinuz console=ttyS0,115200 quiet panic=-1 lab.fw=grub lab.server=$net_default_server {{ kernelArg "lab.callback" (printf "%s/pxe/disable?machine=%s" .ServeURL .Machine.Name) | grubQuote }}
 initrd /initrd.img
 boot
 TMPL
@@ -63,7 +65,7 @@ TMPL
 cat > "$DISK/boot.ipxe.tmpl" <<'TMPL'
 #!ipxe
 echo lab: boot.ipxe rendered for machine={{ .Machine.Name }} next-server=${next-server} mac=${net0/mac}
-kernel vmlinuz initrd=initrd.img console=ttyS0,115200 quiet panic=-1 lab.fw=ipxe lab.server=${next-server} lab.callback={{ .ServeURL }}/pxe/disable?machine={{ .Machine.Name }}
+kernel vmlinuz initrd=initrd.img console=ttyS0,115200 quiet panic=-1 lab.fw=ipxe lab.server=${next-server} {{ kernelArg "lab.callback" (printf "%s/pxe/disable?machine=%s" .ServeURL .Machine.Name) | ipxeArg }}
 initrd initrd.img
 boot
 TMPL

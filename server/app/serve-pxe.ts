@@ -82,6 +82,8 @@ export async function startAppliance(
     const images = new DirImageStore({
       baseDirOf: (machine) => inventory.sourceDirOf(machine.metadata.name),
       log: log.child({ component: "images" }),
+      // dir: images only under --image-root (docs/security.md).
+      imageRoots: config.imageRoots,
     });
     const templateContext: TemplateContext = {
       serveUrl: addresses.serveUrl,
@@ -124,6 +126,10 @@ export async function startAppliance(
       metrics,
       readiness,
       trustedProxies: config.trustedProxies,
+      connectionLimits: {
+        maxConnections: config.httpMaxConnections,
+        perClient: config.httpMaxConnectionsPerClient,
+      },
     });
     await http.listen({ host: config.bindAddress, port: config.httpPort });
     closers.push(() => http.close());
@@ -167,7 +173,7 @@ export async function startAppliance(
     listening.dhcp = true;
 
     const health = buildHealthApp({ log, readiness, metrics });
-    await health.listen({ host: "0.0.0.0", port: config.healthPort });
+    await health.listen({ host: config.healthBindAddress, port: config.healthPort });
     closers.push(() => health.close());
 
     return {
@@ -181,7 +187,8 @@ export async function startAppliance(
         `http          ${config.bindAddress}:${config.httpPort}  (artifacts, /pxe/disable, /cloudinit/log, /metrics)`,
         `tftp          ${config.bindAddress}:${config.tftpPort}`,
         `dhcp          ${transport.description}  mode=${addresses.dhcpMode} server-ip=${addresses.serverIp}`,
-        `health        0.0.0.0:${config.healthPort}  (/healthz, /readyz)`,
+        `health        ${config.healthBindAddress}:${config.healthPort}  (/healthz, /readyz with details)`,
+        `image roots   ${config.imageRoots.join(", ")}`,
         `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.problems().filter((p) => p.kind === "inventory").length} invalid files)`,
         `state         ${config.stateDir}`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,

@@ -22,6 +22,13 @@ export interface ServePxeConfig {
   /** Absolute. Folder of Machine YAML files. */
   inventory: string;
   bindAddress: string;
+  /** IPv4 address of the health listener (`/healthz`, `/readyz` with details). Default 0.0.0.0, as upstream. */
+  healthBindAddress: string;
+  /** Absolute. Folders `dir:` images must lie in (`--image-root`, repeatable; docs/security.md). */
+  imageRoots: string[];
+  /** Netboot HTTP connections at most, in total and per client address (0 = unlimited). */
+  httpMaxConnections: number;
+  httpMaxConnectionsPerClient: number;
   httpPort: number;
   healthPort: number;
   tftpPort: number;
@@ -53,7 +60,7 @@ export interface ParseOptions {
   readFile?: (file: string) => string;
 }
 
-type Kind = "string" | "bool" | "port" | "duration" | "path" | "list";
+type Kind = "string" | "bool" | "port" | "duration" | "path" | "list" | "pathList" | "count";
 
 interface FlagSpec {
   flag: string;
@@ -105,6 +112,34 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "string",
     defaultText: "0.0.0.0",
     help: "IPv4 address of the TFTP and HTTP listeners",
+  },
+  {
+    flag: "health-bind-address",
+    key: "healthBindAddress",
+    kind: "string",
+    defaultText: "0.0.0.0",
+    help: "IPv4 address of the health listener (/readyz shows file names there: use 127.0.0.1 or a management address)",
+  },
+  {
+    flag: "image-root",
+    key: "imageRoot",
+    kind: "pathList",
+    defaultText: "$HOME/.unbounded/metalman/images",
+    help: "folder that dir: images must lie in (repeatable)",
+  },
+  {
+    flag: "http-max-connections",
+    key: "httpMaxConnections",
+    kind: "count",
+    defaultText: "1024",
+    help: "netboot HTTP connections at most (0 = unlimited)",
+  },
+  {
+    flag: "http-max-connections-per-client",
+    key: "httpMaxConnectionsPerClient",
+    kind: "count",
+    defaultText: "32",
+    help: "netboot HTTP connections per client address at most; trusted proxies are exempt (0 = unlimited)",
   },
   { flag: "http-port", key: "httpPort", kind: "port", defaultText: "8880", help: "HTTP server port" },
   {
@@ -172,7 +207,8 @@ const FLAGS: readonly FlagSpec[] = [
 export function servePxeUsage(): string {
   const lines = ["Usage: metalman serve-pxe [flags]", "", "Flags:"];
   for (const spec of FLAGS) {
-    const name = spec.kind === "bool" ? `--${spec.flag}` : `--${spec.flag} ${spec.kind === "list" ? "CIDR" : "VALUE"}`;
+    const valueName = spec.kind === "list" ? "CIDR" : spec.kind === "pathList" ? "DIR" : "VALUE";
+    const name = spec.kind === "bool" ? `--${spec.flag}` : `--${spec.flag} ${valueName}`;
     const def = spec.defaultText ? ` (default ${spec.defaultText})` : "";
     lines.push(`  ${name.padEnd(40)} ${spec.help}${def}`);
   }
@@ -265,6 +301,10 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     stateDir: path.join(base, "state"),
     inventory: path.join(base, "machines"),
     bindAddress: "0.0.0.0",
+    healthBindAddress: "0.0.0.0",
+    imageRoots: [path.join(base, "images")],
+    httpMaxConnections: 1024,
+    httpMaxConnectionsPerClient: 32,
     httpPort: 8880,
     healthPort: 8081,
     tftpPort: 69,
@@ -312,6 +352,14 @@ function scanArgv(argv: readonly string[], cwd: string): { help: boolean; values
       const previous = values.get(spec.key);
       const list = [...((previous?.value as string[] | undefined) ?? []), ...splitList(text)];
       values.set(spec.key, { value: list, field, baseDir: cwd });
+    } else if (spec.kind === "pathList") {
+      // Repeatable; paths may hold commas, so no splitting.
+      const previous = values.get(spec.key);
+      values.set(spec.key, {
+        value: [...((previous?.value as string[] | undefined) ?? []), text],
+        field,
+        baseDir: cwd,
+      });
     } else {
       values.set(spec.key, { value: text, field, baseDir: cwd });
     }
@@ -356,10 +404,15 @@ function readConfigFile(file: string, shown: string, options: ParseOptions): Map
       if (!items.every((v) => typeof v === "string"))
         throw new ConfigError(`${field}: must be a string or a list of strings`);
       values.set(key, { value: items.flatMap((v) => splitList(v as string)), field, baseDir });
+    } else if (spec.kind === "pathList") {
+      const items = Array.isArray(value) ? value : [value];
+      if (!items.every((v) => typeof v === "string"))
+        throw new ConfigError(`${field}: must be a folder or a list of folders`);
+      values.set(key, { value: items as string[], field, baseDir });
     } else {
       if (typeof value !== "string" && typeof value !== "number") {
         throw new ConfigError(
-          `${field}: must be a ${spec.kind === "port" ? "number" : "string"}, got ${JSON.stringify(value)}`,
+          `${field}: must be a ${spec.kind === "port" || spec.kind === "count" ? "number" : "string"}, got ${JSON.stringify(value)}`,
         );
       }
       values.set(key, { value: String(value), field, baseDir });
@@ -395,9 +448,25 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
       config[key] = path.resolve(item.baseDir, text);
       return;
     case "bindAddress":
+    case "healthBindAddress":
       if (!isIPv4(text)) throw new ConfigError(`${field}: must be an IPv4 address like 0.0.0.0, got ${got}`);
-      config.bindAddress = text;
+      config[key] = text;
       return;
+    case "imageRoot": {
+      const roots = item.value as string[];
+      if (roots.length === 0 || roots.some((root) => root.trim() === "" || root.includes("\0"))) {
+        throw new ConfigError(`${field}: must name a folder`);
+      }
+      config.imageRoots = roots.map((root) => path.resolve(item.baseDir, root));
+      return;
+    }
+    case "httpMaxConnections":
+    case "httpMaxConnectionsPerClient": {
+      const count = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN;
+      if (!Number.isInteger(count)) throw new ConfigError(`${field}: must be an integer 0-9999999, got ${got}`);
+      config[key] = count;
+      return;
+    }
     case "httpPort":
     case "healthPort":
     case "tftpPort":

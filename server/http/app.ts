@@ -1,11 +1,14 @@
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import { createTrustedProxyMatcher } from "../config/trusted-proxy.js";
 import type { BootEventBus } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import type { ArtifactResolver } from "../netboot/artifact.js";
+import { RateLimiter } from "../util/rate-limiter.js";
 import { artifactsPlugin } from "./artifacts.js";
 import { createClientIdentity } from "./client-identity.js";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS, limitConnections } from "./connection-limits.js";
 import { installErrorHandlers } from "./errors.js";
 import { healthPlugin, type Readiness } from "./health.js";
 import { type HttpMetrics, httpMetrics } from "./http-metrics.js";
@@ -38,7 +41,7 @@ export interface NetbootAppOptions {
   events: BootEventBus;
   /** Registry exposed at `/metrics`; the HTTP counters are registered in it too. */
   metrics: Registry;
-  /** When given, `/readyz` is served on the netboot port as well. */
+  /** When given, `/readyz` is served on the netboot port as well, naming failing checks without their details. */
   readiness?: Readiness;
   /** CIDRs (or addresses) of reverse proxies whose `X-Forwarded-For` is honoured. Default none. */
   trustedProxies?: readonly string[];
@@ -50,6 +53,8 @@ export interface NetbootAppOptions {
   zeroCopy?: boolean;
   /** Where the sendfile addon is (default: server/native/build/Release). */
   sendfileAddonPath?: string;
+  /** Total and per-client-address connection caps (connection-limits.ts); trusted proxies are exempt per client. */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 export interface HealthAppOptions {
@@ -58,6 +63,8 @@ export interface HealthAppOptions {
   /** When given, the health port's requests are counted in it. */
   metrics?: Registry;
   timeouts?: Partial<HttpTimeouts>;
+  /** Default: 64 in total, 8 per address (probes are one short request at a time). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 const NETBOOT_METHODS: Record<string, string> = {
@@ -70,7 +77,14 @@ const NETBOOT_METHODS: Record<string, string> = {
 
 const HEALTH_METHODS: Record<string, string> = { "/healthz": "GET, HEAD", "/readyz": "GET, HEAD" };
 
-function createApp(log: Logger, component: string, timeouts: Partial<HttpTimeouts> | undefined): FastifyInstance {
+const HEALTH_CONNECTION_LIMITS: ConnectionLimits = { maxConnections: 64, perClient: 8 };
+
+function createApp(
+  log: Logger,
+  component: string,
+  timeouts: Partial<HttpTimeouts> | undefined,
+  limits: ConnectionLimits,
+): FastifyInstance {
   const t = { ...DEFAULT_HTTP_TIMEOUTS, ...timeouts };
   const app = Fastify({
     loggerInstance: log.child({ component }),
@@ -86,6 +100,13 @@ function createApp(log: Logger, component: string, timeouts: Partial<HttpTimeout
     // Deep image paths (e.g. `boot/efi/EFI/ubuntu/grubx64.efi`) are one wildcard parameter.
     routerOptions: { maxParamLength: 4096 },
     return503OnClosing: true,
+  });
+  // Before any request is parsed: a total cap and one per client address (docs/security.md).
+  const refusals = new RateLimiter();
+  limitConnections(app.server, limits, (ip, reason) => {
+    if (refusals.check(`${reason}|${ip}`).allowed) {
+      app.log.warn({ ip, reason, limits }, "connection refused: too many connections");
+    }
   });
   return app as unknown as FastifyInstance;
 }
@@ -104,12 +125,18 @@ function countRequests(app: FastifyInstance, metrics: HttpMetrics): void {
  * `/metrics`. Not listening yet: the caller calls `listen()` and `close()`.
  */
 export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
-  const app = createApp(options.log, "http", options.timeouts);
+  const isTrustedProxy = createTrustedProxyMatcher(options.trustedProxies ?? []);
+  const app = createApp(options.log, "http", options.timeouts, {
+    ...DEFAULT_CONNECTION_LIMITS,
+    exempt: isTrustedProxy,
+    ...options.connectionLimits,
+  });
   const metrics = httpMetrics(options.metrics);
   const identify = createClientIdentity(options.trustedProxies ?? []);
   installErrorHandlers(app, { style: "plain", allowedMethods: (path) => NETBOOT_METHODS[path] ?? "GET, HEAD" });
   countRequests(app, metrics);
-  app.register(healthPlugin, { readiness: options.readiness });
+  // Machines and anyone on the PXE LAN reach this port: no file names or YAML here (docs/security.md).
+  app.register(healthPlugin, { readiness: options.readiness, details: false });
   app.register(metricsPlugin, { registry: options.metrics });
   app.register(pxePlugin, {
     backend: options.backend,
@@ -134,9 +161,12 @@ export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
 
 /** The separate health port (spec §1.1 `--health-port`): `/healthz` and `/readyz` only. */
 export function buildHealthApp(options: HealthAppOptions): FastifyInstance {
-  const app = createApp(options.log, "health", options.timeouts);
+  const app = createApp(options.log, "health", options.timeouts, {
+    ...HEALTH_CONNECTION_LIMITS,
+    ...options.connectionLimits,
+  });
   installErrorHandlers(app, { style: "plain", allowedMethods: (path) => HEALTH_METHODS[path] });
   if (options.metrics) countRequests(app, httpMetrics(options.metrics));
-  app.register(healthPlugin, { readiness: options.readiness });
+  app.register(healthPlugin, { readiness: options.readiness, details: true });
   return app;
 }

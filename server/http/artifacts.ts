@@ -113,7 +113,7 @@ export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async
   async function answer(request: FastifyRequest, reply: FastifyReply, ctx: RequestContext, artifact: Artifact) {
     switch (artifact.kind) {
       case "file":
-        return serveFile(request, reply, ctx, artifact.absPath);
+        return serveFile(request, reply, ctx, artifact);
       case "rendered": {
         reply.code(200).header("content-type", artifact.contentType).header("content-length", artifact.body.length);
         metrics.artifactBytes.inc({ kind: "rendered" }, ctx.head ? 0 : artifact.body.length);
@@ -141,11 +141,18 @@ export const artifactsPlugin: FastifyPluginAsync<ArtifactsPluginOptions> = async
     }
   }
 
-  async function serveFile(request: FastifyRequest, reply: FastifyReply, ctx: RequestContext, absPath: string) {
+  async function serveFile(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    ctx: RequestContext,
+    artifact: Extract<Artifact, { kind: "file" }>,
+  ) {
     let handle: FileHandle;
     try {
-      // The resolver returned a real path; O_NOFOLLOW refuses a last-moment symlink swap.
-      handle = await open(absPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+      // A fresh lookup beneath the image root (docs/security.md); a bare path (test doubles) at least refuses a final symlink.
+      handle = artifact.open
+        ? await artifact.open()
+        : await open(artifact.absPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     } catch {
       emit(ctx, "http.artifact", "not-found", { reason: "vanished", detail: { status: 404 } });
       return sendPlainError(reply, "NOT_FOUND");

@@ -16,12 +16,19 @@ export type Readiness = () => ReadinessReport | Promise<ReadinessReport>;
 export interface HealthPluginOptions {
   /** Omitted → `/readyz` is not registered (the netboot port keeps only `/healthz`, like upstream). */
   readiness?: Readiness;
+  /**
+   * Whether failing checks carry their detail (file names, YAML messages). True only on the
+   * health listener (`--health-bind-address`); the machine-facing netboot port names the failing
+   * checks and nothing more (docs/security.md). Default false.
+   */
+  details?: boolean;
 }
 
 /**
  * `/healthz`: the process answers (200 `ok`, upstream body). `/readyz`: 200 `ok` when
  * `readiness()` says so, else 503 listing the failing checks one per line in the
- * Kubernetes style (`[-]name failed: detail`), so `kubectl describe` shows the reason.
+ * Kubernetes style (`[-]name failed: detail`), so `kubectl describe` shows the reason. With
+ * `details: false` a line is `[-]name failed` only.
  */
 export const healthPlugin: FastifyPluginAsync<HealthPluginOptions> = async (app, options) => {
   app.get("/healthz", async (_request, reply) => reply.type("text/plain; charset=utf-8").send("ok"));
@@ -38,7 +45,9 @@ export const healthPlugin: FastifyPluginAsync<HealthPluginOptions> = async (app,
     if (report.ready) return reply.type("text/plain; charset=utf-8").send("ok");
     const failing = Object.entries(report.checks)
       .filter(([, check]) => !check.ok)
-      .map(([name, check]) => `[-]${name} failed: ${check.detail ?? "not ok"}`);
+      .map(([name, check]) =>
+        options.details === true ? `[-]${name} failed: ${check.detail ?? "not ok"}` : `[-]${name} failed`,
+      );
     return sendPlainError(reply, "NOT_READY", { body: [...failing, "readyz check failed"].join("\n") });
   });
 };

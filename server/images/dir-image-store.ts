@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
 import { parse as parseYaml } from "yaml";
@@ -13,6 +13,11 @@ export interface DirImageStoreOptions {
   revalidateMs?: number;
   /** Clock in ms (tests). */
   now?: () => number;
+  /**
+   * Folders `dir:` images must lie in (`--image-root`, docs/security.md). An image folder outside
+   * every root is an error. Undefined: no confinement (unit tests of other parts only).
+   */
+  imageRoots?: readonly string[];
 }
 
 export const DIR_REF_PREFIX = "dir:";
@@ -48,8 +53,20 @@ export class DirImageStore implements ImageStore {
   readonly #lookups = new Map<string, CachedLookup>();
   readonly #revalidateMs: number;
   readonly #now: () => number;
+  /** Each root as configured (normalised) and its real path, so a root reached through a symlink matches too. */
+  readonly #roots: readonly { given: string; real: string }[] | undefined;
 
   constructor(options: DirImageStoreOptions) {
+    this.#roots = options.imageRoots?.map((root) => {
+      const given = path.resolve(root);
+      let real = given;
+      try {
+        real = realpathSync(given);
+      } catch {
+        // A root that does not exist yet confines as written.
+      }
+      return { given, real };
+    });
     this.#baseDirOf = options.baseDirOf;
     this.#log = options.log;
     this.#revalidateMs = options.revalidateMs ?? 2000;
@@ -77,6 +94,10 @@ export class DirImageStore implements ImageStore {
   #lookupDir(ref: string, refPath: string, machine: Machine): ImageLookup {
     const imageDir = this.#imageDir(refPath, machine);
     if (typeof imageDir !== "string") return { state: "error", ref, reason: imageDir.reason };
+    const root = this.#rootOf(imageDir);
+    if (root === null) {
+      return { state: "error", ref, reason: `image folder ${imageDir} is not under an --image-root` };
+    }
     const diskDir = path.join(imageDir, "disk");
     const diskStat = statSync(diskDir, { throwIfNoEntry: false });
     if (diskStat === undefined) {
@@ -90,7 +111,22 @@ export class DirImageStore implements ImageStore {
     if (!diskStat.isDirectory()) return { state: "error", ref, reason: `${diskDir} is not a directory` };
     const metadata = this.#readMetadata(path.join(diskDir, "metadata.yaml"));
     if (!metadata.ok) return { state: "error", ref, reason: metadata.reason };
-    return { state: "ready", ref, diskDir, metadata: metadata.metadata };
+    return { state: "ready", ref, diskDir, metadata: metadata.metadata, ...(root ? { root } : {}) };
+  }
+
+  /**
+   * The root holding `imageDir` by text (no symlink followed here: the resolver opens every
+   * component beneath the root, so a symlinked image folder that leaves it is refused there).
+   * undefined = unconfined store; null = outside every root.
+   */
+  #rootOf(imageDir: string): string | undefined | null {
+    if (this.#roots === undefined) return undefined;
+    for (const { given, real } of this.#roots) {
+      for (const root of [given, real]) {
+        if (imageDir === root || imageDir.startsWith(root.endsWith(path.sep) ? root : root + path.sep)) return root;
+      }
+    }
+    return null;
   }
 
   #imageDir(refPath: string, machine: Machine): string | { reason: string } {

@@ -16,7 +16,18 @@ export interface ImageMetadata {
 }
 
 export type ImageLookup =
-  | { state: "ready"; ref: string; diskDir: string; metadata: ImageMetadata }
+  | {
+      state: "ready";
+      ref: string;
+      diskDir: string;
+      metadata: ImageMetadata;
+      /**
+       * The configured image root that holds diskDir (docs/security.md): artifacts are opened
+       * beneath it, so no component between the root and the file can be a symlink that leaves
+       * it. Undefined: opened beneath diskDir only.
+       */
+      root?: string;
+    }
   | { state: "not-ready"; ref: string; reason: string; retryAfterSeconds: number }
   | { state: "error"; ref: string; reason: string };
 

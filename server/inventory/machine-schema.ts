@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
-import { MACHINE_FORMATS } from "./formats.js";
+import { type FormatSpec, MACHINE_FORMATS } from "./formats.js";
 import { API_VERSION, type Machine } from "./types.js";
 
 /**
@@ -16,8 +16,59 @@ import { API_VERSION, type Machine } from "./types.js";
  * elsewhere they are carried, as newer upstream versions add fields.
  */
 
-const str = { type: "string" } as const;
+/**
+ * Every string a template can see is checked (issue 5 §4.2): identifiers as the Kubernetes API
+ * checks them, free text without control characters, so no Machine field can end a GRUB line,
+ * a kernel argument or a YAML scalar (a namespace "a\nmenuentry ..." added a boot entry).
+ * C0, DEL and C1 are refused (Go's unicode.IsControl).
+ */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const DNS1123_SUBDOMAIN_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+
+/** A Kubernetes label or annotation key: `[prefix/]name`, prefix a DNS-1123 subdomain, name ≤ 63. */
+export function isQualifiedName(value: string): boolean {
+  const slash = value.indexOf("/");
+  const name = slash === -1 ? value : value.slice(slash + 1);
+  if (slash !== -1) {
+    const prefix = value.slice(0, slash);
+    if (prefix === "" || prefix.length > 253 || !prefix.split(".").every((l) => DNS1123_SUBDOMAIN_LABEL.test(l)))
+      return false;
+  }
+  return name.length <= 63 && QUALIFIED_NAME.test(name);
+}
+
+export function hasNoControlCharacters(value: string): boolean {
+  return !CONTROL.test(value);
+}
+
+/** Formats added to the shared ones (server/inventory/formats.ts) for §4.2. */
+const TEMPLATE_SAFE_FORMATS: Record<string, FormatSpec> = {
+  text: { check: hasNoControlCharacters, message: "must not contain control characters (newline, tab, NUL, ...)" },
+  "qualified-name": {
+    check: isQualifiedName,
+    message:
+      "must be a Kubernetes key: an optional DNS-1123 prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric",
+  },
+  "secret-key": {
+    check: (v) => v.length <= 253 && SECRET_KEY.test(v),
+    message: "must be a Secret/ConfigMap key: letters, digits, '-', '_' or '.'",
+  },
+};
+
+const FORMATS: Record<string, FormatSpec> = { ...MACHINE_FORMATS, ...TEMPLATE_SAFE_FORMATS };
+
+/** Free text a template may interpolate: no control characters. */
+const str = { type: "string", format: "text" } as const;
+/** Multi-line by nature (a PEM key, a condition message): carried, but templates must not put it on a command line. */
+const multiline = { type: "string" } as const;
 const fmt = (format: string) => ({ type: "string", format }) as const;
+const labelMap = {
+  type: "object",
+  propertyNames: { format: "qualified-name" },
+  additionalProperties: fmt("label-value"),
+} as const;
 
 function secretKeySelector(defaultKey: string) {
   return {
@@ -27,7 +78,7 @@ function secretKeySelector(defaultKey: string) {
     properties: {
       name: fmt("dns1123-subdomain"),
       namespace: fmt("dns1123-label"),
-      key: { type: "string", default: defaultKey },
+      key: { type: "string", format: "secret-key", default: defaultKey },
     },
   } as const;
 }
@@ -57,9 +108,12 @@ export const MACHINE_JSON_SCHEMA = {
       required: ["name"],
       properties: {
         name: fmt("dns1123-subdomain"),
-        namespace: str,
-        labels: { type: "object", additionalProperties: fmt("label-value") },
-        annotations: { type: "object", additionalProperties: str },
+        namespace: fmt("dns1123-label"),
+        labels: labelMap,
+        annotations: { type: "object", propertyNames: { format: "qualified-name" }, additionalProperties: str },
+        uid: str,
+        resourceVersion: str,
+        creationTimestamp: str,
       },
     },
     spec: {
@@ -69,15 +123,15 @@ export const MACHINE_JSON_SCHEMA = {
           type: "object",
           required: ["host", "privateKeyRef"],
           properties: {
-            host: { type: "string", minLength: 1 },
-            username: { type: "string", default: "azureuser" },
+            host: { type: "string", format: "text", minLength: 1 },
+            username: { type: "string", format: "text", default: "azureuser" },
             privateKeyRef: secretKeySelector("ssh-privatekey"),
             bastion: {
               type: "object",
               required: ["host"],
               properties: {
-                host: { type: "string", minLength: 1 },
-                username: { type: "string", default: "azureuser" },
+                host: { type: "string", format: "text", minLength: 1 },
+                username: { type: "string", format: "text", default: "azureuser" },
                 privateKeyRef: secretKeySelector("ssh-privatekey"),
               },
             },
@@ -113,7 +167,7 @@ export const MACHINE_JSON_SCHEMA = {
                 // Required but may be "": an empty username means "no auth header" (§2.1).
                 username: str,
                 // Default "1"; an explicit "" asks for discovery of the first system (§2.1).
-                deviceID: { type: "string", default: "1" },
+                deviceID: { type: "string", format: "text", default: "1" },
                 passwordRef: secretKeySelector("ssh-privatekey"),
               },
             },
@@ -139,10 +193,10 @@ export const MACHINE_JSON_SCHEMA = {
           required: ["bootstrapTokenRef"],
           properties: {
             version: str,
-            nodeRef: { type: "object", required: ["name"], properties: { name: str } },
-            nodeLabels: { type: "object", additionalProperties: str },
+            nodeRef: { type: "object", required: ["name"], properties: { name: fmt("dns1123-subdomain") } },
+            nodeLabels: labelMap,
             registerWithTaints: { type: "array", items: str },
-            bootstrapTokenRef: { type: "object", required: ["name"], properties: { name: str } },
+            bootstrapTokenRef: { type: "object", required: ["name"], properties: { name: fmt("dns1123-subdomain") } },
           },
         },
         agent: {
@@ -175,7 +229,7 @@ export const MACHINE_JSON_SCHEMA = {
         phase: str,
         message: str,
         redfish: { type: "object", properties: { certFingerprint: str } },
-        tpm: { type: "object", properties: { ekPublicKey: str } },
+        tpm: { type: "object", properties: { ekPublicKey: multiline } },
         operations: counters,
         ssh: { type: "object", properties: { fingerprint: str } },
         agent: { type: "object", properties: { image: str } },
@@ -185,9 +239,9 @@ export const MACHINE_JSON_SCHEMA = {
             type: "object",
             required: ["type", "status"],
             properties: {
-              type: { type: "string", minLength: 1 },
+              type: { type: "string", format: "text", minLength: 1 },
               status: { enum: ["True", "False", "Unknown"] },
-              reason: { type: "string", default: "" },
+              reason: { type: "string", format: "text", default: "" },
               message: { type: "string", default: "" },
               observedGeneration: { type: "integer", minimum: 0 },
               lastTransitionTime: str,
@@ -207,7 +261,7 @@ export class MachineValidator {
 
   constructor() {
     const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
-    for (const [name, spec] of Object.entries(MACHINE_FORMATS)) ajv.addFormat(name, spec.check);
+    for (const [name, spec] of Object.entries(FORMATS)) ajv.addFormat(name, spec.check);
     this.validateFn = ajv.compile(MACHINE_JSON_SCHEMA);
   }
 
@@ -219,7 +273,10 @@ export class MachineValidator {
     const doc = structuredClone(document);
     const errors: string[] = [];
     if (!this.validateFn(doc)) {
-      for (const error of this.validateFn.errors ?? []) errors.push(`${source}: ${describeError(error)}`);
+      for (const error of this.validateFn.errors ?? []) {
+        const described = describeError(error);
+        if (described !== "") errors.push(`${source}: ${described}`);
+      }
     }
     if (errors.length === 0) errors.push(...semanticErrors(doc as Machine).map((e) => `${source}: ${e}`));
     if (errors.length > 0) return { ok: false, errors: [...new Set(errors)] };
@@ -250,13 +307,19 @@ function describeError(error: ErrorObject): string {
   const at = jsonPointerToPath(error.instancePath);
   const join = (child: string) => (at ? `${at}.${child}` : child);
   switch (error.keyword) {
+    case "propertyNames":
+      // Summarises the "format" error on the key, which names it; described there.
+      return "";
     case "required":
       return `${join(String(error.params.missingProperty))}: is required`;
     case "additionalProperties":
       return `${join(String(error.params.additionalProperty))}: unknown field`;
     case "format": {
-      const spec = MACHINE_FORMATS[String(error.params.format)];
-      return `${at}: ${spec ? spec.message : (error.message ?? "is invalid")}`;
+      const spec = FORMATS[String(error.params.format)];
+      const message = spec ? spec.message : (error.message ?? "is invalid");
+      // A key checked by propertyNames: name it (`metadata.labels["a\nb"]: key must be ...`).
+      if (error.propertyName !== undefined) return `${at}[${JSON.stringify(error.propertyName)}]: key ${message}`;
+      return `${at}: ${message}`;
     }
     case "const":
       return `${at}: must be ${JSON.stringify(error.params.allowedValue)}`;

@@ -30,6 +30,15 @@
       "conditions": [
         ["OS!='linux'", {"type": "none", "sources!": ["src/udp_socket.c"]}]
       ]
+    },
+    {
+      "target_name": "metalman_open_beneath",
+      "sources": ["src/open_beneath.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", {"type": "none", "sources!": ["src/open_beneath.c"]}]
+      ]
     }
   ]
 }

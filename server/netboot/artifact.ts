@@ -1,3 +1,4 @@
+import type { FileHandle } from "node:fs/promises";
 import type { Machine } from "../inventory/types.js";
 
 /**
@@ -5,7 +6,19 @@ import type { Machine } from "../inventory/types.js";
  * templates and `cloud-init/user-data` identically (spec §5.3, §4).
  */
 export type Artifact =
-  | { kind: "file"; absPath: string; size: number; mtime: Date }
+  | {
+      kind: "file";
+      /** The real path when resolved (logs; a consumer that opens it by path loses the confinement). */
+      absPath: string;
+      size: number;
+      mtime: Date;
+      /**
+       * Opens the file again beneath the image root (docs/security.md): consumers read from this
+       * handle, so no symlink swapped in after resolution can redirect them. The caller closes it.
+       * Always set by NetbootResolver; optional only for test doubles.
+       */
+      open?(): Promise<FileHandle>;
+    }
   | { kind: "rendered"; body: Buffer; contentType: string }
   | { kind: "not-ready"; reason: string; retryAfterSeconds: number }
   | { kind: "not-found"; reason: string }

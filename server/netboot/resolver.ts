@@ -1,8 +1,16 @@
-import { readFile } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import path from "node:path";
 import type { ImageStore } from "../images/image-store.js";
 import type { Machine } from "../inventory/types.js";
 import type { Artifact, ArtifactResolver } from "./artifact.js";
-import { requestPathSegments, resolveUnderRoot } from "./safe-path.js";
+import {
+  type BeneathOpener,
+  beneathOpener,
+  isTemplateSourceName,
+  type OpenBeneathResult,
+  openBeneath,
+  requestPathSegments,
+} from "./safe-path.js";
 
 export const USER_DATA_PATH = "cloud-init/user-data";
 export const DEFAULT_USER_DATA = "#cloud-config\n";
@@ -21,6 +29,8 @@ export interface NetbootResolverOptions {
    * Default: always `#cloud-config\n`.
    */
   userData?: (machine: Machine) => Promise<Buffer | undefined>;
+  /** How files are opened beneath the image root (default: openat2 when available, else the walk). */
+  opener?: BeneathOpener;
 }
 
 /**
@@ -32,9 +42,11 @@ export class NetbootResolver implements ArtifactResolver {
   readonly #images: ImageStore;
   readonly #render: NetbootResolverOptions["render"];
   readonly #userData: NonNullable<NetbootResolverOptions["userData"]>;
+  readonly #opener: BeneathOpener;
 
   constructor(options: NetbootResolverOptions) {
     this.#images = options.images;
+    this.#opener = options.opener ?? beneathOpener().open;
     this.#render = options.render;
     this.#userData = options.userData ?? (async () => undefined);
   }
@@ -50,38 +62,65 @@ export class NetbootResolver implements ArtifactResolver {
   async #resolve(machine: Machine, requestPath: string): Promise<Artifact> {
     if (machine.spec.pxe === undefined) return { kind: "not-found", reason: "machine has no spec.pxe" };
     if (requestPath === USER_DATA_PATH) return this.#resolveUserData(machine);
-    if (requestPathSegments(requestPath) === undefined) return { kind: "not-found", reason: "invalid-path" };
-    // Template sources may hold secrets' shapes and internal URLs: never served raw (spec §12 item 8).
-    if (requestPath.endsWith(TEMPLATE_SUFFIX)) return { kind: "not-found", reason: "template-source" };
+    const segments = requestPathSegments(requestPath);
+    if (segments === undefined) return { kind: "not-found", reason: "invalid-path" };
+    // Decided on the cleaned path (`grub/grub.cfg.tmpl/`, `a//b.tmpl`, `./x.TMPL` all count):
+    // template sources may hold secrets' shapes and internal URLs, never served raw (spec §12 item 8).
+    // The real file's name is checked again after opening (a symlink to a source).
+    const clean = segments.join("/");
+    if (isTemplateSourceName(segments[segments.length - 1]!)) return { kind: "not-found", reason: "template-source" };
 
     const image = this.#images.lookupForMachine(machine);
     if (image.state === "not-ready") {
       return { kind: "not-ready", reason: image.reason, retryAfterSeconds: image.retryAfterSeconds };
     }
     if (image.state === "error") return { kind: "error", reason: image.reason };
+    // Opened beneath the image root when there is one, so the image's own folder is confined too.
+    const root = image.root ?? image.diskDir;
+    const prefix = path.relative(root, image.diskDir);
+    const beneath = (relative: string, allowTemplateSource = false): Promise<OpenBeneathResult> =>
+      openBeneath(root, prefix === "" ? relative : `${prefix}/${relative}`, this.#opener, { allowTemplateSource });
 
-    const template = await resolveUnderRoot(image.diskDir, requestPath + TEMPLATE_SUFFIX);
-    if (template.ok) {
-      if (template.stat.size > MAX_TEMPLATE_BYTES) {
-        return {
-          kind: "error",
-          reason: `template ${requestPath}${TEMPLATE_SUFFIX} is larger than ${MAX_TEMPLATE_BYTES} bytes`,
-        };
-      }
-      const source = await readFile(template.absPath, "utf8");
-      const name = requestPath + TEMPLATE_SUFFIX;
-      try {
-        const body = Buffer.from(this.#render(source, machine, name), "utf8");
-        return { kind: "rendered", body, contentType: TEXT_PLAIN };
-      } catch (error) {
-        return { kind: "error", reason: `template ${name}: ${(error as Error).message}` };
-      }
-    }
+    const name = clean + TEMPLATE_SUFFIX;
+    const template = await beneath(name, true);
+    if (template.ok) return this.#renderTemplate(machine, name, template.handle);
     if (template.reason === "outside-root") return { kind: "not-found", reason: "outside-root" };
 
-    const file = await resolveUnderRoot(image.diskDir, requestPath);
+    const file = await beneath(clean);
     if (!file.ok) return { kind: "not-found", reason: file.reason };
-    return { kind: "file", absPath: file.absPath, size: file.stat.size, mtime: file.stat.mtime };
+    await file.handle.close();
+    const absPath = file.absPath;
+    return {
+      kind: "file",
+      absPath,
+      size: file.stat.size,
+      mtime: file.stat.mtime,
+      // A fresh lookup beneath the root for the consumer, which reads from that handle only.
+      open: async () => {
+        const again = await beneath(clean);
+        if (!again.ok) throw Object.assign(new Error(`${clean}: ${again.reason}`), { code: "ENOENT" });
+        return again.handle;
+      },
+    };
+  }
+
+  async #renderTemplate(machine: Machine, name: string, handle: FileHandle): Promise<Artifact> {
+    let source: string;
+    try {
+      const stat = await handle.stat();
+      if (stat.size > MAX_TEMPLATE_BYTES) {
+        return { kind: "error", reason: `template ${name} is larger than ${MAX_TEMPLATE_BYTES} bytes` };
+      }
+      source = await handle.readFile("utf8");
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+    try {
+      const body = Buffer.from(this.#render(source, machine, name), "utf8");
+      return { kind: "rendered", body, contentType: TEXT_PLAIN };
+    } catch (error) {
+      return { kind: "error", reason: `template ${name}: ${(error as Error).message}` };
+    }
   }
 
   async #resolveUserData(machine: Machine): Promise<Artifact> {

@@ -19,7 +19,7 @@ import type {
   VariableNode,
 } from "./ast.js";
 import { nodeString } from "./ast.js";
-import { BUILTINS, BuiltinError, isTrue, type ParamKind } from "./builtins.js";
+import { BUILTINS, type Builtin, BuiltinError, isTrue, type ParamKind } from "./builtins.js";
 import { goFormatV, goSprint } from "./go-fmt.js";
 import { goQuote } from "./go-strconv.js";
 import {
@@ -43,6 +43,8 @@ export type MissingKey = "default" | "zero" | "error";
 
 export interface ExecOptions {
   readonly missingKey: MissingKey;
+  /** Functions added with Go's Template.Funcs; found before the builtins, as in Go's findFunction. */
+  readonly funcs?: ReadonlyMap<string, Builtin>;
 }
 
 /** An execution error with Go's message; `partial` is the output written before it. */
@@ -401,7 +403,7 @@ class State {
   evalFunction(dot: Value, node: IdentifierNode, cmd: Node, args: readonly ArgNode[] | null, final: Final): Value {
     this.at(node);
     const name = node.ident;
-    const fn = BUILTINS.get(name);
+    const fn = this.options.funcs?.get(name) ?? BUILTINS.get(name);
     if (!fn) this.errorf(`${goQuote(name)} is not a defined function`);
     const callArgs = args ? args.slice(1) : [];
     const numIn = callArgs.length + (final !== MISSING ? 1 : 0);

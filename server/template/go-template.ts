@@ -4,7 +4,7 @@
  * message text; an execution error carries the output written before it.
  */
 import type { Tree } from "./ast.js";
-import { BUILTIN_NAMES } from "./builtins.js";
+import { BUILTIN_NAMES, type Builtin } from "./builtins.js";
 import { TemplateError } from "./errors.js";
 import { ExecFailure, executeTemplate, type MissingKey } from "./executor.js";
 import { fromJSON, type Value } from "./go-values.js";
@@ -31,12 +31,18 @@ export class GoTemplate {
     readonly name: string,
     private readonly source: string,
     private readonly trees: ReadonlyMap<string, Tree>,
+    private readonly funcs: ReadonlyMap<string, Builtin> | undefined,
   ) {}
 
-  /** Parses `source` as template `name`. Throws TemplateError (phase "parse"). */
-  static parse(name: string, source: string): GoTemplate {
+  /**
+   * Parses `source` as template `name`. `funcs` are extra functions, like Go's
+   * template.New(name).Funcs(funcs).Parse(source): known at parse time, found before the
+   * builtins at execution. Throws TemplateError (phase "parse").
+   */
+  static parse(name: string, source: string, funcs?: ReadonlyMap<string, Builtin>): GoTemplate {
+    const names = funcs === undefined ? BUILTIN_NAMES : new Set([...BUILTIN_NAMES, ...funcs.keys()]);
     try {
-      return new GoTemplate(name, source, parseTemplate(name, source, BUILTIN_NAMES));
+      return new GoTemplate(name, source, parseTemplate(name, source, names), funcs);
     } catch (e) {
       if (e instanceof ParseFailure) throw new TemplateError(e.message, "parse");
       throw e;
@@ -53,6 +59,7 @@ export class GoTemplate {
     try {
       return executeTemplate(this.trees, this.name, this.source, this.name, data, {
         missingKey: options.missingKey ?? "default",
+        funcs: this.funcs,
       });
     } catch (e) {
       if (e instanceof ExecFailure) throw new TemplateError(e.message, "exec", e.partial);

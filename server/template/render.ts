@@ -1,12 +1,14 @@
 /**
  * Rendering of netboot-image `.tmpl` files for one Machine (spec/metalman.md §5.5): Go
- * text/template semantics, with dot = { Machine, ApiserverURL, ServeURL, AgentConfigJSON }.
+ * text/template semantics, with dot = { Machine, ApiserverURL, ServeURL, AgentConfigJSON },
+ * and the quoting helpers kernelArg, grubQuote and ipxeQuote (netboot-funcs.ts).
  */
 import type { Machine } from "../inventory/types.js";
 import { agentConfigJSON } from "./agent-config.js";
 import { TemplateError } from "./errors.js";
 import { GoTemplate } from "./go-template.js";
 import { buildTemplateData } from "./machine-data.js";
+import { NETBOOT_FUNCS } from "./netboot-funcs.js";
 
 export { TemplateError } from "./errors.js";
 
@@ -42,7 +44,8 @@ export class TemplateRenderer {
     let entry = this.cache.get(key);
     if (entry === undefined) {
       try {
-        entry = GoTemplate.parse(name, source);
+        // Go's builtins plus the quoting helpers (netboot-funcs.ts), like template.Funcs.
+        entry = GoTemplate.parse(name, source, NETBOOT_FUNCS);
       } catch (e) {
         if (!(e instanceof TemplateError)) throw e;
         entry = e;

@@ -421,10 +421,10 @@ export class TftpServer {
       return { source, negotiated: negotiate(request.options, source.size, limits) };
     }
     if (request.mode === "netascii") {
-      const source = await netasciiFileSource(artifact.absPath, MAX_NETASCII_BYTES);
+      const source = await netasciiFileSource(artifact.open ?? artifact.absPath, MAX_NETASCII_BYTES);
       return { source, negotiated: negotiate(request.options, source.size, limits) };
     }
-    const file = await FileBlockSource.open(artifact.absPath);
+    const file = await FileBlockSource.open(artifact.open ?? artifact.absPath);
     const negotiated = negotiate(request.options, file.size, limits);
     return { source: file.configure(negotiated.blksize, negotiated.windowsize), negotiated };
   }

@@ -80,12 +80,13 @@ export class FileBlockSource implements BlockSource {
    * open handle (the resolver's stat may be stale). The caller knows blksize/windowsize only
    * after negotiation, which needs the size: hence `open` then `configure`.
    */
-  static async open(path: string): Promise<{
+  static async open(path: string | (() => Promise<FileHandle>)): Promise<{
     size: number;
     configure(blockSize: number, windowSize: number): FileBlockSource;
     close(): Promise<void>;
   }> {
-    const file = await open(path, constants.O_RDONLY);
+    // A function is the artifact's own opener: a fresh lookup beneath the image root (docs/security.md).
+    const file = typeof path === "string" ? await open(path, constants.O_RDONLY) : await path();
     try {
       const stat = await file.stat();
       if (!stat.isFile()) throw Object.assign(new Error("not a regular file"), { code: "ENOTFILE" });
@@ -166,8 +167,11 @@ export class FileBlockSource implements BlockSource {
 }
 
 /** Reads a whole file and converts it to netascii; bounded by `maxBytes` (netascii is for small text files). */
-export async function netasciiFileSource(path: string, maxBytes: number): Promise<BufferBlockSource> {
-  const file = await open(path, constants.O_RDONLY);
+export async function netasciiFileSource(
+  path: string | (() => Promise<FileHandle>),
+  maxBytes: number,
+): Promise<BufferBlockSource> {
+  const file = typeof path === "string" ? await open(path, constants.O_RDONLY) : await path();
   try {
     const stat = await file.stat();
     if (!stat.isFile()) throw Object.assign(new Error("not a regular file"), { code: "ENOTFILE" });

@@ -434,6 +434,12 @@ export interface ApplianceOptions {
   healthPort?: number;
   dhcpPort?: number;
   logLevel?: string;
+  /** `--image-root` folders; default the inventory's parent (writeImage/writeInventory share one scratch root). */
+  imageRoots?: string[];
+  /** `--health-bind-address`; default the appliance's (0.0.0.0). */
+  healthBindAddress?: string;
+  /** More serve-pxe flags, appended. */
+  extraArgs?: string[];
 }
 
 export class Appliance {
@@ -475,8 +481,11 @@ export class Appliance {
       "--dhcp-port",
       String(options.dhcpPort ?? 67),
       ...(options.dhcpInterface ? ["--dhcp-interface", options.dhcpInterface] : []),
+      ...(options.imageRoots ?? [path.dirname(options.inventoryDir)]).flatMap((root) => ["--image-root", root]),
+      ...(options.healthBindAddress ? ["--health-bind-address", options.healthBindAddress] : []),
       "--log-level",
       options.logLevel ?? "info",
+      ...(options.extraArgs ?? []),
     ];
     this.process = new NsProcess(options.ns, argv);
   }

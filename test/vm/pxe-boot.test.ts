@@ -115,6 +115,8 @@ describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipRe
         ...["--bind-address", SERVER_IP, "--serve-url", SERVE_URL, "--http-port", String(HTTP_PORT)],
         ...["--tftp-port", "69", "--health-port", String(HEALTH_PORT), "--dhcp-port", "67"],
         ...["--dhcp-interface", BRIDGE, "--log-level", "info"],
+        // dir: images only under an image root (docs/security.md): the work folder holds the image.
+        ...["--image-root", work],
       ],
       path.join(work, "server.log"),
     );

@@ -43,6 +43,7 @@ async function configFor(stateDir: string, inventory: string) {
       `--tftp-port=${tftp}`,
       `--dhcp-port=${dhcp}`,
       "--log-level=silent",
+      `--image-root=${path.join(repoRoot(), "netboot-images")}`,
     ],
     {},
   );
@@ -75,8 +76,8 @@ describe("startAppliance (example inventory, loopback)", () => {
     const res = await fetch(`http://127.0.0.1:${config.httpPort}/grub/grub.cfg`);
     assert.equal(res.status, 200);
     const body = await res.text();
-    assert.match(body, /menuentry "metalman install node-01"/);
-    assert.ok(body.includes(`unbounded.serve_url=http://127.0.0.1:${config.httpPort} `), body);
+    assert.match(body, /menuentry 'metalman install node-01'/);
+    assert.ok(body.includes(` 'unbounded.serve_url=http://127.0.0.1:${config.httpPort}' `), body);
   });
 
   it("counts the boot steps it served in /metrics", async () => {

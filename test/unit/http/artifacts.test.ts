@@ -1,8 +1,26 @@
 import assert from "node:assert/strict";
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Registry } from "prom-client";
+import { BootEventBus } from "../../../server/events/boot-events.js";
+import { buildNetbootApp } from "../../../server/http/app.js";
+import { DirImageStore } from "../../../server/images/dir-image-store.js";
+import type { ArtifactResolver } from "../../../server/netboot/artifact.js";
+import { NetbootResolver } from "../../../server/netboot/resolver.js";
 import { TemplateError } from "../../../server/template/render.js";
-import { type Harness, harness, LEASE_IP, makeMachine, OCI_IP } from "./support.js";
+import { FakeBackend } from "./fake-backend.js";
+import {
+  fakeRender,
+  type Harness,
+  harness,
+  LEASE_IP,
+  makeMachine,
+  makeTempImage,
+  OCI_IP,
+  silentLog,
+} from "./support.js";
 
 const NOT_FOUND = "404 page not found\n";
 
@@ -92,6 +110,46 @@ describe("artifacts: files", () => {
     const res = await get("/alias");
     assert.equal(res.statusCode, 200);
     assert.ok(res.rawPayload.equals(h.image.vmlinuz));
+  });
+
+  it("never serves a template source raw, in any path form (§4.1)", async () => {
+    for (const url of [
+      "/grub/grub.cfg.tmpl",
+      "/grub/grub.cfg.tmpl/",
+      "/grub/grub.cfg.tmpl//",
+      "/grub//grub.cfg.tmpl",
+      "/./grub/./grub.cfg.tmpl",
+      "/grub/grub.cfg%2etmpl",
+      "/grub/grub.cfg%2Etmpl/",
+      "/grub%2fgrub.cfg.tmpl",
+      "/grub%2Fgrub.cfg.tmpl%2F",
+      "/grub/grub.cfg.TMPL",
+      "/grub/grub.cfg.Tmpl",
+      "/grub/grub.cfg.tmpl%00",
+      "/grub/grub.cfg.tmpl%00.txt",
+      "/grub/grub.cfg.tmpl?x=1",
+      "/grub/grub.cfg.tmpl#frag",
+      "/tmpl-alias",
+      "/grub/grub.cfg.link",
+      "/sub/../grub/grub.cfg.tmpl",
+      "/grub/grub.cfg.tmpl%20",
+    ]) {
+      const res = await get(url);
+      assert.equal(res.statusCode, 404, url);
+      assert.equal(res.body, NOT_FOUND, url);
+      assert.doesNotMatch(res.body, /Machine/, url);
+    }
+    // The rendered form still works, also through the cleaned path forms.
+    for (const url of ["/grub/grub.cfg", "/grub//grub.cfg", "/./grub/grub.cfg", "/grub%2fgrub.cfg"]) {
+      const res = await get(url);
+      assert.equal(res.statusCode, 200, url);
+      assert.match(res.body, /^rendered grub\/grub\.cfg\.tmpl for node-01/, url);
+    }
+  });
+
+  it("refuses absolute symlinks, even into the image", async () => {
+    const res = await get("/abs-alias");
+    assert.equal(res.statusCode, 404);
   });
 
   it("never serves template sources, directories or unknown files", async () => {
@@ -292,3 +350,41 @@ function rawGet(port: number, target: string): Promise<string> {
     socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
   });
 }
+
+describe("artifacts: a symlink swapped in after resolution (§4.4)", () => {
+  it("the body is read beneath the image root, never through the new symlink", async () => {
+    const image = makeTempImage();
+    const elsewhere = path.join(image.root, "elsewhere");
+    mkdirSync(path.join(elsewhere, "disk"), { recursive: true });
+    writeFileSync(path.join(elsewhere, "disk", "vmlinuz"), "foreign bytes outside the image root\n");
+    const backend = new FakeBackend([makeMachine("node-01", LEASE_IP, "dir:image")]);
+    const log = silentLog();
+    // The image root is image/ itself, so `elsewhere` (beside it) is outside.
+    const images = new DirImageStore({ baseDirOf: () => image.root, log, imageRoots: [image.imageDir] });
+    const inner = new NetbootResolver({ images, render: fakeRender });
+    const swapping: ArtifactResolver = {
+      resolve: async (machine, requestPath) => {
+        const artifact = await inner.resolve(machine, requestPath);
+        // Between resolution and the open: disk/ becomes a symlink that leaves the root.
+        renameSync(image.diskDir, `${image.diskDir}.real`);
+        symlinkSync("../elsewhere/disk", image.diskDir);
+        return artifact;
+      },
+    };
+    const app = buildNetbootApp({
+      log,
+      backend,
+      resolver: swapping,
+      events: new BootEventBus(),
+      metrics: new Registry(),
+    });
+    try {
+      const res = await app.inject({ method: "GET", url: "/vmlinuz", remoteAddress: LEASE_IP });
+      assert.doesNotMatch(res.body, /foreign/);
+      assert.equal(res.statusCode, 404);
+    } finally {
+      await app.close();
+      image.cleanup();
+    }
+  });
+});

@@ -60,6 +60,31 @@ describe("health and metrics", () => {
     }
   });
 
+  it("/readyz details (file names, YAML) only on the health listener, not on the netboot port (§4.3)", async () => {
+    const detail = '2 invalid: /etc/metalman/machines/node-01.yaml: spec.pxe.image: must be ... `image: "x"`';
+    const report: ReadinessReport = {
+      ready: false,
+      checks: { http: { ok: true }, inventory: { ok: false, detail } },
+    };
+    const h = await harness({ app: { readiness: () => report } });
+    const health = buildHealthApp({ log: silentLog(), readiness: () => report });
+    try {
+      const netboot = await h.app.inject({ url: "/readyz", remoteAddress: LEASE_IP });
+      assert.equal(netboot.statusCode, 503);
+      assert.equal(netboot.body, "[-]inventory failed\nreadyz check failed\n");
+      assert.doesNotMatch(netboot.body, /yaml|node-01|\/etc/);
+      const onHealth = await health.inject({ url: "/readyz" });
+      assert.equal(onHealth.statusCode, 503);
+      assert.equal(onHealth.body, `[-]inventory failed: ${detail}\nreadyz check failed\n`);
+      // Nothing in the netboot port's /metrics names an inventory file either.
+      const metrics = await h.app.inject({ url: "/metrics", remoteAddress: LEASE_IP });
+      assert.doesNotMatch(metrics.body, /\.yaml|\/etc\/metalman/);
+    } finally {
+      await health.close();
+      await h.close();
+    }
+  });
+
   it("/metrics exposes the registry passed in, with HTTP counters", async () => {
     const h = await harness();
     try {

@@ -39,7 +39,11 @@ export function makeTempImage(): TempImage {
   writeFileSync(path.join(diskDir, "cloud-init", "network-config"), "version: 2\n");
   writeFileSync(path.join(diskDir, "metadata.yaml"), "dhcpBootImageName: shimx64.efi\n");
   writeFileSync(path.join(root, "secret.txt"), "top secret\n");
-  symlinkSync(path.join(diskDir, "vmlinuz"), path.join(diskDir, "alias"));
+  symlinkSync("vmlinuz", path.join(diskDir, "alias"));
+  // Absolute symlinks are refused even when they point inside (docs/security.md).
+  symlinkSync(path.join(diskDir, "vmlinuz"), path.join(diskDir, "abs-alias"));
+  symlinkSync("grub/grub.cfg.tmpl", path.join(diskDir, "tmpl-alias"));
+  symlinkSync("grub.cfg.tmpl", path.join(diskDir, "grub", "grub.cfg.link"));
   symlinkSync(root, path.join(diskDir, "escape"));
   symlinkSync(path.join(root, "secret.txt"), path.join(diskDir, "leak.txt"));
   return { root, imageDir, diskDir, vmlinuz, cleanup: () => rmSync(root, { recursive: true, force: true }) };
@@ -92,7 +96,7 @@ export async function harness(
   const events = new BootEventBus();
   const registry = new Registry();
   const log = silentLog();
-  const images = new DirImageStore({ baseDirOf: () => image.root, log });
+  const images = new DirImageStore({ baseDirOf: () => image.root, log, imageRoots: [image.root] });
   const resolver = new NetbootResolver({ images, render: options.render ?? fakeRender, userData: options.userData });
   const app = buildNetbootApp({ log, backend, resolver, events, metrics: registry, ...options.app });
   await app.ready();

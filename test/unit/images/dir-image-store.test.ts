@@ -95,3 +95,44 @@ describe("DirImageStore", () => {
     assert.equal(noBase.lookupForMachine({ ...machine(""), spec: {} }).state, "error");
   });
 });
+
+describe("DirImageStore image roots (§4.4)", () => {
+  let base = "";
+  before(() => {
+    base = mkdtempSync(path.join(tmpdir(), "metalman-roots-"));
+    mkdirSync(path.join(base, "roots", "a", "img", "disk"), { recursive: true });
+    mkdirSync(path.join(base, "roots", "b", "img", "disk"), { recursive: true });
+    mkdirSync(path.join(base, "outside", "disk"), { recursive: true });
+    mkdirSync(path.join(base, "roots", "a-sibling", "disk"), { recursive: true });
+  });
+  after(() => rmSync(base, { recursive: true, force: true }));
+
+  const store = () =>
+    new DirImageStore({
+      baseDirOf: () => path.join(base, "roots", "a"),
+      log: pino({ level: "silent" }),
+      imageRoots: [path.join(base, "roots", "a"), path.join(base, "roots", "b")],
+    });
+
+  it("serves dir: images inside any root, naming the root", () => {
+    const inA = store().lookupForMachine(machine("dir:img"));
+    assert.equal(inA.state, "ready");
+    assert.equal(inA.state === "ready" && inA.root, path.join(base, "roots", "a"));
+    const inB = store().lookupForMachine(machine(`dir:${path.join(base, "roots", "b", "img")}`));
+    assert.equal(inB.state === "ready" && inB.root, path.join(base, "roots", "b"));
+  });
+
+  it("refuses dir: images outside every root, by absolute path, by .. and by a prefix look-alike", () => {
+    for (const ref of [
+      `dir:${path.join(base, "outside")}`,
+      "dir:../../outside",
+      `dir:${path.join(base, "roots", "a", "..", "..", "outside")}`,
+      `dir:${path.join(base, "roots", "a-sibling")}`,
+      "dir:/",
+    ]) {
+      const lookup = store().lookupForMachine(machine(ref));
+      assert.equal(lookup.state, "error", ref);
+      assert.match(lookup.state === "error" ? lookup.reason : "", /is not under an --image-root/, ref);
+    }
+  });
+});

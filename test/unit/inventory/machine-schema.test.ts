@@ -171,3 +171,182 @@ describe("machine schema", () => {
     assert.equal(jsonPointerToPath("/metadata/labels/a~1b"), 'metadata.labels["a/b"]');
   });
 });
+
+describe("machine schema: strings that reach templates (§4.2)", () => {
+  it("rejects the newline namespace that injected a GRUB menuentry, naming the field", () => {
+    const errors = errorsOf((m) => {
+      m.metadata.namespace = 'default\n}\nmenuentry "pwned" {\n  linux /vmlinuz init=/bin/sh';
+    });
+    assert.deepEqual(errors, [
+      `${SOURCE}: metadata.namespace: must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters`,
+    ]);
+  });
+
+  it("validates names, namespaces, label and annotation keys and values as Kubernetes does", () => {
+    const ok = example();
+    ok.metadata.namespace = "unbounded-kube";
+    ok.metadata.labels = { "unbounded-cloud.io/site": "rack-a", app: "", "a.b/c_d.e-f": "x_y.z-1" };
+    ok.metadata.annotations = { "example.com/note": "free text, with 'quotes' \"and\" $vars; and {braces}" };
+    const accepted = validator.validate(ok, SOURCE);
+    assert.ok(accepted.ok, accepted.ok ? "" : accepted.errors.join("\n"));
+
+    const cases: [string, (m: Machine) => void, RegExp][] = [
+      [
+        "name",
+        (m) => {
+          m.metadata.name = "Node_01";
+        },
+        /^metadata\.name: must be a DNS-1123 name/,
+      ],
+      [
+        "namespace",
+        (m) => {
+          m.metadata.namespace = "a".repeat(64);
+        },
+        /^metadata\.namespace: must be a DNS-1123 label/,
+      ],
+      [
+        "label key",
+        (m) => {
+          m.metadata.labels = { "bad key": "v" };
+        },
+        /^metadata\.labels\["bad key"\]: key must be a Kubernetes key/,
+      ],
+      [
+        "label key prefix",
+        (m) => {
+          m.metadata.labels = { "Example.com/x": "v" };
+        },
+        /^metadata\.labels\["Example\.com\/x"\]: key/,
+      ],
+      [
+        "label key newline",
+        (m) => {
+          m.metadata.labels = { "a\nb": "v" };
+        },
+        /^metadata\.labels\["a\\nb"\]: key/,
+      ],
+      [
+        "label value",
+        (m) => {
+          m.metadata.labels = { a: "x y" };
+        },
+        /^metadata\.labels\.a: must be a label value/,
+      ],
+      [
+        "annotation key",
+        (m) => {
+          m.metadata.annotations = { "/x": "v" };
+        },
+        /^metadata\.annotations\["\/x"\]: key/,
+      ],
+      [
+        "annotation value",
+        (m) => {
+          m.metadata.annotations = { a: "line1\nline2" };
+        },
+        /^metadata\.annotations\.a: must not contain control characters/,
+      ],
+      [
+        "annotation value C1",
+        (m) => {
+          m.metadata.annotations = { a: "x\u0085y" };
+        },
+        /^metadata\.annotations\.a: must not contain control/,
+      ],
+      [
+        "ssh username",
+        (m) => {
+          m.spec.ssh = { host: "h", username: "a\tb", privateKeyRef: { name: "k", namespace: "n" } };
+        },
+        /^spec\.ssh\.username: must not contain control/,
+      ],
+      [
+        "redfish username",
+        (m) => {
+          m.spec.pxe!.redfish!.username = "admin\r\n";
+        },
+        /^spec\.pxe\.redfish\.username: must not contain control/,
+      ],
+      [
+        "deviceID",
+        (m) => {
+          m.spec.pxe!.redfish!.deviceID = "1\0";
+        },
+        /^spec\.pxe\.redfish\.deviceID: must not contain control/,
+      ],
+      [
+        "secret key",
+        (m) => {
+          m.spec.pxe!.redfish!.passwordRef.key = "pass word";
+        },
+        /^spec\.pxe\.redfish\.passwordRef\.key: must be a Secret\/ConfigMap key/,
+      ],
+      [
+        "targetDisk",
+        (m) => {
+          m.spec.pxe!.targetDisk = "/dev/sda\nrm";
+        },
+        /^spec\.pxe\.targetDisk: must not contain control/,
+      ],
+      [
+        "agent image",
+        (m) => {
+          m.spec.agent = { image: "x\ny" };
+        },
+        /^spec\.agent\.image: must not contain control/,
+      ],
+      [
+        "download url",
+        (m) => {
+          m.spec.agent = { downloads: { runc: { url: "u\n" } } };
+        },
+        /^spec\.agent\.downloads\.runc\.url: must not contain control/,
+      ],
+      [
+        "k8s version",
+        (m) => {
+          m.spec.kubernetes = { version: "v1.30\n", bootstrapTokenRef: { name: "t" } };
+        },
+        /^spec\.kubernetes\.version: must not contain control/,
+      ],
+      [
+        "node labels",
+        (m) => {
+          m.spec.kubernetes = { nodeLabels: { "a b": "c" }, bootstrapTokenRef: { name: "t" } };
+        },
+        /^spec\.kubernetes\.nodeLabels\["a b"\]: key/,
+      ],
+      [
+        "taints",
+        (m) => {
+          m.spec.kubernetes = { registerWithTaints: ["a\n"], bootstrapTokenRef: { name: "t" } };
+        },
+        /^spec\.kubernetes\.registerWithTaints\[0\]: must not contain control/,
+      ],
+      [
+        "providerID",
+        (m) => {
+          m.spec.providerID = "x\u001b[2J";
+        },
+        /^spec\.providerID: must not contain control/,
+      ],
+    ];
+    for (const [what, mutate, expected] of cases) {
+      const errors = errorsOf(mutate).map((e) => e.slice(SOURCE.length + 2));
+      assert.ok(
+        errors.some((e) => expected.test(e)),
+        `${what}: ${errors.join(" | ")}`,
+      );
+      assert.ok(!errors.some((e) => e === ""), what);
+    }
+  });
+
+  it("still carries multi-line values templates never interpolate (PEM keys, condition messages)", () => {
+    const doc = example();
+    doc.status!.tpm = { ekPublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n" };
+    doc.status!.conditions![0]!.message = "line one\nline two";
+    const result = validator.validate(doc, SOURCE);
+    assert.ok(result.ok, result.ok ? "" : result.errors.join("\n"));
+  });
+});

@@ -25,7 +25,7 @@ describe("safe paths", () => {
     mkdirSync(path.join(disk, "sub"), { recursive: true });
     writeFileSync(path.join(disk, "file"), "ok");
     writeFileSync(path.join(root, "secret.txt"), "secret");
-    symlinkSync(path.join(disk, "file"), path.join(disk, "sub", "inner"));
+    symlinkSync("../file", path.join(disk, "sub", "inner"));
     symlinkSync(path.join(root, "secret.txt"), path.join(disk, "outer"));
     symlinkSync(root, path.join(disk, "up"));
   });
@@ -40,6 +40,7 @@ describe("safe paths", () => {
 
   it("serves regular files and inner symlinks only", async () => {
     assert.equal((await resolveUnderRoot(disk, "file")).ok, true);
+    assert.deepEqual(await resolveUnderRoot(disk, "sub//./inner/"), await resolveUnderRoot(disk, "file"));
     assert.equal((await resolveUnderRoot(disk, "sub/inner")).ok, true);
     assert.deepEqual(await resolveUnderRoot(disk, "sub"), { ok: false, reason: "not-a-file" });
     assert.deepEqual(await resolveUnderRoot(disk, "outer"), { ok: false, reason: "outside-root" });

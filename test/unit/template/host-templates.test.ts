@@ -15,11 +15,13 @@ const grub = readFileSync(path.join(dir, "grub", "grub.cfg.tmpl"), "utf8");
 const metaData = readFileSync(path.join(dir, "cloud-init", "meta-data.tmpl"), "utf8");
 const vendorData = readFileSync(path.join(dir, "cloud-init", "vendor-data.tmpl"), "utf8");
 
+// Each Machine/config value is one single-quoted GRUB word (grubQuote): GRUB drops the quotes,
+// so the kernel gets the §6.6 command line byte for byte.
 const KERNEL_LINE =
-  "  linux /vmlinuz unbounded.image_url=http://192.168.200.1:8880/disk.img.gz" +
-  " unbounded.serve_url=http://192.168.200.1:8880 unbounded.ds_url=http://192.168.200.1:8880/cloud-init/" +
-  " unbounded.node_name=node-01 unbounded.node_namespace= unbounded.apiserver_url=https://192.168.200.2:6443" +
-  " ip=10.0.0.11::10.0.0.1:255.255.255.0::eth0:none console=tty0 console=ttyS0,115200n8 ---";
+  "  linux /vmlinuz 'unbounded.image_url=http://192.168.200.1:8880/disk.img.gz'" +
+  " 'unbounded.serve_url=http://192.168.200.1:8880' 'unbounded.ds_url=http://192.168.200.1:8880/cloud-init/'" +
+  " 'unbounded.node_name=node-01' 'unbounded.node_namespace=' 'unbounded.apiserver_url=https://192.168.200.2:6443'" +
+  " 'ip=10.0.0.11::10.0.0.1:255.255.255.0::eth0:none' console=tty0 console=ttyS0,115200n8 ---";
 
 const CHAINLOAD = [
   "# metalman: no repave pending, chainload the installed system",
@@ -46,7 +48,7 @@ describe("host-ubuntu2404 grub.cfg.tmpl", () => {
       [
         "# metalman: repave 2 requested (last completed 1)",
         "set timeout=0",
-        'menuentry "metalman install node-01" {',
+        "menuentry 'metalman install node-01' {",
         KERNEL_LINE,
         "  initrd /initrd /init.cpio",
         "}",
@@ -104,7 +106,7 @@ describe("host-ubuntu2404 cloud-init templates", () => {
   it("meta-data names the instance and host after the Machine", () => {
     assert.equal(
       renderer.render(metaData, exampleMachine(), exampleContext, "meta-data.tmpl"),
-      "instance-id: node-01\nlocal-hostname: node-01\n",
+      'instance-id: "node-01"\nlocal-hostname: "node-01"\n',
     );
   });
 
@@ -172,6 +174,29 @@ describe("host-ubuntu2404 boot.ipxe.tmpl", () => {
       assert.ok(out.startsWith("#!ipxe\n"), out);
       assert.match(out, /^sanboot /m);
       assert.doesNotMatch(out, /^kernel /m);
+    }
+  });
+});
+
+describe("host-ubuntu2404 templates: a Machine string cannot inject (§4.2)", () => {
+  const renderer = new TemplateRenderer();
+  const ipxe = readFileSync(path.join(dir, "boot.ipxe.tmpl"), "utf8");
+
+  it("a namespace holding a newline adds no GRUB menuentry or iPXE command: the render fails", () => {
+    const machine = exampleMachine({ spec: { repaveCounter: 2 }, status: { repaveCounter: 1 } });
+    machine.metadata.namespace = 'default\n}\nmenuentry "pwned" {\n  linux /vmlinuz init=/bin/sh';
+    for (const [name, source] of [
+      ["grub.cfg.tmpl", grub],
+      ["boot.ipxe.tmpl", ipxe],
+    ] as const) {
+      let out: string | undefined;
+      try {
+        out = renderer.render(source, machine, exampleContext, name);
+      } catch (error) {
+        assert.ok(error instanceof TemplateError, name);
+        assert.doesNotMatch(error.partial ?? "", /pwned|init=\/bin\/sh/, name);
+      }
+      assert.equal(out, undefined, `${name} rendered the injected namespace:\n${out}`);
     }
   });
 });
