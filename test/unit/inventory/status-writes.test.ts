@@ -85,6 +85,8 @@ describe("status writes under concurrency (HTTP → FileInventory)", () => {
       resolver: { resolve: async () => ({ kind: "not-found", reason: "none" }) },
       events: new BootEventBus(),
       metrics: new Registry(),
+      // All 60 clients share 127.0.0.1: the per-client cap (docs/security.md) is not under test here.
+      connectionLimits: { perClient: 0 },
     });
     await app.listen({ host: "127.0.0.1", port: 0 });
     beforeRemove(async () => {
