@@ -365,7 +365,8 @@ function buildReply(
     file,
     options: orderByRequestList(options, request),
   });
-  return { packet, type: replyType === MessageType.Offer ? "offer" : "ack", ...replyDestination(request, deps) };
+  const destination = replyDestination(request, deps, lease);
+  return { packet, type: replyType === MessageType.Offer ? "offer" : "ack", ...destination };
 }
 
 function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps, serverId: string): DhcpReply | undefined {
@@ -456,11 +457,18 @@ function moveRelayInfoLast(options: DhcpOptions): DhcpOptions {
 
 /**
  * RFC 2131 §4.1 for OFFER and ACK (the ACK to an INFORM too, §4.3.5). The caller has checked
- * that a giaddr lies in the lease's subnet and that a ciaddr is the lease address.
+ * that a giaddr lies in the lease's subnet.
  */
-function replyDestination(request: DhcpPacket, deps: DhcpHandlerDeps): { address: string; port: number } {
+function replyDestination(
+  request: DhcpPacket,
+  deps: DhcpHandlerDeps,
+  lease: DhcpLease,
+): { address: string; port: number } {
   if (request.giaddr !== ZERO_IPV4) return { address: request.giaddr, port: deps.relayPort ?? 67 };
-  if (request.ciaddr !== ZERO_IPV4) return { address: request.ciaddr, port: deps.clientPort ?? 68 };
+  // Only the lease address: a DISCOVER may carry any ciaddr, and we unicast nowhere else.
+  if (request.ciaddr !== ZERO_IPV4 && parseIpv4(request.ciaddr) === parseIpv4(lease.ipv4)) {
+    return { address: lease.ipv4, port: deps.clientPort ?? 68 };
+  }
   // Unicast to yiaddr would need an ARP entry the client cannot answer for yet; broadcast
   // reaches it whether or not it set the broadcast flag.
   return { address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };

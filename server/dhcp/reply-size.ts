@@ -113,14 +113,13 @@ function overloadLayout(
   }
   const overload = (file.size > 0 ? 1 : 0) | (sname.size > 0 ? 2 : 0);
   if (overload === 0) return undefined;
-  return {
-    packet: {
-      ...packet,
-      options: main,
-      file: file.size > 0 ? "" : packet.file,
-      sname: sname.size > 0 ? "" : packet.sname,
-      overload: { file: file.size > 0 ? file : undefined, sname: sname.size > 0 ? sname : undefined },
-    },
-    overload,
+  const laidOut: DhcpPacket = {
+    ...packet,
+    options: main,
+    file: file.size > 0 ? "" : packet.file,
+    sname: sname.size > 0 ? "" : packet.sname,
+    overload: { file: file.size > 0 ? file : undefined, sname: sname.size > 0 ? sname : undefined },
   };
+  // The encoder pads to the 300-byte BOOTP minimum; a limit below that cannot be met.
+  return encodingLength(laidOut) <= limit ? { packet: laidOut, overload } : undefined;
 }
