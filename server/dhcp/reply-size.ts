@@ -58,6 +58,8 @@ export interface FittedReply {
 
 /** `packet` laid out to encode in at most `limit` bytes, or undefined when even the essentials do not fit. */
 export function fitReply(packet: DhcpPacket, limit: number): FittedReply | undefined {
+  // The common case: nothing to do, nothing copied.
+  if (packet.overload === undefined && encodingLength(packet) <= limit) return { packet, overload: 0, dropped: [] };
   const options: DhcpOptions = new Map(packet.options);
   const dropped: number[] = [];
   for (;;) {

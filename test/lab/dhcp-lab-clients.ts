@@ -83,10 +83,14 @@ export async function udhcpcLease(opts: UdhcpcOptions): Promise<DhcpLeaseSeen & 
 export class DhclientRun {
   readonly process: NsProcess;
   readonly #dir: string;
+  readonly #ns: string;
+  readonly #argv: string[];
 
-  private constructor(process: NsProcess, dir: string) {
+  private constructor(process: NsProcess, dir: string, ns: string, argv: string[]) {
     this.process = process;
     this.#dir = dir;
+    this.#ns = ns;
+    this.#argv = argv;
   }
 
   static async start(ns: string, dev: string, scratchDir: string, conf: string[]): Promise<DhclientRun> {
@@ -114,7 +118,18 @@ export class DhclientRun {
     await writeFile(confFile, `${["timeout 20;", "retry 1;", "initial-interval 1;", ...conf].join("\n")}\n`);
     const argv = ["dhclient", "-4", "-d", "-v", "-cf", confFile, "-sf", script, "-lf", path.join(dir, "leases")];
     argv.push("-pf", path.join(dir, "dhclient.pid"), dev);
-    return new DhclientRun(new NsProcess(ns, argv), dir);
+    return new DhclientRun(new NsProcess(ns, argv), dir, ns, argv);
+  }
+
+  /**
+   * `dhclient -r` with the same files: it stops the running dhclient (by its pid file) and
+   * unicasts a DHCPRELEASE to the server id from the bound address (RFC 2131 §4.4.6).
+   */
+  async release(): Promise<void> {
+    const argv = this.#argv.filter((arg) => arg !== "-d");
+    argv.splice(argv.indexOf("-v"), 0, "-r");
+    await runInNs(this.#ns, argv, { timeoutMs: 15_000 });
+    await this.process.waitExit(5_000);
   }
 
   async reasons(): Promise<string[]> {

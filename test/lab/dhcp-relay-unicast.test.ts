@@ -86,7 +86,16 @@ labSuite("DHCP relay mode: unicast RENEWING from dhclient, forged giaddr", ["dhc
       .logRecords()
       .filter((r) => r.step === "dhcp.request" && r.ip === LEASE_IP && r.relay === undefined && r.result === "ok");
     assert.ok(acks.length > 0, context);
-    await client.stop();
+  });
+
+  it("dhclient -r: the unicast RELEASE of the known client is recorded", async () => {
+    assert.ok(lab && scratch && appliance && client);
+    await client.release();
+    const deadline = Date.now() + 5_000;
+    const released = () =>
+      appliance?.logRecords().some((r) => r.step === "dhcp.release" && r.machine === "lab-renew" && r.mac === MAC);
+    while (!released() && Date.now() < deadline) await sleep(200);
+    assert.ok(released(), `no dhcp.release event\n${appliance.process.tail()}`);
     client = undefined;
   });
 
