@@ -3,7 +3,7 @@ import type { ImageStore } from "../images/image-store.js";
 import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
 import type { DhcpLease, Machine } from "../inventory/types.js";
 import { BROADCAST_IPV4, isIpv4, isSubnetMask, parseIpv4, ZERO_IPV4 } from "../util/ipv4.js";
-import { type BootChoice, type BootClient, chooseBootFile } from "./boot-file.js";
+import { type BootChoice, type BootClient, chooseBootFile, clientArchOf } from "./boot-file.js";
 import { clientArchName } from "./client-arch.js";
 import { BROADCAST_FLAG, type DhcpPacket, hardwareAddress, messageType } from "./codec.js";
 import {
@@ -25,6 +25,7 @@ import {
   u8Option,
   u32Option,
 } from "./options.js";
+import { inLeaseSubnet, isLeaseHolderUnicast, replyDestination } from "./reply-route.js";
 import { fitReply, replySizeLimit } from "./reply-size.js";
 
 /**
@@ -295,8 +296,13 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
         reason: choice.kind === "none" ? choice.code : undefined,
         detail:
           choice.kind === "file"
-            ? { bootFile: choice.file, bootRule: choice.rule, arch: clientArchName(facts.arch), ...sizeDetail }
-            : { bootFile: undefined, bootSkipped: choice.reason, arch: clientArchName(facts.arch), ...sizeDetail },
+            ? { bootFile: choice.file, bootRule: choice.rule, arch: clientArchName(clientArchOf(facts)), ...sizeDetail }
+            : {
+                bootFile: undefined,
+                bootSkipped: choice.reason,
+                arch: clientArchName(clientArchOf(facts)),
+                ...sizeDetail,
+              },
       },
     ],
   };
@@ -453,45 +459,6 @@ function moveRelayInfoLast(options: DhcpOptions): DhcpOptions {
     options.set(OptionCode.RelayAgentInfo, relayInfo);
   }
   return options;
-}
-
-/**
- * RFC 2131 §4.1 for OFFER and ACK (the ACK to an INFORM too, §4.3.5). The caller has checked
- * that a giaddr lies in the lease's subnet.
- */
-function replyDestination(
-  request: DhcpPacket,
-  deps: DhcpHandlerDeps,
-  lease: DhcpLease,
-): { address: string; port: number } {
-  if (request.giaddr !== ZERO_IPV4) return { address: request.giaddr, port: deps.relayPort ?? 67 };
-  // Only the lease address: a DISCOVER may carry any ciaddr, and we unicast nowhere else.
-  if (request.ciaddr !== ZERO_IPV4 && parseIpv4(request.ciaddr) === parseIpv4(lease.ipv4)) {
-    return { address: lease.ipv4, port: deps.clientPort ?? 68 };
-  }
-  // Unicast to yiaddr would need an ARP entry the client cannot answer for yet; broadcast
-  // reaches it whether or not it set the broadcast flag.
-  return { address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
-}
-
-/**
- * In relay mode, the direct packets worth looking at: a client that holds its lease unicasts
- * RENEWING REQUESTs, INFORMs and RELEASEs to the server id with ciaddr set (RFC 2131 §4.3.2,
- * §4.3.5, §4.4.5). DISCOVERs and broadcasts without a relay stay the relays' job.
- */
-function isLeaseHolderUnicast(request: DhcpPacket, type: number | undefined): boolean {
-  if (request.ciaddr === ZERO_IPV4) return false;
-  return type === MessageType.Request || type === MessageType.Inform || type === MessageType.Release;
-}
-
-/** giaddr inside lease.ipv4/subnetMask; false without a valid mask (the subnet is then unknown). */
-function inLeaseSubnet(giaddr: string, lease: DhcpLease): boolean {
-  if (!isSubnetMask(lease.subnetMask)) return false;
-  const mask = parseIpv4(lease.subnetMask);
-  const relay = parseIpv4(giaddr);
-  const ip = parseIpv4(lease.ipv4);
-  if (mask === undefined || relay === undefined || ip === undefined) return false;
-  return (relay & mask) >>> 0 === (ip & mask) >>> 0;
 }
 
 // ------------------------------------------------------------------------------ helpers
