@@ -104,6 +104,46 @@ describe("reply size", () => {
   });
 });
 
+describe("reply size: property over random leases and requests", () => {
+  it("every reply encodes within the client's limit, decodes, and keeps the essentials", () => {
+    let seed = 0x57;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    let overloaded = 0;
+    for (let i = 0; i < 2000; i++) {
+      const dns = Array.from({ length: rand(64) }, (_, k) => `10.77.2.${k + 1}`);
+      const hostName = `n${"x".repeat(rand(200))}`;
+      const options: [number, Buffer][] = [];
+      if (rand(2)) options.push([57, u16(rand(2) ? 576 + rand(1000) : rand(600))]);
+      if (rand(2)) options.push([61, Buffer.alloc(2 + rand(250), 1)]);
+      const relayed = rand(2) === 1;
+      const circuitId = rand(240);
+      if (relayed) options.push([82, Buffer.concat([Buffer.from([1, circuitId]), Buffer.alloc(circuitId, 0x63)])]);
+      if (rand(2)) options.push([60, Buffer.from("PXEClient:Arch:00007:UNDI:003016")], [93, Buffer.from([0, 7])]);
+      const d = deps({
+        backend: new FakeBackend([machine(hostName, [lease(MAC, "10.77.0.21", { dns })])]),
+        images: new FakeImages({ dhcpBootImageName: `${"b".repeat(rand(120))}shimx64.efi` }),
+      });
+      const r = request({ type: rand(2) ? 1 : 3, giaddr: relayed ? "10.77.0.254" : "0.0.0.0", options });
+      const out = handleDhcpRequest(r, relayed ? RELAY : IFACE, d);
+      if (!out.reply) {
+        assert.equal(out.ignoredReason, "reply-too-big");
+        continue;
+      }
+      const wire = encode(out.reply.packet);
+      assert.ok(wire.length <= replySizeLimit(r), `case ${i}: ${wire.length} > ${replySizeLimit(r)}`);
+      const back = decode(wire);
+      for (const code of [53, 54, 1, 3]) assert.ok(back.options.has(code), `case ${i}: option ${code}`);
+      assert.match(readString(back.options.get(67)) ?? "", /shimx64\.efi$/);
+      if (relayed) assert.deepEqual(back.options.get(82), options.find(([c]) => c === 82)?.[1]);
+      if (out.reply.packet.overload) overloaded++;
+    }
+    assert.ok(overloaded > 100, `only ${overloaded} overloaded replies: the property misses that path`);
+  });
+});
+
 function name(code: number): string {
   return ({ 12: "host-name", 6: "dns-server", 66: "tftp-server-name", 61: "client-id" } as Record<number, string>)[
     code
