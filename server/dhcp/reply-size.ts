@@ -13,7 +13,7 @@ import { type DhcpOptions, OptionCode, readU16 } from "./options.js";
  * option 57 size (RFC 2132 §9.10), else 576 bytes (RFC 2131 §2). Like ISC dhcpd, both count
  * the IP and UDP headers, so the DHCP message itself gets 28 bytes less: 548 by default,
  * which is also the receive buffer of old PXE ROMs. A reply that does not fit first moves
- * options into the `file` and `sname` fields (option overload, RFC 2132 §9.3), then drops
+ * options into the `sname` and `file` fields (option overload, RFC 2132 §9.3), then drops
  * optional options in DROP_ORDER, re-trying the plain layout before the overloaded one each time.
  */
 
@@ -76,8 +76,10 @@ export function fitReply(packet: DhcpPacket, limit: number): FittedReply | undef
 
 /**
  * First fit in option order: an option stays in the options field while it fits (order there
- * is the client's option 55 order), else goes to `file`, else to `sname`. Options are never
- * split across fields, which some clients cannot reassemble.
+ * is the client's option 55 order), else goes to `sname`, else to `file`. `sname` first: its
+ * text (our address) is also in siaddr and option 66, while PXE ROMs that read only BOOTP
+ * fields need `file` to stay the boot file name. Options are never split across fields,
+ * which some clients cannot reassemble.
  */
 function overloadLayout(
   packet: DhcpPacket,
@@ -99,12 +101,12 @@ function overloadLayout(
     else if (size <= mainFree) {
       main.set(code, value);
       mainFree -= size;
-    } else if (size <= fileFree) {
-      file.set(code, value);
-      fileFree -= size;
     } else if (size <= snameFree) {
       sname.set(code, value);
       snameFree -= size;
+    } else if (size <= fileFree) {
+      file.set(code, value);
+      fileFree -= size;
     } else return undefined;
   }
   const relayInfo = main.get(OptionCode.RelayAgentInfo);

@@ -52,6 +52,23 @@ describe("reply size", () => {
     assert.ok(Number(offer?.detail?.overload) > 0);
   });
 
+  it("sname is used before file, so PXE ROMs reading only BOOTP fields keep the boot file name", () => {
+    const d = deps({
+      backend: new FakeBackend([
+        machine(`n-${"s".repeat(48)}`, [lease(MAC, "10.77.0.21", { dns: DNS.concat(DNS).slice(0, 55) })]),
+      ]),
+      images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
+    });
+    const out = handleDhcpRequest(request(), IFACE, d);
+    assert.equal(out.reply?.packet.overload?.file, undefined);
+    const wire = encode(out.reply!.packet);
+    assert.ok(wire.length <= 548);
+    assert.deepEqual([...wire.subarray(243, 246)], [52, 1, 2], "option 52 = 2 (sname only)");
+    const back = decode(wire);
+    assert.equal(back.file, "shimx64.efi");
+    assert.equal(readString(back.options.get(12)), `n-${"s".repeat(48)}`);
+  });
+
   it("a client that accepts more (option 57 = 1500) gets the plain layout", () => {
     const out = handleDhcpRequest(request({ options: [[57, u16(1500)]] }), IFACE, bigDeps());
     const wire = encode(out.reply!.packet);
