@@ -75,6 +75,32 @@ export function clientArchOf(client: BootClient): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
+/**
+ * Which UEFI architecture a file name says it is for, by the suffixes of the UEFI removable
+ * media names (BOOTX64.EFI, BOOTIA32.EFI, BOOTAA64.EFI, BOOTARM.EFI, BOOTRISCV64.EFI; UEFI 2.10
+ * §3.5.1.1) that shim, GRUB and systemd-boot builds follow (`shimaa64.efi`, `grubx64.efi`).
+ * `other` is an architecture without a `bootFiles` key; undefined: the name does not say.
+ */
+export function uefiArchOfName(file: string): "efi-x64" | "efi-ia32" | "efi-arm64" | "other" | undefined {
+  const base = file.slice(file.lastIndexOf("/") + 1).toLowerCase();
+  if (base.endsWith("x64.efi")) return "efi-x64";
+  if (base.endsWith("ia32.efi")) return "efi-ia32";
+  if (base.endsWith("aa64.efi")) return "efi-arm64";
+  if (/(?:arm|riscv64|loongarch64)\.efi$/.test(base)) return "other";
+  return undefined;
+}
+
+/**
+ * The architecture of the upstream `dhcpBootImageName`: x64 UEFI (the issue's rule for upstream
+ * images), unless its name says otherwise. Upstream arm64 images name `shimaa64.efi` there
+ * ("one image = one architecture"); that file must reach arm64 clients and never x64 ones.
+ */
+function upstreamFileKey(md: ImageMetadata): BootFileKey | undefined {
+  if (!nonEmpty(md.dhcpBootImageName)) return undefined;
+  const arch = uefiArchOfName(md.dhcpBootImageName) ?? "efi-x64";
+  return arch === "other" ? undefined : arch;
+}
+
 /** The file named for `key`, with the fallbacks of docs/boot-files.md. */
 export function bootFileFor(md: ImageMetadata, key: BootFileKey): string | undefined {
   const listed = md.bootFiles?.[key];
@@ -83,7 +109,9 @@ export function bootFileFor(md: ImageMetadata, key: BootFileKey): string | undef
     case "bios":
       return nonEmpty(md.biosBootImageName) ? md.biosBootImageName : undefined;
     case "efi-x64":
-      return nonEmpty(md.dhcpBootImageName) ? md.dhcpBootImageName : undefined;
+    case "efi-ia32":
+    case "efi-arm64":
+      return upstreamFileKey(md) === key ? md.dhcpBootImageName : undefined;
     // UEFI HTTP boot loads the same PE binary as UEFI PXE on that CPU, only over HTTP.
     case "http-x64":
       return bootFileFor(md, "efi-x64");
@@ -131,9 +159,8 @@ export function chooseBootFile(lookup: ImageLookup, client: BootClient, serveUrl
       return { kind: "none", code: "no-boot-file-for-arch", reason: "HTTP boot client sent no architecture" };
     }
     rule = "default";
-    file = bootFileFor(md, "efi-x64");
-    if (file === undefined)
-      return { kind: "none", code: "no-boot-file-for-arch", reason: "image has no x64 UEFI file" };
+    file = bootFileFor(md, "efi-x64") ?? (nonEmpty(md.dhcpBootImageName) ? md.dhcpBootImageName : undefined);
+    if (file === undefined) return { kind: "none", code: "no-boot-file-for-arch", reason: "image has no UEFI file" };
   } else {
     const key = bootFileKeyOf(arch);
     if (key === undefined) {

@@ -67,6 +67,17 @@ describe("boot file by client architecture (option 93)", () => {
     }
   });
 
+  it("an upstream arm64 image (dhcpBootImageName: shimaa64.efi) boots arm64 and never x64", () => {
+    const arm = { dhcpBootImageName: "shimaa64.efi" };
+    assert.equal((pick(arm, { arch: 11 }) as { file: string }).file, "shimaa64.efi");
+    assert.equal((pick(arm, { arch: 19 }) as { file: string }).file, `${SERVE_URL}/shimaa64.efi`);
+    for (const arch of [0, 6, 7, 9, 16]) assert.equal(pick(arm, { arch }).kind, "none", `arch ${arch}`);
+    assert.equal((pick({ dhcpBootImageName: "bootia32.efi" }, { arch: 6 }) as { file: string }).file, "bootia32.efi");
+    assert.equal(pick({ dhcpBootImageName: "grubriscv64.efi" }, { arch: 7 }).kind, "none");
+    // A name without a suffix (ipxe.efi, a custom loader) is x64, as upstream means it.
+    assert.equal((pick({ dhcpBootImageName: "loader.efi" }, { arch: 7 }) as { file: string }).file, "loader.efi");
+  });
+
   it("biosBootImageName is the BIOS file; bootFiles entries win over the flat keys", () => {
     const flat = { dhcpBootImageName: "shimx64.efi", biosBootImageName: "undionly.kpxe" };
     assert.equal((pick(flat, { arch: 0 }) as { file: string }).file, "undionly.kpxe");
