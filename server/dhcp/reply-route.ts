@@ -38,12 +38,19 @@ export function isLeaseHolderUnicast(request: DhcpPacket, type: number | undefin
   return type === MessageType.Request || type === MessageType.Inform || type === MessageType.Release;
 }
 
-/** giaddr inside lease.ipv4/subnetMask; false without a valid mask (the subnet is then unknown). */
+/**
+ * giaddr is a host address of the lease's subnet (lease.ipv4/subnetMask): false without a
+ * valid mask (the subnet is then unknown), and false for the subnet's network and broadcast
+ * addresses, where a reply would be a directed broadcast (except in /31 and /32, RFC 3021).
+ */
 export function inLeaseSubnet(giaddr: string, lease: DhcpLease): boolean {
   if (!isSubnetMask(lease.subnetMask)) return false;
   const mask = parseIpv4(lease.subnetMask);
   const relay = parseIpv4(giaddr);
   const ip = parseIpv4(lease.ipv4);
   if (mask === undefined || relay === undefined || ip === undefined) return false;
-  return (relay & mask) >>> 0 === (ip & mask) >>> 0;
+  if ((relay & mask) >>> 0 !== (ip & mask) >>> 0) return false;
+  const host = (relay & ~mask) >>> 0;
+  const hostBits = ~mask >>> 0;
+  return hostBits <= 1 || (host !== 0 && host !== hostBits);
 }

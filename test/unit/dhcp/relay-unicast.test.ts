@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { decode, encode } from "../../../server/dhcp/codec.js";
 import { type DhcpReceiveContext, handleDhcpRequest } from "../../../server/dhcp/handler.js";
 import { ipOption, readIp } from "../../../server/dhcp/options.js";
+import { inLeaseSubnet } from "../../../server/dhcp/reply-route.js";
 import { deps, FakeImages, opt, request, SERVER_IP } from "./fakes.js";
 
 /**
@@ -86,7 +87,8 @@ describe("relay mode: direct unicasts of lease holders", () => {
 
 describe("relayed requests: giaddr must lie in the lease's subnet", () => {
   it("a giaddr outside 10.77.0.0/24 gets nothing (DISCOVER, REQUEST and the NAK case)", () => {
-    for (const giaddr of ["192.0.2.1", "10.77.1.1", "127.0.0.1", "255.255.255.255"]) {
+    // Also the subnet's own broadcast and network addresses: a reply there is a directed broadcast.
+    for (const giaddr of ["192.0.2.1", "10.77.1.1", "127.0.0.1", "255.255.255.255", "10.77.0.255", "10.77.0.0"]) {
       for (const r of [
         request({ giaddr }),
         request({ type: 3, giaddr, options: [opt.serverId(SERVER_IP), opt.requestedIp(LEASE_IP)] }),
@@ -99,6 +101,18 @@ describe("relayed requests: giaddr must lie in the lease's subnet", () => {
     }
     const ok = handleDhcpRequest(request({ giaddr: RELAY_IP }), RELAY, deps());
     assert.deepEqual([ok.reply?.address, ok.reply?.port], [RELAY_IP, 67]);
+  });
+
+  it("inLeaseSubnet: host addresses only; /31 and /32 have no network or broadcast address", () => {
+    const l = (ipv4: string, subnetMask: string) => ({ mac: MAC, ipv4, subnetMask, gateway: "" });
+    assert.equal(inLeaseSubnet("10.1.0.1", l("10.1.2.3", "255.255.0.0")), true);
+    assert.equal(inLeaseSubnet("10.1.255.255", l("10.1.2.3", "255.255.0.0")), false);
+    assert.equal(inLeaseSubnet("10.1.0.0", l("10.1.2.3", "255.255.0.0")), false);
+    assert.equal(inLeaseSubnet("10.2.0.1", l("10.1.2.3", "255.255.0.0")), false);
+    assert.equal(inLeaseSubnet("10.1.1.0", l("10.1.1.1", "255.255.255.254")), true);
+    assert.equal(inLeaseSubnet("10.1.1.1", l("10.1.1.1", "255.255.255.255")), true);
+    assert.equal(inLeaseSubnet("10.1.1.2", l("10.1.1.1", "255.255.255.255")), false);
+    assert.equal(inLeaseSubnet("not-an-ip", l("10.1.1.1", "255.255.255.0")), false);
   });
 
   it("a lease without a valid mask is never answered through a relay", () => {
@@ -140,7 +154,7 @@ describe("relayed requests: giaddr must lie in the lease's subnet", () => {
       if (!out.reply) continue;
       replies++;
       const to = out.reply.address;
-      const inSubnet = to.startsWith("10.77.0.") && to === giaddr;
+      const inSubnet = to.startsWith("10.77.0.") && to === giaddr && to !== "10.77.0.255" && to !== "10.77.0.0";
       assert.ok(
         to === LEASE_IP || inSubnet || (to === "255.255.255.255" && ctx.mode === "interface"),
         `reply to ${to} (giaddr ${giaddr}, ciaddr ${ciaddr}, type ${type}, mode ${ctx.mode})`,
