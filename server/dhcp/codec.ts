@@ -26,6 +26,12 @@ export interface DhcpPacket {
   /** Boot file name (128-byte field, NUL-terminated). Empty when the field carried options. */
   file: string;
   options: DhcpOptions;
+  /**
+   * Encode only: options carried in the `file` and/or `sname` fields (RFC 2132 §9.3 option
+   * overload; the encoder writes option 52 itself). A field carrying options must be empty as
+   * text. Decoding merges every area into `options` (RFC 3396) and leaves this unset.
+   */
+  overload?: { file?: DhcpOptions; sname?: DhcpOptions };
 }
 
 export type DhcpDecodeErrorReason = "short-packet" | "bad-cookie" | "option-overrun" | "bad-overload";
@@ -174,14 +180,32 @@ function readCString(buf: Buffer, offset: number, length: number): string {
 
 /** Bytes `encode(packet)` will produce. */
 export function encodingLength(packet: DhcpPacket): number {
-  let length = OPTIONS_OFFSET + 1; // header + cookie + End
-  for (const value of packet.options.values()) length += optionWireLength(value.length);
-  return Math.max(length, MIN_PACKET_LENGTH);
+  return Math.max(OPTIONS_OFFSET + optionsFieldLength(packet), MIN_PACKET_LENGTH);
 }
 
-function optionWireLength(valueLength: number): number {
+/** Bytes of the options field (after the cookie), End and an overload option 52 included. */
+export function optionsFieldLength(packet: DhcpPacket): number {
+  let length = 1 + (overloadValue(packet) === 0 ? 0 : 3);
+  for (const value of packet.options.values()) length += optionWireLength(value.length);
+  return length;
+}
+
+/** Bytes one option takes on the wire, split per RFC 3396 when longer than 255. */
+export function optionWireLength(valueLength: number): number {
   const chunks = valueLength === 0 ? 1 : Math.ceil(valueLength / 255);
   return valueLength + 2 * chunks;
+}
+
+/** Room for options in the BOOTP fields when overloaded (End included). */
+export const FILE_FIELD_LENGTH = FILE_LENGTH;
+export const SNAME_FIELD_LENGTH = SNAME_LENGTH;
+/** Fixed header plus magic cookie: where the options field starts. */
+export const DHCP_HEADER_LENGTH = OPTIONS_OFFSET;
+
+function overloadValue(packet: DhcpPacket): number {
+  const file = packet.overload?.file;
+  const sname = packet.overload?.sname;
+  return (file && file.size > 0 ? 1 : 0) | (sname && sname.size > 0 ? 2 : 0);
 }
 
 /**
@@ -206,23 +230,58 @@ export function encode(packet: DhcpPacket): Buffer {
   writeIpv4(buf, 20, packet.siaddr);
   writeIpv4(buf, 24, packet.giaddr);
   packet.chaddr.copy(buf, 28, 0, Math.min(16, packet.chaddr.length));
-  writeField(buf, SNAME_OFFSET, SNAME_LENGTH, packet.sname, "sname");
-  writeField(buf, FILE_OFFSET, FILE_LENGTH, packet.file, "file");
+  const overload = overloadValue(packet);
+  if (overload & 1) writeOptionArea(buf, FILE_OFFSET, FILE_LENGTH, packet.overload?.file, packet.file, "file");
+  else writeField(buf, FILE_OFFSET, FILE_LENGTH, packet.file, "file");
+  if (overload & 2) writeOptionArea(buf, SNAME_OFFSET, SNAME_LENGTH, packet.overload?.sname, packet.sname, "sname");
+  else writeField(buf, SNAME_OFFSET, SNAME_LENGTH, packet.sname, "sname");
   buf.writeUInt32BE(DHCP_MAGIC_COOKIE, COOKIE_OFFSET);
 
   let pos = OPTIONS_OFFSET;
   const messageType = packet.options.get(OptionCode.MessageType);
   if (messageType) pos = writeOption(buf, pos, OptionCode.MessageType, messageType);
-  for (const [code, value] of packet.options) {
+  // RFC 2131 §4.1: option 52 lives in the options field; right after 53 so readers see it early.
+  if (overload !== 0) pos = writeOption(buf, pos, OptionCode.Overload, Buffer.from([overload]));
+  pos = writeOptions(buf, pos, packet.options, overload !== 0);
+  buf[pos++] = OptionCode.End;
+  buf.fill(0, pos);
+  return buf;
+}
+
+/** `ownOverload`: the encoder writes option 52 itself, so a caller's 52 would contradict it. */
+function writeOptions(buf: Buffer, pos: number, options: DhcpOptions, ownOverload: boolean): number {
+  for (const [code, value] of options) {
     if (code === OptionCode.MessageType) continue;
     if (!Number.isInteger(code) || code <= OptionCode.Pad || code >= OptionCode.End) {
       throw new TypeError(`option code ${code} cannot carry a value`);
     }
+    if (ownOverload && code === OptionCode.Overload) {
+      throw new TypeError(`option code ${code} cannot carry a value here`);
+    }
     pos = writeOption(buf, pos, code, value);
   }
-  buf[pos++] = OptionCode.End;
-  buf.fill(0, pos);
-  return buf;
+  return pos;
+}
+
+/** Options, End, then Pad (zero) to the end of a BOOTP field; the field's text must be empty. */
+function writeOptionArea(
+  buf: Buffer,
+  offset: number,
+  length: number,
+  options: DhcpOptions | undefined,
+  text: string,
+  name: string,
+): void {
+  if (text) throw new TypeError(`${name} carries options (overload) and cannot also carry text`);
+  let need = 1;
+  for (const [code, value] of options ?? []) {
+    if (code === OptionCode.MessageType) throw new TypeError("option 53 must stay in the options field");
+    need += optionWireLength(value.length);
+  }
+  if (need > length) throw new TypeError(`options for ${name} need ${need} bytes, the field has ${length}`);
+  const end = writeOptions(buf, offset, options ?? new Map(), true);
+  buf[end] = OptionCode.End;
+  buf.fill(0, end + 1, offset + length);
 }
 
 function writeOption(buf: Buffer, pos: number, code: number, value: Buffer): number {

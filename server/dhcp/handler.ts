@@ -3,7 +3,7 @@ import type { ImageStore } from "../images/image-store.js";
 import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
 import type { DhcpLease, Machine } from "../inventory/types.js";
 import { BROADCAST_IPV4, isIpv4, isSubnetMask, parseIpv4, ZERO_IPV4 } from "../util/ipv4.js";
-import { type BootChoice, type BootClient, chooseBootFile } from "./boot-file.js";
+import { type BootChoice, type BootClient, chooseBootFile, clientArchOf } from "./boot-file.js";
 import { clientArchName } from "./client-arch.js";
 import { BROADCAST_FLAG, type DhcpPacket, hardwareAddress, messageType } from "./codec.js";
 import {
@@ -14,20 +14,31 @@ import {
   type MessageTypeName,
   messageTypeName,
   OptionCode,
+  optionName,
   readClientArchList,
   readClientMachineId,
   readIp,
+  readServerIdOverride,
   readString,
   readUserClasses,
   stringOption,
   u8Option,
   u32Option,
 } from "./options.js";
+import { inLeaseSubnet, isLeaseHolderUnicast, replyDestination } from "./reply-route.js";
+import { fitReply, replySizeLimit } from "./reply-size.js";
 
 /**
  * DHCP policy: one decoded request in, at most one reply out (spec §3 with the fixes of §12
- * items 10, 24 and 26). No I/O besides the injected stores; the caller sends the reply and
- * publishes the events.
+ * items 10, 24 and 26 and issue 5 §1.1, §1.5, §1.6). No I/O besides the injected stores; the
+ * caller sends the reply and publishes the events.
+ *
+ * Where replies go (never anywhere a packet merely claims): a relayed request is answered
+ * only when its giaddr lies in the lease's subnet (Kea selects subnets the same way), so a
+ * spoofed giaddr cannot aim a reply at an arbitrary host; a reply to ciaddr only when ciaddr
+ * is the client's own lease address. In relay mode the only direct packets served are the
+ * unicasts of clients that already hold their lease: RENEWING REQUEST, INFORM and RELEASE
+ * (RFC 2131 §4.3.2, §4.3.5, §4.4.5).
  */
 
 export type DhcpMode = "relay" | "interface";
@@ -68,7 +79,13 @@ export type DhcpIgnoreReason =
   | "bad-lease"
   | "other-server"
   | "release"
-  | "decline";
+  | "decline"
+  /** Relayed, but giaddr is not inside the lease's subnet (or the lease has no valid mask). */
+  | "giaddr-outside-lease-subnet"
+  /** Direct packet whose ciaddr is not the client's lease address (we never unicast elsewhere). */
+  | "ciaddr-not-lease"
+  /** Even without the optional options the reply exceeds what the client accepts. */
+  | "reply-too-big";
 
 export type DhcpEventInput = Omit<BootEvent, "time">;
 
@@ -102,8 +119,10 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
   if (request.op !== 1) return ignoredPacket("not-bootrequest", ctx);
   if (request.htype !== 1 || request.hlen !== 6) return ignoredPacket("not-ethernet", ctx);
   const relayed = request.giaddr !== ZERO_IPV4;
-  if (ctx.mode === "relay" && !relayed) return ignoredPacket("not-relayed", ctx, hardwareAddress(request));
   const type = messageType(request);
+  if (ctx.mode === "relay" && !relayed && !isLeaseHolderUnicast(request, type)) {
+    return ignoredPacket("not-relayed", ctx, hardwareAddress(request));
+  }
   const typeName = messageTypeName(type);
   if (typeName === undefined) return ignoredPacket("no-message-type", ctx, hardwareAddress(request));
 
@@ -150,8 +169,11 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
   }
 
   const step = `dhcp.${typeName}` as "dhcp.discover" | "dhcp.request" | "dhcp.inform";
+  // RFC 5107: the relay stands in for us as server id; clients then name the relay in 54.
+  const override = relayed ? readServerIdOverride(request.options.get(OptionCode.RelayAgentInfo)) : undefined;
+  const ourId = override ?? deps.serverIp;
   const serverId = readIp(request.options.get(OptionCode.ServerId));
-  if (type === MessageType.Request && serverId !== undefined && serverId !== deps.serverIp) {
+  if (type === MessageType.Request && serverId !== undefined && serverId !== deps.serverIp && serverId !== override) {
     // RFC 2131 §4.3.2: the client chose another server's offer; our offer is simply withdrawn.
     return ignoredRequest(typeName, step, base, "other-server", { serverId });
   }
@@ -187,12 +209,42 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
     return out;
   }
 
+  if (relayed && !inLeaseSubnet(request.giaddr, lease)) {
+    const out = ignoredRequest(typeName, step, { ...base, machine: name }, "giaddr-outside-lease-subnet", {
+      giaddr: request.giaddr,
+      lease: lease.ipv4,
+    });
+    out.warning = {
+      key: `giaddr:${name}`,
+      message: "relayed request whose giaddr is outside the lease's subnet; not answering",
+      fields: { machine: name, mac: facts.mac, giaddr: request.giaddr, ipv4: lease.ipv4, subnetMask: lease.subnetMask },
+    };
+    return out;
+  }
+  const ciaddrIsLease = request.ciaddr === ZERO_IPV4 || parseIpv4(request.ciaddr) === parseIpv4(lease.ipv4);
+  // Direct INFORM: the ACK would go to ciaddr, which must be the client's own lease address.
+  if (type === MessageType.Inform && !relayed && (request.ciaddr === ZERO_IPV4 || !ciaddrIsLease)) {
+    return ignoredRequest(typeName, step, { ...base, machine: name }, "ciaddr-not-lease", {
+      ciaddr: request.ciaddr,
+      lease: lease.ipv4,
+    });
+  }
+
   const requestEvent: DhcpEventInput = { ...base, step, result: "ok", machine: name, detail: clientDetail(facts) };
 
   if (type === MessageType.Request) {
     const wanted = readIp(request.options.get(OptionCode.RequestedIp)) ?? nonZero(request.ciaddr);
-    if (wanted !== undefined && parseIpv4(wanted) !== parseIpv4(lease.ipv4)) {
-      const nak = buildNak(request, deps);
+    if (!ciaddrIsLease || (wanted !== undefined && parseIpv4(wanted) !== parseIpv4(lease.ipv4))) {
+      // A direct unicast in relay mode came through routers: a broadcast NAK cannot reach the
+      // client and ciaddr is not its lease. Silence makes it fall back to REBINDING (relayed).
+      if (!relayed && ctx.mode === "relay") {
+        return ignoredRequest(typeName, step, { ...base, machine: name }, "ciaddr-not-lease", {
+          ciaddr: request.ciaddr,
+          lease: lease.ipv4,
+        });
+      }
+      const nak = buildNak(request, deps, ourId);
+      if (!nak) return ignoredRequest(typeName, step, { ...base, machine: name }, "reply-too-big");
       return {
         requestType: typeName,
         reply: nak,
@@ -212,8 +264,23 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
   }
 
   const choice = chooseBootFile(deps.images.lookupForMachine(machine), facts, deps.serveUrl);
-  const reply = buildReply(request, ctx, deps, type, machine, lease, choice);
+  const built = buildReply(request, deps, type, machine, lease, choice, ourId);
+  const fitted = fitReply(built.packet, replySizeLimit(request));
+  if (!fitted) {
+    const out = ignoredRequest(typeName, step, { ...base, machine: name }, "reply-too-big");
+    out.warning = {
+      key: `reply-too-big:${name}`,
+      message: "DHCP reply does not fit the client's maximum message size even without optional options",
+      fields: { machine: name, mac: facts.mac, limit: replySizeLimit(request) },
+    };
+    return out;
+  }
+  const reply: DhcpReply = { ...built, packet: fitted.packet };
   const replyStep = reply.type === "offer" ? "dhcp.offer" : "dhcp.ack";
+  const sizeDetail =
+    fitted.overload === 0 && fitted.dropped.length === 0
+      ? {}
+      : { overload: fitted.overload, droppedOptions: fitted.dropped.map(optionName).join(",") || undefined };
   const outcome: DhcpOutcome = {
     requestType: typeName,
     reply,
@@ -225,10 +292,17 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
         result: "ok",
         machine: name,
         ip: type === MessageType.Inform ? base.ip : lease.ipv4,
+        // The lease went out; `reason` says why it carries no boot options.
+        reason: choice.kind === "none" ? choice.code : undefined,
         detail:
           choice.kind === "file"
-            ? { bootFile: choice.file, bootRule: choice.rule, arch: clientArchName(facts.arch) }
-            : { bootFile: undefined, bootSkipped: choice.reason, arch: clientArchName(facts.arch) },
+            ? { bootFile: choice.file, bootRule: choice.rule, arch: clientArchName(clientArchOf(facts)), ...sizeDetail }
+            : {
+                bootFile: undefined,
+                bootSkipped: choice.reason,
+                arch: clientArchName(clientArchOf(facts)),
+                ...sizeDetail,
+              },
       },
     ],
   };
@@ -252,18 +326,18 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
 
 function buildReply(
   request: DhcpPacket,
-  ctx: DhcpReceiveContext,
   deps: DhcpHandlerDeps,
   type: number,
   machine: Machine,
   lease: DhcpLease,
   boot: BootChoice,
+  serverId: string,
 ): DhcpReply {
   const inform = type === MessageType.Inform;
   const replyType = type === MessageType.Discover ? MessageType.Offer : MessageType.Ack;
   const options: DhcpOptions = new Map();
   options.set(OptionCode.MessageType, u8Option(replyType));
-  options.set(OptionCode.ServerId, ipOption(deps.serverIp));
+  options.set(OptionCode.ServerId, ipOption(serverId));
   // RFC 2131 §4.3.5: an ACK to INFORM carries no lease time and no address.
   if (!inform) options.set(OptionCode.LeaseTime, u32Option(deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS));
   if (isSubnetMask(lease.subnetMask)) options.set(OptionCode.SubnetMask, ipOption(lease.subnetMask));
@@ -297,22 +371,27 @@ function buildReply(
     file,
     options: orderByRequestList(options, request),
   });
-  const destination = inform ? informDestination(request, ctx, deps) : replyDestination(request, deps);
+  const destination = replyDestination(request, deps, lease);
   return { packet, type: replyType === MessageType.Offer ? "offer" : "ack", ...destination };
 }
 
-function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps): DhcpReply {
+function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps, serverId: string): DhcpReply | undefined {
   const options: DhcpOptions = new Map();
   options.set(OptionCode.MessageType, u8Option(MessageType.Nak));
-  options.set(OptionCode.ServerId, ipOption(deps.serverIp));
+  options.set(OptionCode.ServerId, ipOption(serverId));
   options.set(OptionCode.Message, stringOption("requested address is not this client's lease"));
   echoOptions(request, options);
   const relayed = request.giaddr !== ZERO_IPV4;
-  const packet = replyTo(request, {
-    // RFC 2131 §4.3.2: a NAK through a relay asks it to broadcast to the client.
-    flags: relayed ? request.flags | BROADCAST_FLAG : request.flags,
-    options,
-  });
+  const fitted = fitReply(
+    replyTo(request, {
+      // RFC 2131 §4.3.2: a NAK through a relay asks it to broadcast to the client.
+      flags: relayed ? request.flags | BROADCAST_FLAG : request.flags,
+      options,
+    }),
+    replySizeLimit(request),
+  );
+  if (!fitted) return undefined;
+  const packet = fitted.packet;
   return relayed
     ? { packet, type: "nak", address: request.giaddr, port: deps.relayPort ?? 67 }
     : { packet, type: "nak", address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
@@ -380,27 +459,6 @@ function moveRelayInfoLast(options: DhcpOptions): DhcpOptions {
     options.set(OptionCode.RelayAgentInfo, relayInfo);
   }
   return options;
-}
-
-/** RFC 2131 §4.1 for OFFER and ACK. */
-function replyDestination(request: DhcpPacket, deps: DhcpHandlerDeps): { address: string; port: number } {
-  if (request.giaddr !== ZERO_IPV4) return { address: request.giaddr, port: deps.relayPort ?? 67 };
-  if (request.ciaddr !== ZERO_IPV4) return { address: request.ciaddr, port: deps.clientPort ?? 68 };
-  // Unicast to yiaddr would need an ARP entry the client cannot answer for yet; broadcast
-  // reaches it whether or not it set the broadcast flag.
-  return { address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
-}
-
-/** RFC 2131 §4.3.5: the ACK to an INFORM goes to ciaddr (the client has an address). */
-function informDestination(
-  request: DhcpPacket,
-  ctx: DhcpReceiveContext,
-  deps: DhcpHandlerDeps,
-): { address: string; port: number } {
-  if (request.giaddr !== ZERO_IPV4) return { address: request.giaddr, port: deps.relayPort ?? 67 };
-  if (request.ciaddr !== ZERO_IPV4) return { address: request.ciaddr, port: deps.clientPort ?? 68 };
-  if (ctx.address !== ZERO_IPV4 && isIpv4(ctx.address)) return { address: ctx.address, port: ctx.port };
-  return { address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
 }
 
 // ------------------------------------------------------------------------------ helpers

@@ -248,6 +248,26 @@ export function readRelayAgentInfo(data: Buffer | undefined): { code: number; da
   return out;
 }
 
+/** Option 82 sub-option codes the server reads (RFC 3046 §2.0, RFC 3527, RFC 5107). */
+export const RelayAgentSub = {
+  CircuitId: 1,
+  RemoteId: 2,
+  LinkSelection: 5,
+  ServerIdOverride: 11,
+} as const;
+
+/**
+ * RFC 5107 server-id-override: the address the relay wants clients to use as server id, so
+ * that their RENEWING unicasts reach the relay (which adds option 82 again). Undefined when
+ * absent, malformed or not a unicast address.
+ */
+export function readServerIdOverride(relayInfo: Buffer | undefined): string | undefined {
+  const subs = readRelayAgentInfo(relayInfo);
+  const sub = subs?.find((s) => s.code === RelayAgentSub.ServerIdOverride);
+  const ip = readIp(sub?.data);
+  return ip === undefined || ip === "0.0.0.0" || ip === "255.255.255.255" ? undefined : ip;
+}
+
 /**
  * Option 97 (RFC 4578): type 0 followed by a 16-byte UUID, formatted 8-4-4-4-12 in wire byte
  * order (firmware copies the SMBIOS bytes as they are; no endianness guessing here).

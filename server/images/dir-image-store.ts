@@ -1,9 +1,9 @@
-import { readFileSync, realpathSync, statSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
-import { parse as parseYaml } from "yaml";
 import type { Machine } from "../inventory/types.js";
-import type { ImageLookup, ImageMetadata, ImageStore } from "./image-store.js";
+import { type MetadataResult, readMetadataFile } from "./image-metadata.js";
+import type { ImageLookup, ImageStore } from "./image-store.js";
 
 export interface DirImageStoreOptions {
   /** Folder a relative `dir:PATH` is resolved against (the Machine file's folder); undefined → relative refs are an error. */
@@ -23,8 +23,6 @@ export interface DirImageStoreOptions {
 export const DIR_REF_PREFIX = "dir:";
 const RETRY_AFTER_SECONDS = 5;
 const REGISTRY_NOT_AVAILABLE = "registry images are not yet available in this version";
-
-type MetadataResult = { ok: true; metadata: ImageMetadata } | { ok: false; reason: string };
 
 /** Lookups kept at most; beyond that the cache starts over (distinct refs are few in practice). */
 const MAX_CACHED_LOOKUPS = 4096;
@@ -145,32 +143,10 @@ export class DirImageStore implements ImageStore {
     }
     const cached = this.#metadata.get(file);
     if (cached && cached.mtimeMs === stat.mtimeMs && cached.size === stat.size) return cached.result;
-    const result = parseMetadata(file);
+    const result = readMetadataFile(file);
     // Logged once per change of the file, not per lookup (lookups happen per packet).
     if (!result.ok) this.#log.warn({ file, reason: result.reason }, "image metadata.yaml is invalid");
     this.#metadata.set(file, { mtimeMs: stat.mtimeMs, size: stat.size, result });
     return result;
   }
-}
-
-const STRING_KEYS = ["dhcpBootImageName", "biosBootImageName", "ipxeScriptName"] as const;
-
-function parseMetadata(file: string): MetadataResult {
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(readFileSync(file, "utf8"));
-  } catch (error) {
-    return { ok: false, reason: `${file}: ${(error as Error).message}` };
-  }
-  if (parsed === null || parsed === undefined) return { ok: true, metadata: {} };
-  if (typeof parsed !== "object" || Array.isArray(parsed)) {
-    return { ok: false, reason: `${file}: expected a mapping at the top level` };
-  }
-  const metadata = parsed as ImageMetadata;
-  for (const key of STRING_KEYS) {
-    if (metadata[key] !== undefined && typeof metadata[key] !== "string") {
-      return { ok: false, reason: `${file}: ${key} must be a string` };
-    }
-  }
-  return { ok: true, metadata };
 }

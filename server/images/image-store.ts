@@ -6,12 +6,22 @@ import type { Machine } from "../inventory/types.js";
  * or relative to the Machine file) or OCI references (pulled by the images issue; until
  * then "not yet available").
  */
+
+/**
+ * Keys of `metadata.yaml: bootFiles`, one per client architecture family that gets a boot
+ * file (docs/boot-files.md has the option 93 table). Every other architecture gets none.
+ */
+export const BOOT_FILE_KEYS = ["bios", "efi-ia32", "efi-x64", "efi-arm64", "http-x64", "http-arm64"] as const;
+export type BootFileKey = (typeof BOOT_FILE_KEYS)[number];
+
 export interface ImageMetadata {
-  /** `metadata.yaml: dhcpBootImageName`, e.g. `shimx64.efi` (UEFI boot file, upstream). */
+  /** `metadata.yaml: dhcpBootImageName`, e.g. `shimx64.efi`: the x64 UEFI boot file (upstream). */
   dhcpBootImageName?: string;
   /** Beyond upstream: BIOS boot loader (e.g. `undionly.kpxe`) and iPXE script, when the image has them. */
   biosBootImageName?: string;
   ipxeScriptName?: string;
+  /** Beyond upstream: a boot file per architecture; an entry wins over the two flat keys above. */
+  bootFiles?: Partial<Record<BootFileKey, string>>;
   [key: string]: unknown;
 }
 

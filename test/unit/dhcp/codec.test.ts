@@ -124,6 +124,29 @@ describe("dhcp codec", () => {
     assert.equal(p.options.get(66)?.toString(), "abc");
   });
 
+  it("encodes option overload: 52 right after 53, options and End in file then sname, decoded back merged", () => {
+    const p = request({ options: [[6, Buffer.from([10, 0, 0, 53])]] });
+    p.overload = {
+      file: new Map([[12, Buffer.from("host-in-file")]]),
+      sname: new Map([[15, Buffer.from("example.org")]]),
+    };
+    const wire = encode(p);
+    assert.deepEqual([...wire.subarray(240, 246)], [53, 1, 1, 52, 1, 3]);
+    assert.deepEqual([...wire.subarray(108, 110)], [12, 12]);
+    assert.equal(wire[108 + 14], 255, "End after the file options");
+    assert.deepEqual([...wire.subarray(44, 46)], [15, 11]);
+    assert.equal(encodingLength(p), wire.length);
+    const back = decode(wire);
+    assert.equal(back.file, "");
+    assert.equal(back.sname, "");
+    assert.equal(back.options.get(12)?.toString(), "host-in-file");
+    assert.equal(back.options.get(15)?.toString(), "example.org");
+    assert.deepEqual(back.options.get(6), Buffer.from([10, 0, 0, 53]));
+    // A field cannot carry both text and options; options must fit the field.
+    assert.throws(() => encode({ ...p, file: "x" }), TypeError);
+    assert.throws(() => encode({ ...p, overload: { file: new Map([[12, Buffer.alloc(127)]]) } }), TypeError);
+  });
+
   it("tolerates a missing End option and skips pads", () => {
     const p = decode(rawPacket([0, 0, 53, 1, 3, 0, 61, 2, 1, 2]));
     assert.deepEqual([...p.options.keys()], [53, 61]);

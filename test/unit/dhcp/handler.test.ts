@@ -17,8 +17,10 @@ import {
   SERVER_IP,
 } from "./fakes.js";
 
+/** A relay on the lease subnet 10.77.0.0/24 (relayed requests from elsewhere are not answered). */
+const GIADDR = "10.77.0.254";
 const IFACE: DhcpReceiveContext = { mode: "interface", address: "0.0.0.0", port: 68, interfaceName: "br0" };
-const RELAY: DhcpReceiveContext = { mode: "relay", address: "10.0.1.1", port: 67 };
+const RELAY: DhcpReceiveContext = { mode: "relay", address: GIADDR, port: 67 };
 const MAC = "02:50:58:00:00:03";
 const LEASE_IP = "10.77.0.21";
 
@@ -119,7 +121,7 @@ describe("dhcp handler: answers for known MACs", () => {
     const clientId = Buffer.from([1, 2, 0x50, 0x58, 0, 0, 3]);
     const prl = Buffer.from([6, 3, 1, 12, 82, 51]);
     const r = request({
-      giaddr: "10.0.1.1",
+      giaddr: GIADDR,
       options: [
         [55, prl],
         [61, clientId],
@@ -176,12 +178,12 @@ describe("dhcp handler: REQUEST rules (RFC 2131 §4.3.2)", () => {
   });
 
   it("relayed NAK goes to giaddr:67 with the broadcast bit", () => {
-    const r = request({ type: 3, giaddr: "10.0.1.1", options: [opt.requestedIp("10.77.0.99")] });
+    const r = request({ type: 3, giaddr: GIADDR, options: [opt.requestedIp("10.77.0.99")] });
     const out = handleDhcpRequest(r, RELAY, deps());
     assert.equal(out.reply?.type, "nak");
-    assert.deepEqual([out.reply!.address, out.reply!.port], ["10.0.1.1", 67]);
+    assert.deepEqual([out.reply!.address, out.reply!.port], [GIADDR, 67]);
     assert.equal(out.reply!.packet.flags & 0x8000, 0x8000);
-    assert.equal(out.reply!.packet.giaddr, "10.0.1.1");
+    assert.equal(out.reply!.packet.giaddr, GIADDR);
   });
 
   it("RENEWING (ciaddr = lease) → ACK unicast to ciaddr:68 with ciaddr copied; wrong ciaddr → NAK", () => {
@@ -200,7 +202,7 @@ describe("dhcp handler: other messages", () => {
     const uuid = Buffer.concat([Buffer.from([0]), Buffer.from("4c4c4544003010808034b3c04f303032", "hex")]);
     const r = request({
       mac: "52:54:00:AB:CD:EF",
-      giaddr: "10.0.1.1",
+      giaddr: GIADDR,
       options: [opt.arch(7), opt.vendorClass("PXEClient:Arch:00007:UNDI:003000"), opt.userClassRaw("iPXE"), [97, uuid]],
     });
     const out = handleDhcpRequest(r, { ...RELAY, interfaceName: "eth1" }, d);
@@ -213,7 +215,7 @@ describe("dhcp handler: other messages", () => {
         vendorClass: "PXEClient:Arch:00007:UNDI:003000",
         userClass: "iPXE",
         uuid: "4c4c4544-0030-1080-8034-b3c04f303032",
-        relayAddress: "10.0.1.1",
+        relayAddress: GIADDR,
         interface: "eth1",
       },
     ]);
@@ -271,12 +273,12 @@ describe("dhcp handler: destinations (RFC 2131 §4.1) and modes", () => {
   });
 
   it("giaddr → giaddr:67 in both modes; ciaddr → ciaddr:68; broadcast flag → broadcast", () => {
-    const relayed = handleDhcpRequest(request({ giaddr: "10.0.1.1" }), RELAY, deps()).reply!;
-    assert.deepEqual([relayed.address, relayed.port], ["10.0.1.1", 67]);
-    assert.equal(relayed.packet.giaddr, "10.0.1.1");
-    const relayedIface = handleDhcpRequest(request({ giaddr: "10.0.1.1" }), IFACE, deps()).reply!;
-    assert.deepEqual([relayedIface.address, relayedIface.port], ["10.0.1.1", 67]);
-    const custom = handleDhcpRequest(request({ giaddr: "10.0.1.1" }), RELAY, deps({ relayPort: 10067 })).reply!;
+    const relayed = handleDhcpRequest(request({ giaddr: GIADDR }), RELAY, deps()).reply!;
+    assert.deepEqual([relayed.address, relayed.port], [GIADDR, 67]);
+    assert.equal(relayed.packet.giaddr, GIADDR);
+    const relayedIface = handleDhcpRequest(request({ giaddr: GIADDR }), IFACE, deps()).reply!;
+    assert.deepEqual([relayedIface.address, relayedIface.port], [GIADDR, 67]);
+    const custom = handleDhcpRequest(request({ giaddr: GIADDR }), RELAY, deps({ relayPort: 10067 })).reply!;
     assert.equal(custom.port, 10067);
     const ci = handleDhcpRequest(request({ type: 3, ciaddr: LEASE_IP }), IFACE, deps()).reply!;
     assert.deepEqual([ci.address, ci.port], [LEASE_IP, 68]);
@@ -322,19 +324,18 @@ describe("dhcp handler: boot file per client", () => {
     // OVMF needs PXE discovery control 8 next to the PXEClient echo (see handler.ts).
     assert.deepEqual(withVendor.options.get(43), Buffer.from([6, 1, 8, 255]));
     assert.deepEqual(bios, { file: "undionly.kpxe", bootp: "undionly.kpxe", vendor: "PXEClient", tftp: SERVER_IP });
-    for (const arch of [7, 9, 0x0b]) {
+    for (const arch of [7, 9]) {
       const efi = boot([opt.vendorClass(`PXEClient:Arch:0000${arch}:UNDI:003000`), opt.arch(arch)]);
       assert.equal(efi.file, "shimx64.efi");
       assert.equal(efi.vendor, "PXEClient");
     }
-    const d = deps({ images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }) });
-    assert.equal(boot([opt.arch(0)], d).file, "shimx64.efi", "BIOS without a BIOS loader keeps the upstream file");
+    // Changed by issue 5 §1.1: BIOS and arm64 clients no longer get the x64 file (see boot-file tests).
   });
 
   it("a URL too long for the BOOTP file field stays in option 67 only", () => {
     const long = "a".repeat(140);
     const d = deps({ images: new FakeImages({ dhcpBootImageName: long }) });
-    const r = boot([opt.vendorClass("HTTPClient")], d);
+    const r = boot([opt.vendorClass("HTTPClient"), opt.arch(0x10)], d);
     assert.equal(r.file, `${SERVE_URL}/${long}`);
     assert.equal(r.bootp, "");
   });

@@ -93,7 +93,8 @@ describe("DhcpServer over loopback UDP (relay mode)", () => {
     );
     server = new DhcpServer({
       transport,
-      backend: new FakeBackend([machine("node-1", [lease(MAC, "10.77.0.21")])]),
+      // The lease subnet holds the relay (127.0.0.1): relayed requests from elsewhere get no answer.
+      backend: new FakeBackend([machine("node-1", [lease(MAC, "127.0.0.21", { subnetMask: "255.0.0.0" })])]),
       discovery: new FakeDiscovery(),
       images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
       events,
@@ -117,7 +118,7 @@ describe("DhcpServer over loopback UDP (relay mode)", () => {
     const offer = decode(await nextReply());
     assert.equal(offer.options.get(53)?.[0], 2);
     assert.equal(offer.xid, 1);
-    assert.equal(offer.yiaddr, "10.77.0.21");
+    assert.equal(offer.yiaddr, "127.0.0.21");
     assert.equal(offer.file, "shimx64.efi");
     assert.equal(offer.giaddr, "127.0.0.1");
 
