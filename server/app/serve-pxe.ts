@@ -42,7 +42,8 @@ export async function startAppliance(
   const addresses = deriveAddresses(config, deps.probes);
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: "metalman_process_" });
-  const events = new BootEventBus();
+  // Failing subscribers are logged (rate-limited) under the bus's own component.
+  const events = new BootEventBus({ log: log.child({ component: "events" }) });
   const unsubscribers = [logBootEvents(events, log), countBootEvents(events, metrics)];
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async () => {
