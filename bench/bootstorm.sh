@@ -60,7 +60,14 @@ bench_begin bootstorm
 "$LAB_DIR/peers.sh" gen >/dev/null 2>&1 || lab_die "peers.sh gen failed"
 
 # ---------------------------------------------------------------- the N clients' addresses
+# Added after the DHCP phase (the machines "configure their leases") and removed before the
+# next one: with the lease addresses on its interface, perfdhcp missed a fresh server's ACKs.
 ADDED_IPS=0
+add_client_ips() {
+  for i in $(seq 0 $((N - 1))); do echo "address replace $(lab_res_ip "$i")/16 dev $LAB_CLI_IF"; done |
+    ip -n "$LAB_CLIENT_NS" -batch - || lab_die "cannot add the client addresses"
+  ADDED_IPS=1
+}
 remove_client_ips() {
   [ "$ADDED_IPS" = 1 ] || return 0
   for i in $(seq 0 $((N - 1))); do echo "address del $(lab_res_ip "$i")/16 dev $LAB_CLI_IF"; done |
@@ -72,9 +79,6 @@ storm_cleanup() {
   bench_cleanup
 }
 trap storm_cleanup EXIT INT TERM
-for i in $(seq 0 $((N - 1))); do echo "address replace $(lab_res_ip "$i")/16 dev $LAB_CLI_IF"; done |
-  ip -n "$LAB_CLIENT_NS" -batch - || lab_die "cannot add the client addresses"
-ADDED_IPS=1
 
 # ---------------------------------------------------------------- metalman inventory and image
 IMAGE="$BENCH_STATE/storm-image"
@@ -141,10 +145,11 @@ storm() {
   acks="$(echo "$out" | awk '/received packets/ { r[++n] = $3 } END { print (n >= 2 ? r[2] : 0) }')"
   drops="$(echo "$out" | awk '/drops ratio/ { d[++n] = $3 } END { printf "%s/%s", (n >= 1 ? d[1] : "n/a"), (n >= 2 ? d[2] : "n/a") }')"
   delay="$(echo "$out" | awk '/avg delay/ { a[++n] = $3 } END { if (n >= 2) printf "%.1f", a[1] + a[2]; else print "n/a" }')"
-  # perfdhcp only exits after its -W wait (3 s: with 1 s a fresh metalman's ACKs were counted as drops), so the DHCP
+  # perfdhcp only exits after its -W wait (3 s), so the DHCP
   # phase is timed from its report: last DISCOVER sent at (N-1)/rate, plus the slowest DO and RA.
   dora="$(echo "$out" | awk -v n="$N" -v r="$RATE" '/max delay/ { m[++k] = $3 }
     END { printf "%.2f", (n - 1) / r + ((k >= 1 ? m[1] : 0) + (k >= 2 ? m[2] : 0)) / 1000 }')"
+  add_client_ips
   t1="$(lab_now)"
   if [ "$TFTP_CLIENT" = window ]; then
     lab_nsx "$LAB_CLIENT_NS" timeout $((2 * TIMEOUT + 30)) node "$STORM_CLIENTS_JS" "$LAB_SERVER_IP" "$TFTP_FILE" "$TFTP_SIZE" \
@@ -155,6 +160,7 @@ storm() {
     cat "$dir"/r.* > "$dir/all" 2>/dev/null || : > "$dir/all"
   fi
   t2="$(lab_now)"
+  remove_client_ips
   local ok failed
   ok="$(awk '$2 == "ok"' "$dir/all" | wc -l)"
   failed=$((N - ok))
