@@ -63,16 +63,16 @@ export interface BootEvent {
 export type BootEventInput = Omit<BootEvent, "time"> & { time?: string };
 
 /** An event as stored and delivered: frozen, with its place in the stream. */
-export interface MachineEvent extends Readonly<BootEvent> {
+export interface StreamEvent extends Readonly<BootEvent> {
   /** Increases by one per event, and never goes backwards across restarts (see `startSeq`). */
   readonly seq: number;
 }
 
-export type EventListener = (event: MachineEvent) => void;
+export type EventListener = (event: StreamEvent) => void;
 
 /** Answer of `since()`: the missed events, or "gone" when some of them are no longer kept. */
 export type Replay =
-  | { ok: true; events: MachineEvent[]; lastSeq: number }
+  | { ok: true; events: StreamEvent[]; lastSeq: number }
   | {
       ok: false;
       reason: "gone";
@@ -118,9 +118,9 @@ interface ListenerEntry {
 }
 
 export class BootEventBus {
-  readonly #journal: EventRing<MachineEvent>;
-  readonly #strangers: EventRing<MachineEvent>;
-  readonly #machines = new Map<string, EventRing<MachineEvent>>();
+  readonly #journal: EventRing<StreamEvent>;
+  readonly #strangers: EventRing<StreamEvent>;
+  readonly #machines = new Map<string, EventRing<StreamEvent>>();
   readonly #perMachine: number;
   readonly #maxMachines: number;
   /** Newest seq of any Machine history that was forgotten whole (LRU beyond maxMachines). */
@@ -128,7 +128,7 @@ export class BootEventBus {
   /** Copy-on-write: emit iterates a stable array while listeners come and go. */
   #listeners: readonly ListenerEntry[] = [];
   /** Events emitted by a listener while dispatching wait here: every listener sees seq order. */
-  readonly #queue: MachineEvent[] = [];
+  readonly #queue: StreamEvent[] = [];
   #dispatching = false;
   readonly #log: Pick<Logger, "warn"> | undefined;
   readonly #errorLimiter: RateLimiter;
@@ -154,7 +154,7 @@ export class BootEventBus {
   }
 
   /** Stamps, stores and delivers one event. Never throws because of a subscriber. */
-  emit(input: BootEventInput): MachineEvent {
+  emit(input: BootEventInput): StreamEvent {
     const event = this.#stamp(input);
     if (event.machine === undefined) {
       this.#strangerEvents++;
@@ -178,7 +178,7 @@ export class BootEventBus {
   subscribe(listener: EventListener, options: { since?: number; machine?: string }): Subscription;
   subscribe(listener: EventListener, options?: { since?: number; machine?: string }): (() => void) | Subscription {
     const filter = options?.machine === undefined ? undefined : { machine: options.machine };
-    let replay: MachineEvent[] = [];
+    let replay: StreamEvent[] = [];
     if (options?.since !== undefined) {
       const answer = this.since(options.since, filter);
       if (!answer.ok) return answer;
@@ -211,7 +211,7 @@ export class BootEventBus {
   }
 
   /** One Machine's recent events, oldest first (bounded per Machine, kept whatever strangers do). */
-  history(machine: string): MachineEvent[] {
+  history(machine: string): StreamEvent[] {
     return this.#machines.get(machine)?.toArray() ?? [];
   }
 
@@ -224,7 +224,7 @@ export class BootEventBus {
   }
 
   /** The last events, oldest first (optionally only one machine's or MAC's), strangers included. */
-  recent(filter: { machine?: string; mac?: string } = {}): MachineEvent[] {
+  recent(filter: { machine?: string; mac?: string } = {}): StreamEvent[] {
     const pool =
       filter.machine !== undefined
         ? this.history(filter.machine)
@@ -252,10 +252,10 @@ export class BootEventBus {
     };
   }
 
-  #stamp(input: BootEventInput): MachineEvent {
+  #stamp(input: BootEventInput): StreamEvent {
     // Built field by field: a spread plus extra keys is ~50x slower (4 events per DHCP exchange).
     // Optional fields are set only when present, so events compare equal to what was emitted.
-    const event: { -readonly [K in keyof MachineEvent]: MachineEvent[K] } = {
+    const event: { -readonly [K in keyof StreamEvent]: StreamEvent[K] } = {
       seq: ++this.#lastSeq,
       time: input.time ?? this.#now(),
       step: input.step,
@@ -270,7 +270,7 @@ export class BootEventBus {
     return Object.freeze(event);
   }
 
-  #historyFor(machine: string): EventRing<MachineEvent> {
+  #historyFor(machine: string): EventRing<StreamEvent> {
     let ring = this.#machines.get(machine);
     if (ring) {
       // Re-insert: Map order is least recently active first, which is who gets forgotten.
@@ -298,7 +298,7 @@ export class BootEventBus {
     }
   }
 
-  #deliver(entry: ListenerEntry, event: MachineEvent): void {
+  #deliver(entry: ListenerEntry, event: StreamEvent): void {
     if (entry.filter?.machine !== undefined && entry.filter.machine !== event.machine) return;
     try {
       const returned = entry.listener(event) as unknown;
@@ -309,7 +309,7 @@ export class BootEventBus {
     }
   }
 
-  #listenerFailed(error: unknown, event: MachineEvent): void {
+  #listenerFailed(error: unknown, event: StreamEvent): void {
     this.#subscriberErrors++;
     if (!this.#log) return;
     const decision = this.#errorLimiter.check("subscriber");
@@ -331,10 +331,10 @@ export class BootEventBus {
 }
 
 /** Merges two seq-sorted lists. */
-function mergeBySeq(a: MachineEvent[], b: MachineEvent[]): MachineEvent[] {
+function mergeBySeq(a: StreamEvent[], b: StreamEvent[]): StreamEvent[] {
   if (b.length === 0) return a;
   if (a.length === 0) return b;
-  const out: MachineEvent[] = [];
+  const out: StreamEvent[] = [];
   let i = 0;
   let j = 0;
   while (i < a.length && j < b.length) out.push(a[i]!.seq < b[j]!.seq ? a[i++]! : b[j++]!);

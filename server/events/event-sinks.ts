@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { BootEventBus, MachineEvent } from "./boot-events.js";
+import type { BootEventBus, StreamEvent } from "./boot-events.js";
 import { StrangerTally } from "./stranger-tally.js";
 
 export interface LogBootEventsOptions {
@@ -36,7 +36,7 @@ export function logBootEvents(bus: BootEventBus, log: Logger, options: LogBootEv
     );
   };
 
-  const unsubscribe = bus.subscribe((event: MachineEvent) => {
+  const unsubscribe = bus.subscribe((event: StreamEvent) => {
     if (event.machine === undefined) {
       tally.record(event);
       if (now() - lastSummaryAt >= intervalMs) writeSummary();
@@ -96,7 +96,7 @@ export function countBootEvents(bus: BootEventBus, registry: Registry): () => vo
   // One label child per (step, result), resolved once: the per-event cost is a Map lookup.
   const children = new Map<string, Counter.Internal>();
   const strangerChildren = new Map<string, Counter.Internal>();
-  const child = (cache: Map<string, Counter.Internal>, metric: Counter<"step" | "result">, event: MachineEvent) => {
+  const child = (cache: Map<string, Counter.Internal>, metric: Counter<"step" | "result">, event: StreamEvent) => {
     const key = `${event.step} ${event.result}`;
     let found = cache.get(key);
     if (!found) {

@@ -7,7 +7,7 @@ import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { Registry } from "prom-client";
-import { BootEventBus, type MachineEvent } from "../../../server/events/boot-events.js";
+import { BootEventBus, type StreamEvent } from "../../../server/events/boot-events.js";
 import { countBootEvents, logBootEvents } from "../../../server/events/event-sinks.js";
 
 function lines(): { stream: Writable; written: string[] } {
@@ -65,7 +65,7 @@ describe("BootEventBus: recent() and delivery", () => {
 
   it("delivers every event to subscribers until they unsubscribe, frozen, with increasing seq", () => {
     const bus = new BootEventBus({ startSeq: 1 });
-    const seen: MachineEvent[] = [];
+    const seen: StreamEvent[] = [];
     const off = bus.subscribe((e) => seen.push(e));
     const detail = { path: "a" };
     bus.emit({ step: "dhcp.discover", result: "ok", detail });
