@@ -207,6 +207,13 @@ export async function startAppliance(
     // Closed at once: probes see us go (and /readyz already fails).
     drainers.push(() => health.close());
 
+    // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
+    unsubscribers.push(
+      inventory.watch((change) => {
+        if (change.type === "DELETED") events.forget(change.machine.metadata.name);
+      }),
+    );
+
     return {
       addresses,
       metrics,
