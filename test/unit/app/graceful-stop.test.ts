@@ -20,7 +20,7 @@ import { request } from "../dhcp/fakes.js";
 
 const MACHINE_MAC = "52:54:00:aa:bb:01";
 const STRANGER_MAC = "02:00:5e:00:00:42";
-const GRACE_MS = 2_000;
+const GRACE_MS = 3_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -229,7 +229,7 @@ describe("graceful stop of the built appliance (SIGTERM with downloads in flight
     );
     assert.equal(existsSync(discovered), false, "the write is still pending (coalesced)");
 
-    // A download that cannot finish within the grace (256 MiB at 2 MiB/s) and one that can (1 MiB at 1 MiB/s).
+    // A download that cannot finish within the grace (256 MiB at 2 MiB/s) and one that can (1 MiB at 1 MiB/s, ending about 1 s into the grace).
     const slow = download(`http://127.0.0.1:${ports.http}/big.bin`, path.join(scratch, "big.out"), "2M");
     downloads.push(slow);
     await until("the slow download to be in flight", async () => (await fileSize(slow.out)) > 0, 10_000);
@@ -241,7 +241,7 @@ describe("graceful stop of the built appliance (SIGTERM with downloads in flight
     appliance.child.kill("SIGTERM");
 
     // State first: discovered.json appears at once, while the downloads are still running.
-    const flushedAfter = await until("discovered.json", () => existsSync(discovered), 1_500);
+    const flushedAfter = await until("discovered.json", () => existsSync(discovered), 3_000);
     const entries = JSON.parse(readFileSync(discovered, "utf8")) as { mac: string }[];
     assert.ok(
       entries.some((e) => e.mac === STRANGER_MAC),
