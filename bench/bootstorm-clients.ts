@@ -48,7 +48,10 @@ async function boot(
     timeoutMs: 2_000,
     deadlineMs: a.timeoutS * 1000,
   });
-  if (tftp.outcome !== "ok") return `${index} fail tftp-${tftp.outcome}`;
+  if (tftp.outcome !== "ok") {
+    const why = tftp.error ? `:${tftp.error.code}:${tftp.error.message.replace(/\s+/g, "_")}` : "";
+    return `${index} fail tftp-${tftp.outcome}${why}`;
+  }
   if (tftp.size !== a.tftpSize) return `${index} fail tftp-size:${tftp.size}`;
   const t1 = performance.now();
   const http = await curlHttp(ip, `http://${a.server}:80/${a.httpFile}`, a.timeoutS);

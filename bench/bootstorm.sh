@@ -170,7 +170,11 @@ storm() {
   ok="$(awk '$2 == "ok"' "$dir/all" | wc -l)"
   failed=$((N - ok))
   if [ "$failed" -gt 0 ]; then
-    { echo "== $srv round $round: $failed failed clients"; awk '$2 != "ok"' "$dir/all" | head -20; cat "$dir"/err.* 2>/dev/null | sort | uniq -c | sort -rn | head -10; } >> "$RAW"
+    # Diagnostics only (and no `head`: its SIGPIPE under pipefail would end the bench).
+    { echo "== $srv round $round: $failed failed clients"; awk '$2 != "ok" { n++; if (n <= 20) print }' "$dir/all"
+      awk '$2 != "ok" { why[$3]++ } END { for (w in why) print "  " why[w] " x " w }' "$dir/all"
+      cat "$dir"/err.* 2>/dev/null | sort | uniq -c | sort -rn | awk 'NR <= 10'; } >> "$RAW" || true
+    lab_log "round $round $srv: $failed of $N clients failed: $(awk '$2 != "ok" { why[$3]++ } END { for (w in why) printf "%s x %s; ", why[w], w }' "$dir/all")"
   fi
   local clients_s
   clients_s="$(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.2f", b-a}')"
