@@ -68,15 +68,29 @@ async function servePxe(argv: string[], env: NodeJS.ProcessEnv): Promise<number 
 
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: do not wait for the grace period, cut the downloads now.
+      log.warn({ signal }, "second signal: cutting transfers in flight now");
+      void appliance.close({ graceMs: 0 });
+      return;
+    }
     stopping = true;
-    log.info({ signal }, "shutting down");
-    // A hung close must not keep the process alive forever.
-    const timer = setTimeout(() => process.exit(1), 10_000);
+    log.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down: flushing state, then draining transfers");
+    // A hung close must not keep the process alive forever: the grace plus time to close.
+    const timer = setTimeout(() => {
+      log.error({ signal }, "shutdown did not finish in time; exiting");
+      process.exit(1);
+    }, config.shutdownGraceMs + 10_000);
     timer.unref();
     appliance.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => {
+        log.info({ signal }, "stopped");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
     );
   };
   // SIGHUP re-reads the inventory now (it is also watched; this is for filesystems where
@@ -85,8 +99,8 @@ async function servePxe(argv: string[], env: NodeJS.ProcessEnv): Promise<number 
     log.info({ signal: "SIGHUP" }, "reloading inventory");
     appliance.inventory.reload().catch((err: unknown) => log.error({ err }, "inventory reload failed"));
   });
-  process.once("SIGINT", () => stop("SIGINT"));
-  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
   return undefined;
 }
 

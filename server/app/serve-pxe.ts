@@ -9,7 +9,7 @@ import { UdpTransport } from "../dhcp/transport/udp-transport.js";
 import type { DhcpTransport } from "../dhcp/transport.js";
 import { BootEventBus } from "../events/boot-events.js";
 import { countBootEvents, logBootEvents } from "../events/event-sinks.js";
-import { buildHealthApp, buildNetbootApp } from "../http/app.js";
+import { buildHealthApp, buildNetbootApp, closeGracefully } from "../http/app.js";
 import type { ReadinessReport } from "../http/health.js";
 import { DirImageStore } from "../images/dir-image-store.js";
 import { FileDiscoveryStore } from "../inventory/discovery-store.js";
@@ -17,14 +17,20 @@ import { FileInventory } from "../inventory/file-inventory.js";
 import { NetbootResolver } from "../netboot/resolver.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
+import { StopDeadline, waitUntilIdle } from "./stop-deadline.js";
 
 export interface RunningAppliance {
   readonly addresses: DerivedAddresses;
   readonly metrics: Registry;
   readonly events: BootEventBus;
   readonly inventory: FileInventory;
-  /** Stops every listener (health first, so probes see us go), then flushes state. */
-  close(): Promise<void>;
+  /**
+   * Graceful stop (docs/events.md "Shutdown"): state is flushed first; then every listener
+   * stops accepting at once; downloads in flight get `graceMs` (default: --shutdown-grace)
+   * to finish and are cut after it; then state is flushed and closed for good. A second call
+   * returns the same promise, and can only shorten the grace (a second SIGTERM: cut now).
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
   /** Lines describing what is served, for the banner. */
   describe(): string[];
 }
@@ -42,20 +48,46 @@ export async function startAppliance(
   const addresses = deriveAddresses(config, deps.probes);
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: "metalman_process_" });
-  const events = new BootEventBus();
+  // Failing subscribers are logged (rate-limited) under the bus's own component.
+  const events = new BootEventBus({ log: log.child({ component: "events" }) });
   const unsubscribers = [logBootEvents(events, log), countBootEvents(events, metrics)];
+  // Shutdown in three phases: `flushers` write pending state before anything else (a kill
+  // during the grace loses nothing); `drainers` stop accepting at once and finish or cut their
+  // work by the deadline, all at the same time; `closers` close what remains, newest first.
+  const flushers: Array<() => Promise<void>> = [];
+  const drainers: Array<(deadline: StopDeadline) => Promise<void>> = [];
   const closers: Array<() => Promise<void>> = [];
-  const closeAll = async () => {
-    for (const close of closers.reverse()) {
-      try {
-        await close();
-      } catch (err) {
-        log.warn({ err }, "error while shutting down");
-      }
+  const attempt = async (what: string, step: () => Promise<void>) => {
+    try {
+      await step();
+    } catch (err) {
+      log.warn({ err, step: what }, "error while shutting down");
     }
-    closers.length = 0;
-    for (const unsubscribe of unsubscribers) unsubscribe();
   };
+  let stopping: { done: Promise<void>; deadline: StopDeadline } | undefined;
+  const markStopping = () => {
+    // /readyz fails from the first moment of a shutdown.
+    listening.dhcp = listening.tftp = listening.http = false;
+  };
+  const closeAll = (options: { graceMs?: number } = {}): Promise<void> => {
+    const graceMs = options.graceMs ?? config.shutdownGraceMs;
+    if (stopping) {
+      stopping.deadline.shorten(graceMs);
+      return stopping.done;
+    }
+    const deadline = new StopDeadline(graceMs);
+    const done = (async () => {
+      markStopping();
+      for (const flush of flushers) await attempt("flush", flush);
+      await Promise.all(drainers.splice(0).map((drain) => attempt("drain", () => drain(deadline))));
+      for (const close of closers.splice(0).reverse()) await attempt("close", close);
+      for (const unsubscribe of unsubscribers.splice(0)) unsubscribe();
+      deadline.dispose();
+    })();
+    stopping = { done, deadline };
+    return done;
+  };
+  const listening = { dhcp: false, tftp: false, http: false };
 
   try {
     // A mistyped --inventory would otherwise start a server that answers nobody.
@@ -78,6 +110,7 @@ export async function startAppliance(
     const discovery = new FileDiscoveryStore({ stateDir: config.stateDir, log, metrics });
     await discovery.load();
     closers.push(() => discovery.close());
+    flushers.push(() => discovery.flush());
 
     const images = new DirImageStore({
       baseDirOf: (machine) => inventory.sourceDirOf(machine.metadata.name),
@@ -97,7 +130,6 @@ export async function startAppliance(
       render: (source, machine, name) => renderer.render(source, machine, templateContext, name),
     });
 
-    const listening = { dhcp: false, tftp: false, http: false };
     const readiness = (): ReadinessReport => {
       // From the backend interface: the cluster backend reports its own problems the same way.
       const problems = inventory.problems();
@@ -132,7 +164,10 @@ export async function startAppliance(
       },
     });
     await http.listen({ host: config.bindAddress, port: config.httpPort });
-    closers.push(() => http.close());
+    drainers.push(async (deadline) => {
+      const { cut } = await closeGracefully(http, deadline.reached);
+      if (cut > 0) log.warn({ connections: cut }, "shutdown: grace period over, cut HTTP downloads in flight");
+    });
     listening.http = true;
 
     const tftp = new TftpServer({
@@ -145,7 +180,13 @@ export async function startAppliance(
       metrics,
     });
     await tftp.start();
-    closers.push(() => tftp.close());
+    drainers.push(async (deadline) => {
+      // TFTP keeps answering during the grace (a Machine between two files gets the next one;
+      // with DHCP closed no new boot starts), then aborts what is left (clients get an ERROR).
+      const idle = await waitUntilIdle(() => tftp.activeTransfers === 0, deadline);
+      if (!idle) log.warn({ transfers: tftp.activeTransfers }, "shutdown: grace period over, aborting TFTP transfers");
+      await tftp.close();
+    });
     listening.tftp = true;
 
     // DhcpServer names its own component; the transport logs under the same name.
@@ -169,12 +210,21 @@ export async function startAppliance(
       interfaceName: addresses.dhcpInterface || undefined,
     });
     await dhcp.start();
-    closers.push(() => dhcp.close());
+    // No new leases once stopping: a boot that cannot finish should not start.
+    drainers.push(() => dhcp.close());
     listening.dhcp = true;
 
     const health = buildHealthApp({ log, readiness, metrics });
     await health.listen({ host: config.healthBindAddress, port: config.healthPort });
-    closers.push(() => health.close());
+    // Closed at once: probes see us go (and /readyz already fails).
+    drainers.push(() => health.close());
+
+    // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
+    unsubscribers.push(
+      inventory.watch((change) => {
+        if (change.type === "DELETED") events.forget(change.machine.metadata.name);
+      }),
+    );
 
     return {
       addresses,
@@ -195,7 +245,7 @@ export async function startAppliance(
       ],
     };
   } catch (err) {
-    await closeAll();
+    await closeAll({ graceMs: 0 });
     throw err;
   }
 }

@@ -40,6 +40,8 @@ export interface ServePxeConfig {
   leaderElectLeaseDurationMs: number;
   leaderElectRenewDeadlineMs: number;
   leaderElectRetryPeriodMs: number;
+  /** SIGTERM: how long downloads in flight may finish before they are cut (0 = cut at once). */
+  shutdownGraceMs: number;
   /** Normalised CIDRs (`10.0.0.0/8`, `192.0.2.7/32`): X-Forwarded-For is honoured only from these. */
   trustedProxies: string[];
   logLevel: LogLevel;
@@ -194,6 +196,13 @@ const FLAGS: readonly FlagSpec[] = [
     help: "leader election retry period",
   },
   {
+    flag: "shutdown-grace",
+    key: "shutdownGrace",
+    kind: "duration",
+    defaultText: "20s",
+    help: "on SIGTERM, downloads in flight may finish for this long, then they are cut",
+  },
+  {
     flag: "trusted-proxy",
     key: "trustedProxy",
     kind: "list",
@@ -315,6 +324,7 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     leaderElectLeaseDurationMs: 15_000,
     leaderElectRenewDeadlineMs: 10_000,
     leaderElectRetryPeriodMs: 2_000,
+    shutdownGraceMs: 20_000,
     trustedProxies: [],
     logLevel: "info",
   };
@@ -495,6 +505,13 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
       if (ms === undefined || ms <= 0)
         throw new ConfigError(`${field}: must be a positive Go duration like 15s, got ${got}`);
       config[`${key}Ms`] = ms;
+      return;
+    }
+    case "shutdownGrace": {
+      const ms = parseGoDuration(text);
+      if (ms === undefined || ms < 0 || ms > 3_600_000)
+        throw new ConfigError(`${field}: must be a Go duration from 0s to 1h like 20s, got ${got}`);
+      config.shutdownGraceMs = ms;
       return;
     }
     case "trustedProxy":

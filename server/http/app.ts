@@ -170,3 +170,34 @@ export function buildHealthApp(options: HealthAppOptions): FastifyInstance {
   app.register(healthPlugin, { readiness: options.readiness, details: true });
   return app;
 }
+
+export interface GracefulCloseResult {
+  /** Every request in flight ended by itself before the deadline. */
+  drained: boolean;
+  /** Connections still open at the deadline, destroyed (their downloads truncated). */
+  cut: number;
+}
+
+/**
+ * Graceful stop of one listener: stops accepting at once (the port refuses connections,
+ * idle keep-alive sockets close, a new request on a busy one gets 503), lets the requests in
+ * flight finish until `deadline` settles, then destroys what is left. A body sent with
+ * sendfile(2) or a stream ends when its socket goes, so nothing outlives the cut.
+ */
+export async function closeGracefully(app: FastifyInstance, deadline: Promise<void>): Promise<GracefulCloseResult> {
+  const server = app.server;
+  const closed = app.close();
+  // A response that ends during the grace leaves its socket idle: close those as they appear.
+  const sweeper = setInterval(() => server.closeIdleConnections(), 100);
+  sweeper.unref();
+  try {
+    const drained = await Promise.race([closed.then(() => true), deadline.then(() => false)]);
+    if (drained) return { drained, cut: 0 };
+    const cut = await new Promise<number>((resolve) => server.getConnections((err, count) => resolve(err ? 0 : count)));
+    server.closeAllConnections();
+    await closed;
+    return { drained, cut };
+  } finally {
+    clearInterval(sweeper);
+  }
+}

@@ -4,7 +4,7 @@
  * close() frees every port, and a bad inventory path stops the start with a clear error.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -110,6 +110,36 @@ describe("startAppliance start-up errors", () => {
         /--inventory: .* is not a directory/,
       );
     } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("startAppliance event stream wiring", () => {
+  it("forgets a deleted Machine's history, so one created again starts a new timeline", async () => {
+    const scratch = await mkdtemp(path.join(tmpdir(), "mm-app-"));
+    const inventory = path.join(scratch, "inventory");
+    await mkdir(inventory);
+    const example = await readFile(path.join(repoRoot(), "examples", "inventory", "node-01.yaml"), "utf8");
+    const file = path.join(inventory, "node-01.yaml");
+    await writeFile(
+      file,
+      example.replace(/dir:\S+/, `dir:${path.join(repoRoot(), "netboot-images", "host-ubuntu2404")}`),
+    );
+    const config = await configFor(scratch, inventory);
+    const appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes });
+    try {
+      assert.equal((await fetch(`http://127.0.0.1:${config.httpPort}/grub/grub.cfg`)).status, 200);
+      assert.ok(appliance.events.history("node-01").length > 0);
+      await unlink(file);
+      // The inventory watcher debounces; bounded wait for the DELETED to reach the bus.
+      for (let i = 0; i < 100 && appliance.events.history("node-01").length > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual(appliance.events.history("node-01"), []);
+      assert.equal(appliance.events.since(appliance.events.firstSeq - 1, { machine: "node-01" }).ok, false);
+    } finally {
+      await appliance.close({ graceMs: 0 });
       await rm(scratch, { recursive: true, force: true });
     }
   });
