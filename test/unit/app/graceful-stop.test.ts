@@ -179,6 +179,7 @@ describe("graceful stop of the built appliance (SIGTERM with downloads in flight
         "inventory: inventory",
         "stateDir: state",
         "cacheDir: cache",
+        "imageRoot: [image]",
         "bindAddress: 127.0.0.1",
         `serveUrl: http://127.0.0.1:${ports.http}`,
         `httpPort: ${ports.http}`,

@@ -38,7 +38,8 @@ describe("a throwing event subscriber and the DHCP server", () => {
     events.subscribe((e) => seenByOthers.push(`after ${e.step}`));
     server = new DhcpServer({
       transport,
-      backend: new FakeBackend([machine("node-1", [lease(MAC, "10.77.0.31")])]),
+      // The relay (giaddr 127.0.0.1) must lie in the lease's subnet (docs/boot-files.md).
+      backend: new FakeBackend([machine("node-1", [lease(MAC, "127.0.0.31", { subnetMask: "255.0.0.0" })])]),
       discovery: new FakeDiscovery(),
       images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
       events,
@@ -68,7 +69,7 @@ describe("a throwing event subscriber and the DHCP server", () => {
     const offer = decode(replies[0]!);
     assert.equal(offer.options.get(53)?.[0], 2);
     assert.equal(offer.xid, 0x5107);
-    assert.equal(offer.yiaddr, "10.77.0.31");
+    assert.equal(offer.yiaddr, "127.0.0.31");
     assert.deepEqual(seenByOthers, [
       "before dhcp.discover",
       "after dhcp.discover",
