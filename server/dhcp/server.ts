@@ -24,6 +24,13 @@ export const DHCP_SERVER_MODES: readonly DhcpServerMode[] = ["relay", "interface
 /** Which of our sockets a datagram came in on: DHCP (:67) or the PXE boot server (:4011, proxy mode). */
 type Via = "dhcp" | "boot-server";
 
+/**
+ * Datagrams handled per event-loop turn. Small on purpose: each turn the loop also reads up to
+ * 32 (dgram) or 64 (native socket) datagrams per socket, so reading outpaces handling and the
+ * kernel buffer, which drops blindly, stays empty; shedding then happens in our queue, by type.
+ */
+const DEFAULT_BATCH = 8;
+
 interface QueuedDatagram {
   datagram: ReceivedDatagram;
   via: Via;
@@ -55,7 +62,7 @@ export interface DhcpServerOptions {
   clientPort?: number;
   /** Interval for per-source log suppression; default 60 s. */
   logIntervalMs?: number;
-  /** Overload policy (receive-queue.ts): queue bounds and datagrams handled per event-loop turn (default 32). */
+  /** Overload policy (receive-queue.ts): queue bounds and datagrams handled per event-loop turn (default 8). */
   receiveQueue?: ReceiveQueueLimits & { batch?: number };
 }
 
@@ -88,7 +95,7 @@ export class DhcpServer {
       throw new Error(`DHCP mode must be "relay", "interface" or "proxy", got ${JSON.stringify(options.mode)}`);
     }
     this.#queue = new PriorityReceiveQueue(options.receiveQueue);
-    this.#batch = Math.max(1, options.receiveQueue?.batch ?? 32);
+    this.#batch = Math.max(1, options.receiveQueue?.batch ?? DEFAULT_BATCH);
     this.#options = options;
     this.#log = options.log.child({ component: "dhcp" });
     this.#metrics = new DhcpMetrics(options.metrics);
