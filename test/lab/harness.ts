@@ -429,6 +429,8 @@ export interface ApplianceOptions {
   inventoryDir: string;
   /** Interface mode when set; relay mode (giaddr-only) otherwise. */
   dhcpInterface?: string;
+  /** `--dhcp-mode` (relay, interface, proxy); unset: derived from dhcpInterface. */
+  dhcpMode?: string;
   httpPort?: number;
   tftpPort?: number;
   healthPort?: number;
@@ -475,6 +477,7 @@ export class Appliance {
       "--dhcp-port",
       String(options.dhcpPort ?? 67),
       ...(options.dhcpInterface ? ["--dhcp-interface", options.dhcpInterface] : []),
+      ...(options.dhcpMode ? ["--dhcp-mode", options.dhcpMode] : []),
       "--log-level",
       options.logLevel ?? "info",
     ];
