@@ -152,3 +152,49 @@ describe("proxyDHCP handler", () => {
     assert.equal(out.reply?.packet.giaddr, "10.9.0.1");
   });
 });
+
+describe("proxyDHCP handler on hostile input", () => {
+  it("never throws on 20k mutated PXE datagrams, and every reply it builds encodes without an address", () => {
+    const d = deps({ images: new FakeImages(FULL_IMAGE) });
+    const seeds = [
+      encode(pxeDiscover()),
+      encode(pxeDiscover([opt.userClassRaw("iPXE")], 0)),
+      encode(
+        request({
+          type: 3,
+          ciaddr: "10.77.0.21",
+          options: [opt.vendorClass("PXEClient:Arch:00007"), [43, Buffer.from([71, 4, 0x80, 0, 0, 0, 255])]],
+        }),
+      ),
+    ];
+    // Deterministic xorshift, so a failure reproduces.
+    let state = 0x5eed;
+    const next = () => {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return state >>> 0;
+    };
+    let replies = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const buf = Buffer.from(seeds[i % seeds.length]!);
+      const flips = 1 + (next() % 8);
+      for (let f = 0; f < flips; f++) buf[240 + (next() % (buf.length - 240))] = next() & 255;
+      let packet: ReturnType<typeof decode>;
+      try {
+        packet = decode(buf);
+      } catch {
+        continue;
+      }
+      const out = handleProxyRequest(packet, i & 1 ? onDhcpPort : onBootPort, d);
+      assert.ok(out.events.length >= 1);
+      if (out.reply) {
+        replies++;
+        const reply = decode(encode(out.reply.packet));
+        assert.equal(reply.yiaddr, "0.0.0.0");
+        for (const code of ADDRESS_OPTIONS) assert.equal(reply.options.has(code), false);
+      }
+    }
+    assert.ok(replies > 1000, `only ${replies} replies: the corpus does not reach the reply path`);
+  });
+});
