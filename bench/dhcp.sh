@@ -98,18 +98,33 @@ ladder() {
   echo "$best"
 }
 
-declare -A SUST SAT SATDROP CPU
+# CPU seconds (user+system) a server process has used so far: on a shared machine the saturated
+# rate follows the CPU share a process gets, so the table also gives DORA per CPU-second.
+server_pid() {
+  case "$1" in
+    metalman) echo "$MM_PID" ;;
+    kea|kea-mt) cat "$LAB_STATE/run/kea.pid" 2>/dev/null || true ;;
+    dnsmasq|dnsmasq-ro) cat "$LAB_STATE/run/dnsmasq.pid" 2>/dev/null || true ;;
+  esac
+}
+server_cpu() {
+  local pid; pid="$(server_pid "$1")"
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$pid/stat"
+}
+
+declare -A SUST SAT SATDROP CPU EFF
 for round in $(seq 1 "$RUNS"); do
   for SRV in $SERVERS; do
     lab_log "round $round/$RUNS: $SRV"
     start_server "$SRV"
     PERIOD=12 perfdhcp_run -r 1000 -n "$N" -b mac=02:50:58:00:00:00 -R "$N" >/dev/null
-    cpu0="$( [ "$SRV" = metalman ] && mm_cpu || echo 0)"
+    cpu0="$(server_cpu "$SRV")"
     set -- $(perfdhcp_run -M "$MACS")
     SAT[$SRV]="${SAT[$SRV]:-} $1"; SATDROP[$SRV]="${SATDROP[$SRV]:-} $(awk -v a="$2" -v b="$3" 'BEGIN{printf "%.1f/%.1f", a, b}')"
-    if [ "$SRV" = metalman ]; then   # CPU seconds metalman used in the saturated run
-      CPU[$SRV]="${CPU[$SRV]:-} $(awk -v a="$cpu0" -v b="$(mm_cpu)" 'BEGIN{printf "%.2f", b-a}')"
-    fi
+    cpu="$(awk -v a="$cpu0" -v b="$(server_cpu "$SRV")" 'BEGIN{printf "%.2f", b-a}')"   # CPU seconds in the saturated run
+    CPU[$SRV]="${CPU[$SRV]:-} $cpu"
+    EFF[$SRV]="${EFF[$SRV]:-} $(awk -v r="$1" -v p="$DHCP_P" -v c="$cpu" 'BEGIN{ if (c > 0) printf "%.0f", r * p / c; else print "n/a" }')"
     best="$(ladder)"
     SUST[$SRV]="${SUST[$SRV]:-} $best"
     lab_log "round $round/$RUNS: $SRV sustainable=$best saturated=$(echo "${SAT[$SRV]}" | awk '{print $NF}')"
@@ -119,15 +134,17 @@ done
 
 row "## DHCP: perfdhcp -4 -g single, relay mode (giaddr $CLIENT_IP) $LAB_CLIENT_NS -> $LAB_SERVER_IP, $N reservations (-M macs.txt), ${DHCP_P}s per run, $RUNS interleaved rounds"
 row ""
-row "| server | sustainable DORA/s, <=1% drops (median) | per round | saturated DORA/s (median) | saturated drops % DO/RA per round | metalman / server (sustainable) | metalman / server (saturated) |"
-row "|---|---|---|---|---|---|---|"
+row "| server | sustainable DORA/s, <=1% drops (median) | per round | saturated DORA/s (median) | saturated drops % DO/RA per round | metalman / server (sustainable) | metalman / server (saturated) | saturated DORA per CPU-second (median) | metalman / server (per CPU-second) |"
+row "|---|---|---|---|---|---|---|---|---|"
 OURS="$(echo "${SUST[metalman]:-}" | median)"
 OURS_SAT="$(echo "${SAT[metalman]:-}" | median)"
+OURS_EFF="$(echo "${EFF[metalman]:-}" | median)"
 for SRV in $SERVERS; do
   s="$(echo "${SUST[$SRV]}" | median)"
-  row "| $SRV | $s | ${SUST[$SRV]# } | $(echo "${SAT[$SRV]}" | median) | ${SATDROP[$SRV]# } | $( [ "$SRV" = metalman ] && echo - || ratio "$OURS" "$s") | $( [ "$SRV" = metalman ] && echo - || ratio "$OURS_SAT" "$(echo "${SAT[$SRV]}" | median)") |"
+  row "| $SRV | $s | ${SUST[$SRV]# } | $(echo "${SAT[$SRV]}" | median) | ${SATDROP[$SRV]# } | $( [ "$SRV" = metalman ] && echo - || ratio "$OURS" "$s") | $( [ "$SRV" = metalman ] && echo - || ratio "$OURS_SAT" "$(echo "${SAT[$SRV]}" | median)") | $(echo "${EFF[$SRV]}" | median) | $( [ "$SRV" = metalman ] && echo - || ratio "$OURS_EFF" "$(echo "${EFF[$SRV]}" | median)") |"
 done
-[ -n "${CPU[metalman]:-}" ] && row "" && row "metalman CPU seconds during each ${DHCP_P}s saturated run:${CPU[metalman]}"
+row ""
+for SRV in $SERVERS; do row "$SRV CPU seconds during each ${DHCP_P}s saturated run:${CPU[$SRV]:-}"; done
 row ""
 row "Targets: metalman >= 1.0x kea (single thread) sustainable and saturated; saturated RA drops <= 5 % (issue 5 §5.2: REQUESTs before DISCOVERs)."
 lab_log "done: $OUT"
