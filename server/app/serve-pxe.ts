@@ -4,7 +4,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
-import { DeviceTransport } from "../dhcp/transport/device-transport.js";
+import { DeviceTransport, PXE_BOOT_SERVER_PORT } from "../dhcp/transport/device-transport.js";
 import { UdpTransport } from "../dhcp/transport/udp-transport.js";
 import type { DhcpTransport } from "../dhcp/transport.js";
 import { BootEventBus } from "../events/boot-events.js";
@@ -192,10 +192,15 @@ export async function startAppliance(
     // DhcpServer names its own component; the transport logs under the same name.
     const dhcpLog = log.child({ component: "dhcp" });
     const transport: DhcpTransport =
-      addresses.dhcpMode === "interface"
-        ? new DeviceTransport({ interfaceName: addresses.dhcpInterface, port: config.dhcpPort, logger: dhcpLog })
-        : // Relay mode binds --bind-address (upstream binds every address, spec §12 item 10).
-          new UdpTransport({ port: config.dhcpPort, address: config.bindAddress, logger: dhcpLog });
+      addresses.dhcpMode === "relay"
+        ? // Relay mode binds --bind-address (upstream binds every address, spec §12 item 10).
+          new UdpTransport({ port: config.dhcpPort, address: config.bindAddress, logger: dhcpLog })
+        : new DeviceTransport({ interfaceName: addresses.dhcpInterface, port: config.dhcpPort, logger: dhcpLog });
+    // proxyDHCP: PXE clients follow a proxy offer with a unicast REQUEST to the boot server port.
+    const bootServerTransport =
+      addresses.dhcpMode === "proxy"
+        ? new DeviceTransport({ interfaceName: addresses.dhcpInterface, port: PXE_BOOT_SERVER_PORT, logger: dhcpLog })
+        : undefined;
     const dhcp = new DhcpServer({
       transport,
       backend: inventory,
@@ -205,6 +210,7 @@ export async function startAppliance(
       log,
       metrics,
       mode: addresses.dhcpMode,
+      bootServerTransport,
       serverIp: addresses.serverIp,
       serveUrl: addresses.serveUrl,
       interfaceName: addresses.dhcpInterface || undefined,
@@ -236,7 +242,7 @@ export async function startAppliance(
         `serve-url     ${addresses.serveUrl}`,
         `http          ${config.bindAddress}:${config.httpPort}  (artifacts, /pxe/disable, /cloudinit/log, /metrics)`,
         `tftp          ${config.bindAddress}:${config.tftpPort}`,
-        `dhcp          ${transport.description}  mode=${addresses.dhcpMode} server-ip=${addresses.serverIp}`,
+        `dhcp          ${transport.description}${bootServerTransport ? ` + ${bootServerTransport.description}` : ""}  mode=${addresses.dhcpMode} server-ip=${addresses.serverIp}`,
         `health        ${config.healthBindAddress}:${config.healthPort}  (/healthz, /readyz with details)`,
         `image roots   ${config.imageRoots.join(", ")}`,
         `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.problems().filter((p) => p.kind === "inventory").length} invalid files)`,

@@ -16,7 +16,8 @@ export interface DerivedAddresses {
   serverIp: string;
   /** Base URL handed to machines, without a trailing slash. */
   serveUrl: string;
-  dhcpMode: "interface" | "relay";
+  /** proxy: boot information only, beside the site's DHCP server (on dhcpInterface, :67 and :4011). */
+  dhcpMode: "interface" | "relay" | "proxy";
   /** "" in relay mode. */
   dhcpInterface: string;
 }
@@ -31,7 +32,8 @@ export interface DerivedAddresses {
  * `--dhcp-auto-interface` the interface is the one holding the server IP, which stays.
  */
 export function deriveAddresses(
-  config: Pick<ServePxeConfig, "bindAddress" | "serveUrl" | "httpPort" | "dhcpInterface" | "dhcpAutoInterface">,
+  config: Pick<ServePxeConfig, "bindAddress" | "serveUrl" | "httpPort" | "dhcpInterface" | "dhcpAutoInterface"> &
+    Partial<Pick<ServePxeConfig, "dhcpMode">>,
   probes: AddressProbes,
 ): DerivedAddresses {
   const interfaceIp = (name: string) => {
@@ -67,5 +69,7 @@ export function deriveAddresses(
     if (!owner) throw new ConfigError(`--dhcp-auto-interface: no network interface holds the server IP ${serverIp}`);
     dhcpInterface = owner;
   }
-  return { serverIp, serveUrl, dhcpMode: dhcpInterface ? "interface" : "relay", dhcpInterface };
+  // The parser has checked that an explicit mode and the interface flags agree.
+  const dhcpMode = config.dhcpMode === "proxy" ? "proxy" : dhcpInterface ? "interface" : "relay";
+  return { serverIp, serveUrl, dhcpMode, dhcpInterface };
 }

@@ -5,6 +5,9 @@ import { isHttpUrl, isIPv4, isLabelValue } from "../inventory/formats.js";
 import { formatGoDuration, parseGoDuration } from "./go-duration.js";
 import { formatCidr, parseCidr } from "./trusted-proxy.js";
 
+export const DHCP_MODES = ["relay", "interface", "proxy"] as const;
+export type DhcpModeSetting = (typeof DHCP_MODES)[number] | "";
+
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -34,6 +37,11 @@ export interface ServePxeConfig {
   tftpPort: number;
   dhcpInterface: string;
   dhcpAutoInterface: boolean;
+  /**
+   * `--dhcp-mode`: "" = derived as before (interface with --dhcp-interface / --dhcp-auto-interface,
+   * else relay); "relay", "interface", or "proxy" (proxyDHCP beside the site's DHCP server, needs an interface).
+   */
+  dhcpMode: DhcpModeSetting;
   dhcpPort: number;
   /** Without a trailing slash; "" = derive (see deriveAddresses). */
   serveUrl: string;
@@ -166,6 +174,13 @@ const FLAGS: readonly FlagSpec[] = [
     defaultText: "false",
     help: "interface mode on the NIC that holds the server IP",
   },
+  {
+    flag: "dhcp-mode",
+    key: "dhcpMode",
+    kind: "string",
+    defaultText: "interface with --dhcp-interface/--dhcp-auto-interface, else relay",
+    help: "relay | interface | proxy (boot information only, beside the site's DHCP server; needs --dhcp-interface or --dhcp-auto-interface; also answers on 4011)",
+  },
   { flag: "dhcp-port", key: "dhcpPort", kind: "port", defaultText: "67", help: "DHCP UDP port" },
   {
     flag: "serve-url",
@@ -273,6 +288,17 @@ export function parseServePxeArgs(
       `${fieldOf("dhcpAutoInterface")}: cannot be combined with --dhcp-interface (${config.dhcpInterface})`,
     );
   }
+  const hasInterface = config.dhcpInterface !== "" || config.dhcpAutoInterface;
+  if (config.dhcpMode === "relay" && hasInterface) {
+    throw new ConfigError(
+      `${fieldOf("dhcpMode")}: relay mode listens on every address; drop --dhcp-interface / --dhcp-auto-interface or use --dhcp-mode interface`,
+    );
+  }
+  if ((config.dhcpMode === "interface" || config.dhcpMode === "proxy") && !hasInterface) {
+    throw new ConfigError(
+      `${fieldOf("dhcpMode")}: ${config.dhcpMode} mode answers broadcasts on one NIC: add --dhcp-interface NAME or --dhcp-auto-interface`,
+    );
+  }
   if (config.healthPort === config.httpPort) {
     throw new ConfigError(`${fieldOf("healthPort")}: must differ from the HTTP port (${config.httpPort})`);
   }
@@ -319,6 +345,7 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     tftpPort: 69,
     dhcpInterface: "",
     dhcpAutoInterface: false,
+    dhcpMode: "",
     dhcpPort: 67,
     serveUrl: "",
     leaderElectLeaseDurationMs: 15_000,
@@ -491,6 +518,12 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
       return;
     case "dhcpAutoInterface":
       config.dhcpAutoInterface = item.value === true;
+      return;
+    case "dhcpMode":
+      if (text !== "" && !(DHCP_MODES as readonly string[]).includes(text)) {
+        throw new ConfigError(`${field}: must be one of ${DHCP_MODES.join(", ")}, got ${got}`);
+      }
+      config.dhcpMode = text as DhcpModeSetting;
       return;
     case "serveUrl":
       if (text !== "" && !(isHttpUrl(text) && !/[?#]/.test(text))) {

@@ -10,6 +10,8 @@ export class DhcpMetrics {
   readonly ignored: LabelledCounter;
   readonly malformed: Counter;
   readonly errors: LabelledCounter;
+  /** Datagrams dropped by the overload policy before handling, by message type (receive-queue.ts). */
+  readonly shed: LabelledCounter;
   readonly duration: Histogram;
 
   constructor(registry: Registry) {
@@ -25,6 +27,14 @@ export class DhcpMetrics {
     this.malformed = counter(registry, "metalman_dhcp_malformed_total", "DHCP datagrams that failed to decode", []);
     this.errors = new LabelledCounter(
       counter(registry, "metalman_dhcp_errors_total", "DHCP handling or send failures, by stage", ["stage"]),
+    );
+    this.shed = new LabelledCounter(
+      counter(
+        registry,
+        "metalman_dhcp_shed_total",
+        "DHCP datagrams shed under overload before handling (new exchanges first), by message type",
+        ["type"],
+      ),
     );
     const existing = registry.getSingleMetric("metalman_dhcp_handle_duration_seconds");
     this.duration =

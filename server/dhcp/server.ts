@@ -8,7 +8,35 @@ import { RateLimiter, rateLimitedLog } from "../util/rate-limiter.js";
 import { encode, tryDecode } from "./codec.js";
 import { type DhcpHandlerDeps, type DhcpMode, type DhcpOutcome, handleDhcpRequest } from "./handler.js";
 import { DhcpMetrics } from "./metrics.js";
+import { messageTypeName } from "./options.js";
+import { handleProxyRequest, type ProxyOutcome } from "./proxy-handler.js";
+import { classify, PriorityReceiveQueue, peekMessageType, type ReceiveQueueLimits } from "./receive-queue.js";
 import type { DhcpTransport, ReceivedDatagram } from "./transport.js";
+
+/**
+ * relay / interface: we are the address server (handler.ts). proxy: the site's DHCP server hands
+ * out addresses and we add boot information for PXE clients of known Machines (proxy-handler.ts).
+ */
+export type DhcpServerMode = DhcpMode | "proxy";
+
+export const DHCP_SERVER_MODES: readonly DhcpServerMode[] = ["relay", "interface", "proxy"];
+
+/** Which of our sockets a datagram came in on: DHCP (:67) or the PXE boot server (:4011, proxy mode). */
+type Via = "dhcp" | "boot-server";
+
+/**
+ * Datagrams handled per event-loop turn. Small on purpose: each turn the loop also reads up to
+ * 32 (dgram) or 64 (native socket) datagrams per socket, so reading outpaces handling and the
+ * kernel buffer, which drops blindly, stays empty; shedding then happens in our queue, by type.
+ */
+const DEFAULT_BATCH = 8;
+
+interface QueuedDatagram {
+  datagram: ReceivedDatagram;
+  via: Via;
+  /** hrtime at arrival, for the handle-duration histogram (includes queueing). */
+  arrived: bigint;
+}
 
 export interface DhcpServerOptions {
   transport: DhcpTransport;
@@ -18,7 +46,9 @@ export interface DhcpServerOptions {
   events: BootEventBus;
   log: Logger;
   metrics: Registry;
-  mode: DhcpMode;
+  mode: DhcpServerMode;
+  /** Proxy mode: the PXE boot server socket (:4011); clients unicast their REQUEST there. */
+  bootServerTransport?: DhcpTransport;
   /** Advertised as option 54, siaddr and option 66. Must be a unicast address (not 0.0.0.0, spec §12 item 25). */
   serverIp: string;
   /** Base URL for HTTP boot files. */
@@ -32,11 +62,18 @@ export interface DhcpServerOptions {
   clientPort?: number;
   /** Interval for per-source log suppression; default 60 s. */
   logIntervalMs?: number;
+  /** Overload policy (receive-queue.ts): queue bounds and datagrams handled per event-loop turn (default 8). */
+  receiveQueue?: ReceiveQueueLimits & { batch?: number };
 }
 
 /**
- * DHCPv4 server: transport → decode → policy (handler.ts) → encode → transport. Never throws
- * on wire input: malformed datagrams are counted and logged at most once per source per interval.
+ * DHCPv4 server: transport → receive queue → decode → policy (handler.ts, or proxy-handler.ts in
+ * proxy mode) → encode → transport. Never throws on wire input: malformed datagrams are counted
+ * and logged at most once per source per interval.
+ *
+ * Datagrams are not handled in the socket callback: they go into a bounded queue that is drained
+ * a batch per event-loop turn, started exchanges (REQUEST) first, so under a flood the event loop
+ * keeps emptying the kernel buffer and sheds new DISCOVERs instead of REQUESTs (receive-queue.ts).
  */
 export class DhcpServer {
   readonly #options: DhcpServerOptions;
@@ -44,6 +81,9 @@ export class DhcpServer {
   readonly #metrics: DhcpMetrics;
   readonly #log: Logger;
   readonly #warnOnce: (key: string, fields: Record<string, unknown>, message: string) => boolean;
+  readonly #queue: PriorityReceiveQueue<QueuedDatagram>;
+  readonly #batch: number;
+  #drainScheduled = false;
   #state: "new" | "running" | "closed" = "new";
 
   constructor(options: DhcpServerOptions) {
@@ -51,9 +91,11 @@ export class DhcpServer {
     if (ip === undefined || ip === 0 || ip === 0xffffffff) {
       throw new Error(`DHCP server IP must be a unicast IPv4 address, got ${JSON.stringify(options.serverIp)}`);
     }
-    if (options.mode !== "relay" && options.mode !== "interface") {
-      throw new Error(`DHCP mode must be "relay" or "interface", got ${JSON.stringify(options.mode)}`);
+    if (!DHCP_SERVER_MODES.includes(options.mode)) {
+      throw new Error(`DHCP mode must be "relay", "interface" or "proxy", got ${JSON.stringify(options.mode)}`);
     }
+    this.#queue = new PriorityReceiveQueue(options.receiveQueue);
+    this.#batch = Math.max(1, options.receiveQueue?.batch ?? DEFAULT_BATCH);
     this.#options = options;
     this.#log = options.log.child({ component: "dhcp" });
     this.#metrics = new DhcpMetrics(options.metrics);
@@ -76,14 +118,28 @@ export class DhcpServer {
   async start(): Promise<void> {
     if (this.#state !== "new") throw new Error(`DHCP server already ${this.#state}`);
     this.#state = "running";
+    const { transport, bootServerTransport } = this.#options;
     try {
-      await this.#options.transport.start((datagram) => this.#onDatagram(datagram));
+      await transport.start((datagram) => this.#onDatagram(datagram, "dhcp"));
+      if (bootServerTransport) {
+        await bootServerTransport
+          .start((datagram) => this.#onDatagram(datagram, "boot-server"))
+          .catch(async (err) => {
+            await transport.close();
+            throw err;
+          });
+      }
     } catch (err) {
       this.#state = "closed";
       throw err;
     }
     this.#log.info(
-      { mode: this.#options.mode, serverIp: this.#options.serverIp, transport: this.#options.transport.description },
+      {
+        mode: this.#options.mode,
+        serverIp: this.#options.serverIp,
+        transport: transport.description,
+        bootServer: bootServerTransport?.description,
+      },
       "DHCP server listening",
     );
   }
@@ -92,14 +148,43 @@ export class DhcpServer {
     if (this.#state === "closed") return;
     const wasRunning = this.#state === "running";
     this.#state = "closed";
-    if (wasRunning) await this.#options.transport.close();
+    this.#queue.clear();
+    if (wasRunning) {
+      await this.#options.transport.close();
+      await this.#options.bootServerTransport?.close();
+    }
   }
 
-  #onDatagram(datagram: ReceivedDatagram): void {
+  #onDatagram(datagram: ReceivedDatagram, via: Via): void {
     if (this.#state !== "running") return;
-    const started = process.hrtime.bigint();
+    const shed = this.#queue.push({ datagram, via, arrived: process.hrtime.bigint() }, classify(datagram.data));
+    if (shed) this.#metrics.shed.inc(messageTypeName(peekMessageType(shed.item.datagram.data)) ?? "other");
+    if (!this.#drainScheduled) {
+      this.#drainScheduled = true;
+      setImmediate(() => this.#drain());
+    }
+  }
+
+  /**
+   * One batch per turn: between batches the event loop polls the sockets again, so the kernel
+   * buffer keeps being emptied into our queue, where the priority applies.
+   */
+  #drain(): void {
+    this.#drainScheduled = false;
+    for (let i = 0; i < this.#batch && this.#state === "running"; i++) {
+      const next = this.#queue.shift();
+      if (!next) return;
+      this.#process(next);
+    }
+    if (this.#queue.size > 0 && this.#state === "running") {
+      this.#drainScheduled = true;
+      setImmediate(() => this.#drain());
+    }
+  }
+
+  #process({ datagram, via, arrived }: QueuedDatagram): void {
     try {
-      this.#handle(datagram, started);
+      this.#handle(datagram, via, arrived);
     } catch (err) {
       // A fault in a store or in our own code: one packet is lost, the server keeps going.
       this.#metrics.errors.inc("handle");
@@ -107,7 +192,7 @@ export class DhcpServer {
     }
   }
 
-  #handle(datagram: ReceivedDatagram, started: bigint): void {
+  #handle(datagram: ReceivedDatagram, via: Via, started: bigint): void {
     const decoded = tryDecode(datagram.data);
     if (!decoded.ok) {
       this.#metrics.malformed.inc();
@@ -125,22 +210,31 @@ export class DhcpServer {
       return;
     }
     const request = decoded.packet;
-    const outcome = handleDhcpRequest(
-      request,
-      {
-        mode: this.#options.mode,
-        address: datagram.address,
-        port: datagram.port,
-        interfaceName: datagram.interfaceName ?? this.#options.interfaceName,
-      },
-      this.#deps,
-    );
+    const interfaceName = datagram.interfaceName ?? this.#options.interfaceName;
+    const mode = this.#options.mode;
+    const outcome: DhcpOutcome | ProxyOutcome =
+      mode === "proxy"
+        ? handleProxyRequest(
+            request,
+            { address: datagram.address, port: datagram.port, interfaceName, via },
+            this.#deps,
+          )
+        : handleDhcpRequest(
+            request,
+            { mode, address: datagram.address, port: datagram.port, interfaceName },
+            this.#deps,
+          );
     this.#account(outcome);
     const reply = outcome.reply;
     if (reply) {
       const bytes = encode(reply.packet);
       const type = reply.type;
-      this.#options.transport.send(bytes, reply.address, reply.port).then(
+      // A reply leaves through the socket the request came in on (the boot server answers from :4011).
+      const transport =
+        via === "boot-server" && this.#options.bootServerTransport
+          ? this.#options.bootServerTransport
+          : this.#options.transport;
+      transport.send(bytes, reply.address, reply.port).then(
         () => {
           this.#metrics.replies.inc(type);
           this.#metrics.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -157,7 +251,7 @@ export class DhcpServer {
     }
   }
 
-  #account(outcome: DhcpOutcome): void {
+  #account(outcome: DhcpOutcome | ProxyOutcome): void {
     this.#metrics.received.inc(outcome.requestType ?? "none");
     if (outcome.ignoredReason) this.#metrics.ignored.inc(outcome.ignoredReason);
     for (const event of outcome.events) this.#options.events.emit(event);

@@ -429,6 +429,8 @@ export interface ApplianceOptions {
   inventoryDir: string;
   /** Interface mode when set; relay mode (giaddr-only) otherwise. */
   dhcpInterface?: string;
+  /** `--dhcp-mode` (relay, interface, proxy); unset: derived from dhcpInterface. */
+  dhcpMode?: string;
   httpPort?: number;
   tftpPort?: number;
   healthPort?: number;
@@ -483,6 +485,7 @@ export class Appliance {
       ...(options.dhcpInterface ? ["--dhcp-interface", options.dhcpInterface] : []),
       ...(options.imageRoots ?? [path.dirname(options.inventoryDir)]).flatMap((root) => ["--image-root", root]),
       ...(options.healthBindAddress ? ["--health-bind-address", options.healthBindAddress] : []),
+      ...(options.dhcpMode ? ["--dhcp-mode", options.dhcpMode] : []),
       "--log-level",
       options.logLevel ?? "info",
       ...(options.extraArgs ?? []),

@@ -14,6 +14,9 @@ export interface DeviceTransportOptions {
   logger?: Logger;
 }
 
+/** PXE 2.1 boot server port: proxyDHCP clients unicast their REQUEST here. */
+export const PXE_BOOT_SERVER_PORT = 4011;
+
 /** Receive errors are logged at most this often (a persistent error would otherwise flood the log). */
 const ERROR_LOG_INTERVAL_MS = 60_000;
 

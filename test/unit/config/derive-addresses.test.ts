@@ -71,3 +71,13 @@ describe("deriveAddresses", () => {
     assert.throws(() => deriveAddresses(base, noRoute), /--bind-address: cannot detect/);
   });
 });
+
+describe("deriveAddresses with --dhcp-mode", () => {
+  it("proxy mode keeps the interface and its address; the old flags still derive interface or relay", () => {
+    const proxy = deriveAddresses({ ...base, dhcpInterface: "eth1", dhcpMode: "proxy" }, probes);
+    assert.equal(proxy.dhcpMode, "proxy");
+    assert.equal(proxy.dhcpInterface, "eth1");
+    assert.equal(deriveAddresses({ ...base, dhcpInterface: "eth1", dhcpMode: "" }, probes).dhcpMode, "interface");
+    assert.equal(deriveAddresses({ ...base, dhcpMode: "relay" }, probes).dhcpMode, "relay");
+  });
+});

@@ -180,3 +180,28 @@ describe("parseServePxeArgs", () => {
       fails(["--config=m.yaml"], expected, { "/work/m.yaml": text }));
   }
 });
+
+describe("--dhcp-mode (issue 5 §1.2: relay, interface, proxy)", () => {
+  it("keeps the old combinations: no flag derives the mode from the interface flags", () => {
+    assert.equal(parse([]).dhcpMode, "");
+    assert.equal(parse(["--dhcp-interface", "eth1"]).dhcpMode, "");
+    assert.equal(parse(["--dhcp-auto-interface"]).dhcpMode, "");
+  });
+
+  it("accepts proxy and interface with an interface, relay without, from a flag or the config file", () => {
+    assert.equal(parse(["--dhcp-mode", "proxy", "--dhcp-interface", "br0"]).dhcpMode, "proxy");
+    assert.equal(parse(["--dhcp-mode=proxy", "--dhcp-auto-interface"]).dhcpMode, "proxy");
+    assert.equal(parse(["--dhcp-mode", "interface", "--dhcp-interface", "br0"]).dhcpMode, "interface");
+    assert.equal(parse(["--dhcp-mode", "relay"]).dhcpMode, "relay");
+    const file = { "/work/m.yaml": "dhcpMode: proxy\ndhcpInterface: br0\n" };
+    assert.equal(parse(["--config=m.yaml"], file).dhcpMode, "proxy");
+  });
+
+  it("rejects modes that contradict the interface flags, naming the field", () => {
+    fails(["--dhcp-mode", "bogus"], '--dhcp-mode: must be one of relay, interface, proxy, got "bogus"');
+    fails(["--dhcp-mode", "proxy"], "--dhcp-mode: proxy mode answers broadcasts on one NIC");
+    fails(["--dhcp-mode", "interface"], "--dhcp-mode: interface mode answers broadcasts on one NIC");
+    fails(["--dhcp-mode", "relay", "--dhcp-interface", "eth1"], "--dhcp-mode: relay mode listens on every address");
+    fails(["--config=m.yaml"], "m.yaml: dhcpMode: proxy mode", { "/work/m.yaml": "dhcpMode: proxy\n" });
+  });
+});

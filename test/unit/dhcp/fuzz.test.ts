@@ -197,6 +197,8 @@ describe("dhcp fuzz", () => {
       mode: "interface",
       serverIp: "10.77.0.1",
       serveUrl: SERVE_URL,
+      // Every datagram must be handled, not shed by the overload policy (server.test.ts covers that).
+      receiveQueue: { newLimit: 20_000, startedLimit: 20_000 },
     });
     await server.start();
     const rnd = prng(0xbeef);
@@ -207,7 +209,14 @@ describe("dhcp fuzz", () => {
       if (!tryDecode(data).ok) malformed++;
       deliver!({ data, address: i & 1 ? "0.0.0.0" : "10.77.0.21", port: 68 });
     }
-    await new Promise((resolve) => setImmediate(resolve));
+    // The server drains its receive queue a batch per event-loop turn: wait (bounded) until all 10k are handled.
+    const sum = async (name: string) =>
+      (await registry.getMetricsAsJSON()).find((m) => m.name === name)?.values.reduce((a, v) => a + v.value, 0) ?? 0;
+    for (let turn = 0; turn < 20_000; turn++) {
+      if ((await sum("metalman_dhcp_packets_received_total")) + (await sum("metalman_dhcp_malformed_total")) >= 10_000)
+        break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     await server.close();
     const json = await registry.getMetricsAsJSON();
     const value = (name: string) => json.find((m) => m.name === name)?.values.reduce((a, v) => a + v.value, 0) ?? 0;

@@ -184,3 +184,119 @@ describe("DhcpServer construction", () => {
     new DhcpServer({ ...base, mode: "interface", serverIp: "10.0.0.1" });
   });
 });
+
+/** A transport the test drives by hand: `deliver` hands datagrams to the server synchronously. */
+class ManualTransport implements DhcpTransport {
+  readonly description = "manual (test)";
+  readonly sent: { data: Buffer; address: string; port: number }[] = [];
+  #onDatagram: ((datagram: ReceivedDatagram) => void) | undefined;
+
+  async start(onDatagram: (datagram: ReceivedDatagram) => void): Promise<void> {
+    this.#onDatagram = onDatagram;
+  }
+
+  deliver(data: Buffer, address = "10.0.0.9", port = 67): void {
+    this.#onDatagram?.({ data, address, port });
+  }
+
+  async send(data: Buffer, address: string, port: number): Promise<void> {
+    this.sent.push({ data, address, port });
+  }
+
+  async close(): Promise<void> {
+    this.#onDatagram = undefined;
+  }
+}
+
+async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  return Number(v?.value ?? 0);
+}
+
+/** Bounded wait for a condition that the server's event-loop turns make true. */
+async function until(probe: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error("condition not reached in time");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe("DhcpServer overload policy: started exchanges before new ones", () => {
+  it("answers every REQUEST of a burst and sheds the DISCOVERs beyond the queue bound, counted", async () => {
+    const clients = 200;
+    const leases = Array.from({ length: clients }, (_, i) =>
+      machine(`node-${i}`, [lease(`02:50:58:01:00:${i.toString(16).padStart(2, "0")}`, `10.78.0.${i + 1}`)]),
+    );
+    const registry = new Registry();
+    const transport = new ManualTransport();
+    const server = new DhcpServer({
+      transport,
+      backend: new FakeBackend(leases),
+      discovery: new FakeDiscovery(),
+      images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
+      events: new BootEventBus(),
+      log: pino({ level: "silent" }),
+      metrics: registry,
+      mode: "relay",
+      serverIp: "10.0.0.1",
+      serveUrl: SERVE_URL,
+      receiveQueue: { newLimit: 16, batch: 8 },
+    });
+    await server.start();
+    try {
+      // One burst, interleaved, faster than any handler drains: all of it arrives in one turn.
+      for (let i = 0; i < clients; i++) {
+        const mac = `02:50:58:01:00:${i.toString(16).padStart(2, "0")}`;
+        transport.deliver(encode(request({ type: 1, mac, giaddr: "10.0.0.9", xid: 0x1000 + i })));
+        const options = [opt.serverId("10.0.0.1"), opt.requestedIp(`10.78.0.${i + 1}`)];
+        transport.deliver(encode(request({ type: 3, mac, giaddr: "10.0.0.9", xid: 0x2000 + i, options })));
+      }
+      await until(() => transport.sent.length >= clients + 16);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const types = transport.sent.map((s) => decode(s.data).options.get(53)?.[0]);
+      assert.equal(types.filter((t) => t === 5).length, clients, "every REQUEST got its ACK");
+      assert.equal(types.filter((t) => t === 2).length, 16, "only the queue bound of DISCOVERs got an OFFER");
+      assert.ok(
+        types.slice(0, clients).every((t) => t === 5),
+        "REQUESTs are answered before any DISCOVER",
+      );
+      assert.equal(await metricValue(registry, "metalman_dhcp_shed_total", { type: "discover" }), clients - 16);
+      assert.equal(await metricValue(registry, "metalman_dhcp_shed_total", { type: "request" }), 0);
+      // The DISCOVERs kept are the newest: the oldest were shed first.
+      const offered = transport.sent.filter((s) => decode(s.data).options.get(53)?.[0] === 2);
+      assert.deepEqual(
+        offered.map((s) => decode(s.data).xid),
+        Array.from({ length: 16 }, (_, i) => 0x1000 + clients - 16 + i),
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("sheds nothing when the load fits", async () => {
+    const registry = new Registry();
+    const transport = new ManualTransport();
+    const server = new DhcpServer({
+      transport,
+      backend: new FakeBackend([machine("node-1", [lease(MAC, "10.77.0.21")])]),
+      discovery: new FakeDiscovery(),
+      images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
+      events: new BootEventBus(),
+      log: pino({ level: "silent" }),
+      metrics: registry,
+      mode: "relay",
+      serverIp: "10.0.0.1",
+      serveUrl: SERVE_URL,
+    });
+    await server.start();
+    try {
+      for (let i = 0; i < 50; i++) transport.deliver(encode(request({ type: 1, giaddr: "10.0.0.9", xid: i })));
+      await until(() => transport.sent.length === 50);
+      assert.equal(await metricValue(registry, "metalman_dhcp_shed_total", { type: "discover" }), 0);
+    } finally {
+      await server.close();
+    }
+  });
+});
