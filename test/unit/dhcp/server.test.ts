@@ -195,7 +195,7 @@ class ManualTransport implements DhcpTransport {
     this.#onDatagram = onDatagram;
   }
 
-  deliver(data: Buffer, address = "10.0.0.9", port = 67): void {
+  deliver(data: Buffer, address = "10.78.0.254", port = 67): void {
     this.#onDatagram?.({ data, address, port });
   }
 
@@ -249,9 +249,9 @@ describe("DhcpServer overload policy: started exchanges before new ones", () => 
       // One burst, interleaved, faster than any handler drains: all of it arrives in one turn.
       for (let i = 0; i < clients; i++) {
         const mac = `02:50:58:01:00:${i.toString(16).padStart(2, "0")}`;
-        transport.deliver(encode(request({ type: 1, mac, giaddr: "10.0.0.9", xid: 0x1000 + i })));
+        transport.deliver(encode(request({ type: 1, mac, giaddr: "10.78.0.254", xid: 0x1000 + i })));
         const options = [opt.serverId("10.0.0.1"), opt.requestedIp(`10.78.0.${i + 1}`)];
-        transport.deliver(encode(request({ type: 3, mac, giaddr: "10.0.0.9", xid: 0x2000 + i, options })));
+        transport.deliver(encode(request({ type: 3, mac, giaddr: "10.78.0.254", xid: 0x2000 + i, options })));
       }
       await until(() => transport.sent.length >= clients + 16);
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -292,7 +292,7 @@ describe("DhcpServer overload policy: started exchanges before new ones", () => 
     });
     await server.start();
     try {
-      for (let i = 0; i < 50; i++) transport.deliver(encode(request({ type: 1, giaddr: "10.0.0.9", xid: i })));
+      for (let i = 0; i < 50; i++) transport.deliver(encode(request({ type: 1, giaddr: "10.77.0.254", xid: i })));
       await until(() => transport.sent.length === 50);
       assert.equal(await metricValue(registry, "metalman_dhcp_shed_total", { type: "discover" }), 0);
     } finally {
