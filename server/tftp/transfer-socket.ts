@@ -20,7 +20,7 @@ export interface TransferSocket {
 }
 
 export interface TransferSocketHandlers {
-  /** A well-formed 4-byte ACK for this wire block number (the per-block path: no Buffer needed). */
+  /** An ACK (4 bytes, or longer: trailing bytes are ignored) for this wire block number (the per-block path: no Buffer needed). */
   onAck(wireBlock: number): void;
   /** Any other datagram from the peer. */
   onPacket(packet: Buffer): void;
@@ -39,7 +39,7 @@ export function dgramTransferSocket(socket: Socket, onOtherError: TransferSocket
   let closed = false;
   socket.on("message", (msg: Buffer) => {
     if (!handlers) return;
-    if (msg.length === 4 && msg[0] === 0 && msg[1] === Opcode.ACK) handlers.onAck((msg[2] << 8) | msg[3]);
+    if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.ACK) handlers.onAck((msg[2] << 8) | msg[3]);
     else handlers.onPacket(msg);
   });
   socket.on("error", (err: NodeJS.ErrnoException) => {

@@ -13,7 +13,7 @@
  *     share the port: see server/tftp/server.ts), binds it and connect()s it to the peer, so the
  *     kernel delivers only the peer's datagrams.
  *     onDatagram(ackBlock: number, packet?: Buffer)
- *        ackBlock >= 0: a 4-byte ACK (opcode 4) for that wire block number, no Buffer made;
+ *        ackBlock >= 0: an ACK (opcode 4, 4 bytes or padded) for that wire block number, no Buffer made;
  *        ackBlock -1:   anything else, `packet` is a copy of the datagram.
  *     onError(err: Error)   receive-side errors, e.g. ECONNREFUSED (ICMP port unreachable)
  *     onWritable()          the socket can send again after send() returned -1
@@ -181,7 +181,7 @@ static int receive_one(UdpSocket *self) {
   const unsigned char *p = self->recv_buffer;
   napi_value argv[2];
   size_t argc;
-  if (n == 4 && p[0] == 0 && p[1] == TFTP_OPCODE_ACK) {
+  if (n >= 4 && p[0] == 0 && p[1] == TFTP_OPCODE_ACK) {
     /* The per-block case: a small integer, no Buffer, no string. */
     if (napi_create_int32(env, (p[2] << 8) | p[3], &argv[0]) != napi_ok) return 0;
     argc = 1;
