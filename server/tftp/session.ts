@@ -129,7 +129,20 @@ export class TftpSession {
   #oackSends = 0;
   /** Last time blocks were resent after an out-of-order ACK or a timeout. */
   #lastRestartAt = Number.NEGATIVE_INFINITY;
-  /** Repeats of the current ACK before this time echo our own retransmissions (see #onAck). */
+  /** Highest block sent when the window last restarted, and the range it resent. */
+  #lastRestartTop = 0;
+  #lastRestartFrom = 0;
+  #lastRestartResentTop = 0;
+  /**
+   * A restart burst that resent blocks the client turned out to have: it answers each such
+   * duplicate (EDK2 ACKs every one), and those echoes carry no news about the blocks sent in or
+   * after the burst. So for the next #echoes ACKs of a level up to #echoTop (what the burst
+   * covered), until #echoUntil (for clients that do not echo), only blocks sent before
+   * #echoBurst are resent.
+   */
+  #echoBurst = Number.NEGATIVE_INFINITY;
+  #echoTop = 0;
+  #echoes = 0;
   #echoUntil = Number.NEGATIVE_INFINITY;
   /** Current retransmit interval. */
   #rtoMs: number;
@@ -340,13 +353,16 @@ export class TftpSession {
     if (ahead > 0) {
       const slots = this.#packets.length;
       if (this.#sendCount[block % slots] === 1) this.#rttSample(now - this.#sentAt[block % slots]);
-      // Blocks we resent that are now known delivered: the client answers each duplicate with a
-      // repeat of this ACK (EDK2 does). Repeats until a window round trip after the last such
-      // resend are echoes, not losses.
+      // A block of the last restart burst is now known delivered: expect echoes (see #echoBurst).
       for (let b = this.#acked + 1; b <= block; b++) {
         const slot = b % slots;
-        if (this.#sendCount[slot] > 1) {
-          this.#echoUntil = Math.max(this.#echoUntil, this.#sentAt[slot] + 2 * (this.#srtt ?? 0));
+        if (this.#sendCount[slot] > 1 && this.#sentAt[slot] === this.#lastRestartAt) {
+          this.#echoBurst = this.#lastRestartAt;
+          this.#echoTop = this.#lastRestartTop;
+          // One echo per resent block the client already had; this ACK is the first of them.
+          this.#echoes = Math.min(block, this.#lastRestartResentTop) - this.#lastRestartFrom + 1;
+          this.#echoUntil = this.#echoBurst + Math.max(4 * (this.#srtt ?? 0), this.#minRetransmitMs);
+          break;
         }
       }
       this.#acked = block;
@@ -355,8 +371,6 @@ export class TftpSession {
         return;
       }
       this.#progress();
-    } else if (now < this.#echoUntil) {
-      return;
     }
     this.#next = block + 1;
     // Blocks after `block` are outstanding: the client may be reporting a gap (RFC 7440 §4).
@@ -382,8 +396,14 @@ export class TftpSession {
     const mayResend =
       mode === "force" || (mode === "restart" && now - this.#lastRestartAt >= srtt && this.#srtt !== undefined);
     // Blocks sent after this instant are too young to resend (none on a timeout).
-    const youngerThan = mode === "force" ? Number.POSITIVE_INFINITY : now - this.#minRtt;
+    let youngerThan = mode === "force" ? Number.POSITIVE_INFINITY : now - this.#minRtt;
+    if (this.#echoes > 0 && this.#acked <= this.#echoTop && mode !== "force") {
+      this.#echoes--;
+      if (mode === "restart" && now < this.#echoUntil) youngerThan = Math.min(youngerThan, this.#echoBurst - 1e-6);
+    }
     let resent = false;
+    let resentFrom = 0;
+    let resentTop = 0;
     try {
       const end = Math.min(this.#acked + this.#windowsize, this.#lastBlock);
       while (this.#next <= end && this.#phase === "data") {
@@ -423,6 +443,8 @@ export class TftpSession {
         this.#bytesSent += length;
         if (block <= this.#highestSent) {
           this.#retransmits++;
+          if (!resent) resentFrom = block;
+          resentTop = block;
           resent = true;
         } else this.#highestSent = block;
         this.#next = block + 1;
@@ -430,7 +452,12 @@ export class TftpSession {
     } catch (err) {
       this.#readFailed(err);
     } finally {
-      if (resent) this.#lastRestartAt = now;
+      if (resent) {
+        this.#lastRestartAt = now;
+        this.#lastRestartTop = this.#highestSent;
+        this.#lastRestartFrom = resentFrom;
+        this.#lastRestartResentTop = resentTop;
+      }
     }
   }
 
