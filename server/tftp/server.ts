@@ -6,6 +6,7 @@ import type { Registry } from "prom-client";
 import type { BootEventBus, BootResult } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import type { Machine } from "../inventory/types.js";
+import { loadUdpListener, type UdpListenerAddon } from "../native/udp-listener.js";
 import type { Artifact, ArtifactResolver } from "../netboot/artifact.js";
 import { RateLimiter } from "../util/rate-limiter.js";
 import { type TftpMetrics, tftpMetrics } from "./metrics.js";
@@ -66,6 +67,12 @@ export interface TftpServerOptions {
   nativeSockets?: boolean;
   /** Path of metalman_udp.node (tests); default: server/native/build/Release/. */
   udpAddonPath?: string;
+}
+
+/** The port-69 socket: dgram, or the native listener that reports each request's local address. */
+interface RequestSocket {
+  readonly port: number;
+  close(): Promise<void>;
 }
 
 /** Longest file name accepted (bytes); image paths are short, anything longer is garbage or an attack. */
@@ -148,7 +155,9 @@ export class TftpServer {
   readonly #maxPerClient: number;
   /** Set when transfers use the native socket. */
   readonly #udpAddon: UdpAddon | undefined;
-  #socket: Socket | undefined;
+  #socket: RequestSocket | undefined;
+  /** Set when the listener reports each request's local address (IP_PKTINFO). */
+  #localAddressAware = false;
   #closing = false;
 
   constructor(options: TftpServerOptions) {
@@ -169,9 +178,38 @@ export class TftpServer {
     return this.#udpAddon ? "native" : "dgram";
   }
 
-  /** Binds the listening socket. Rejects when the port cannot be bound. */
+  /**
+   * Binds the listening socket. Rejects when the port cannot be bound.
+   *
+   * On a wildcard address, answers must still leave from the address the client talked to
+   * (EDK2 drops packets from any other source; a host may have a secondary address, a VIP or
+   * several NICs): the native listener reports each request's local address (IP_PKTINFO) and
+   * the transfer and error sockets bind to it. Without the addon, dgram: the kernel then picks
+   * the source by route, which is right only with one address per subnet (logged once).
+   */
   async start(): Promise<void> {
     if (this.#socket) throw new Error("TFTP server already started");
+    const wildcard = this.#o.bindAddress === "0.0.0.0";
+    const listenerAddon =
+      wildcard && (this.#o.nativeSockets ?? true) ? loadUdpListener(this.#o.udpAddonPath) : undefined;
+    this.#socket = listenerAddon ? this.#nativeListener(listenerAddon) : await this.#dgramListener();
+    this.#localAddressAware = listenerAddon !== undefined;
+    if (wildcard && !listenerAddon) {
+      this.#o.log.warn(
+        "tftp: listening on 0.0.0.0 without the native addon: replies leave from the address the kernel picks by route, not necessarily the one the client asked (build server/native, or bind one address)",
+      );
+    }
+    this.#o.log.info(
+      {
+        address: this.address,
+        transferSockets: this.transferSockets,
+        replySource: this.#localAddressAware ? "request destination" : "bind address",
+      },
+      "tftp: listening",
+    );
+  }
+
+  async #dgramListener(): Promise<RequestSocket> {
     const socket = this.#newSocket();
     try {
       await bindSocket(socket, this.#o.bindAddress, this.#o.port);
@@ -181,14 +219,34 @@ export class TftpServer {
     }
     socket.on("message", (msg, from) => this.#onRequest(msg, from, this.#o.bindAddress));
     socket.on("error", (err) => this.#o.log.error({ err }, "tftp: listening socket error"));
-    this.#socket = socket;
-    this.#o.log.info({ address: this.address, transferSockets: this.transferSockets }, "tftp: listening");
+    return {
+      port: socket.address().port,
+      close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    };
+  }
+
+  #nativeListener(addon: UdpListenerAddon): RequestSocket {
+    const listener = new addon.UdpListener(
+      this.#o.bindAddress,
+      this.#o.port,
+      (data, address, port, localAddress) =>
+        this.#onRequest(data, { address, port, family: "IPv4", size: data.length }, localAddress),
+      (err) => this.#o.log.error({ err }, "tftp: listening socket error"),
+    );
+    return {
+      port: listener.port,
+      close: async () => listener.close(),
+    };
   }
 
   /** The bound address (port resolved when started with port 0). */
   get address(): { address: string; port: number; family: string } {
     if (!this.#socket) throw new Error("TFTP server not started");
-    return this.#socket.address();
+    return {
+      address: this.#o.bindAddress,
+      port: this.#socket.port,
+      family: isIP(this.#o.bindAddress) === 6 ? "IPv6" : "IPv4",
+    };
   }
 
   /** Transfers in progress (including requests still being resolved). */
@@ -202,8 +260,7 @@ export class TftpServer {
     this.#closing = true;
     for (const transfer of this.#transfers.values()) transfer.session?.abort("server shutting down");
     await Promise.allSettled([...this.#handlers]);
-    const socket = this.#socket;
-    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await this.#socket?.close();
   }
 
   #newSocket(reuseAddr = false): Socket {

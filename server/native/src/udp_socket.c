@@ -458,6 +458,9 @@ static napi_value close_method(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* udp_listener.c: the listening socket with IP_PKTINFO, exported by the same addon. */
+napi_status udp_listener_register(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"close", NULL, close_method, NULL, NULL, NULL, napi_default_method, NULL},
@@ -466,6 +469,7 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_define_class(env, "UdpSocket", NAPI_AUTO_LENGTH, construct, NULL,
                                    sizeof methods / sizeof methods[0], methods, &constructor));
   NAPI_CALL(env, napi_set_named_property(env, exports, "UdpSocket", constructor));
+  NAPI_CALL(env, udp_listener_register(env, exports));
   return exports;
 }
 

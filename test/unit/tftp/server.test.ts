@@ -442,3 +442,43 @@ for (const kind of SOCKET_KINDS) {
     });
   });
 }
+
+describe(
+  "tftp replies come from the address the request was sent to (server on 0.0.0.0)",
+  socketSuite("native"),
+  () => {
+    // 127.0.0.2 is as local as 127.0.0.1 on Linux: a request to it from 127.0.0.1 is the loopback
+    // picture of a client talking to a host's secondary address. The kernel's route-based choice
+    // would answer from 127.0.0.1, which EDK2 drops.
+    it("OACK, DATA and ERROR leave from 127.0.0.2 when the client asked 127.0.0.2", async () => {
+      const t = await startServer(
+        { "f.bin": rendered(Buffer.alloc(3000, 7)) },
+        { bindAddress: "0.0.0.0", nativeSockets: true },
+      );
+      const peer = await RawPeer.open("127.0.0.1");
+      try {
+        peer.send(
+          { opcode: Opcode.RRQ, filename: "f.bin", mode: "octet", options: [{ name: "tsize", value: "0" }] },
+          t.port,
+          "127.0.0.2",
+        );
+        const oack = await peer.next();
+        assert.equal(oack.packet.opcode, Opcode.OACK);
+        assert.equal(oack.from.address, "127.0.0.2", "OACK source");
+        peer.send({ opcode: Opcode.ACK, block: 0 }, oack.from.port, "127.0.0.2");
+        const data = await peer.next();
+        assert.equal(data.packet.opcode, Opcode.DATA);
+        assert.equal(data.from.address, "127.0.0.2", "DATA source");
+        peer.send({ opcode: Opcode.ERROR, code: 0, message: "done" }, oack.from.port, "127.0.0.2");
+        peer.send({ opcode: Opcode.RRQ, filename: "missing.bin", mode: "octet", options: [] }, t.port, "127.0.0.2");
+        const error = await peer.next();
+        assert.equal(error.packet.opcode, Opcode.ERROR);
+        assert.equal(error.from.address, "127.0.0.2", "ERROR source");
+        assert.notEqual(error.from.port, t.port, "errors come from a new TID");
+      } finally {
+        await peer.close();
+        await t.server.close();
+      }
+    });
+  },
+);
