@@ -1,4 +1,5 @@
 import dgram from "node:dgram";
+import { constants } from "node:os";
 import type { Logger } from "pino";
 import { loadUdpListener, type NativeUdpListener } from "../../native/udp-listener.js";
 import type { DhcpTransport, ReceivedDatagram } from "../transport.js";
@@ -116,7 +117,11 @@ export class UdpTransport implements DhcpTransport {
       const source = data.length >= XID_OFFSET + 4 ? this.localByXid.get(data.readUInt32BE(XID_OFFSET)) : undefined;
       const errno = native.send(data, address, port, source);
       if (errno === 0) return Promise.resolve();
-      return Promise.reject(Object.assign(new Error(`send to ${address}:${port} failed: errno ${errno}`), { errno }));
+      // Shaped like dgram's errors (code "ENETUNREACH", ...), which callers and logs expect.
+      const code = errnoName(errno);
+      return Promise.reject(
+        Object.assign(new Error(`send ${code} ${address}:${port}`), { errno: -errno, code, syscall: "send" }),
+      );
     }
     const socket = this.socket;
     if (!socket) return Promise.reject(new Error(`${this.description}: send before start`));
@@ -135,4 +140,10 @@ export class UdpTransport implements DhcpTransport {
     if (!socket) return Promise.resolve();
     return new Promise((resolve) => socket.close(() => resolve()));
   }
+}
+
+/** "ENETUNREACH" for 101 (Linux errno numbers, as the addon returns them). */
+function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
+  return `errno ${errno}`;
 }
