@@ -147,6 +147,10 @@ export class TftpSession {
   /** Current retransmit interval. */
   #rtoMs: number;
   #dataPackets = 0;
+  /** Lock-step with TransferSocket.arm: the next block is armed after each send. */
+  readonly #armable: boolean;
+  /** The block currently armed on the socket (0 = none). */
+  #armedBlock = 0;
 
   #phase: "oack" | "data" | "done" = "data";
   /** Highest block the client acknowledged (0 = none / the OACK). */
@@ -168,8 +172,8 @@ export class TftpSession {
   #settle: ((outcome: TftpSessionOutcome) => void) | undefined;
   readonly #done: Promise<TftpSessionOutcome>;
   readonly #handlers: TransferSocketHandlers = {
-    onAck: (wireBlock) => {
-      if (this.#phase !== "done") this.#onAck(wireBlock);
+    onAck: (wireBlock, armed) => {
+      if (this.#phase !== "done") this.#onAck(wireBlock, armed);
     },
     onPacket: (msg) => this.#receive(msg, undefined),
     // ICMP port unreachable on the connected socket: the client is gone, retransmitting is pointless.
@@ -194,7 +198,10 @@ export class TftpSession {
     this.#maxRetries = params.maxRetries ?? 5;
     this.#minRetransmitMs = params.minRetransmitMs ?? MIN_RETRANSMIT_MS_DEFAULT;
     this.#rtoMs = this.#baseTimeoutMs;
-    const slots = Math.min(this.#windowsize, this.#lastBlock);
+    // Lock-step on a socket that can send the next block itself (see #armNext) needs the next
+    // block's packet ready while the current one may still be resent: two slots.
+    this.#armable = this.#windowsize === 1 && params.socket.arm !== undefined;
+    const slots = Math.min(this.#armable ? 2 : this.#windowsize, this.#lastBlock);
     const packetBytes = 4 + Math.min(this.#blksize, params.source.size);
     this.#packets = Array.from({ length: slots }, () => Buffer.allocUnsafe(packetBytes));
     this.#packetBlocks = new Array<number>(slots).fill(0);
@@ -336,8 +343,9 @@ export class TftpSession {
     return { address, port, size, family: address.includes(":") ? "IPv6" : "IPv4" };
   }
 
-  #onAck(wireBlock: number): void {
+  #onAck(wireBlock: number, armed?: "sent" | "failed"): void {
     const now = performance.now();
+    if (armed !== undefined) this.#armedBlock = 0; // consumed by this ACK, whatever follows
     if (this.#phase === "oack") {
       if (wireBlock !== 0) return;
       if (this.#oackSends === 1) this.#rttSample(now - this.#oackSentAt);
@@ -371,6 +379,14 @@ export class TftpSession {
         return;
       }
       this.#progress();
+      if (armed !== undefined && this.#armable) {
+        // The socket already sent block+1 (lock-step fast path): account for it as sent here.
+        // A failed send counts as sent and lost: the retransmit timer recovers it.
+        this.#sent(block + 1, (block + 1) % this.#packets.length, now);
+        this.#next = block + 2;
+        this.#armNext(block + 1);
+        return;
+      }
     }
     this.#next = block + 1;
     // Blocks after `block` are outstanding: the client may be reporting a gap (RFC 7440 §4).
@@ -437,17 +453,14 @@ export class TftpSession {
           this.#waitingForRoom = true;
           return;
         }
-        this.#sentAt[slot] = now;
-        if (this.#sendCount[slot] < 255) this.#sendCount[slot]++;
-        this.#dataPackets++;
-        this.#bytesSent += length;
         if (block <= this.#highestSent) {
-          this.#retransmits++;
           if (!resent) resentFrom = block;
           resentTop = block;
           resent = true;
-        } else this.#highestSent = block;
+        }
+        this.#sent(block, slot, now);
         this.#next = block + 1;
+        if (this.#armable) this.#armNext(block);
       }
     } catch (err) {
       this.#readFailed(err);
@@ -459,6 +472,54 @@ export class TftpSession {
         this.#lastRestartResentTop = resentTop;
       }
     }
+  }
+
+  /** Bookkeeping for block `block` (in `slot`) having been put on the wire at `now`. */
+  #sent(block: number, slot: number, now: number): void {
+    const length = Math.min(this.#blksize, this.#p.source.size - (block - 1) * this.#blksize);
+    this.#sentAt[slot] = now;
+    if (this.#sendCount[slot] < 255) this.#sendCount[slot]++;
+    this.#dataPackets++;
+    this.#bytesSent += length;
+    if (block <= this.#highestSent) this.#retransmits++;
+    else this.#highestSent = block;
+  }
+
+  /**
+   * Lock-step fast path: prepares block sent+1 in its slot and arms it on the socket, which
+   * sends it the moment the ACK for `sent` arrives, before any JS runs, so the per-block
+   * latency is one recv and one send. Only when its bytes are in memory; otherwise the ACK
+   * takes the ordinary path.
+   */
+  #armNext(sent: number): void {
+    const block = sent + 1;
+    if (block > this.#lastBlock) {
+      if (this.#armedBlock !== 0) this.#socket.arm?.();
+      this.#armedBlock = 0;
+      return;
+    }
+    if (this.#armedBlock === block) return;
+    const slot = block % this.#packets.length;
+    let packet = this.#packets[slot];
+    const offset = (block - 1) * this.#blksize;
+    const length = Math.min(this.#blksize, this.#p.source.size - offset);
+    if (this.#packetBlocks[slot] !== block) {
+      if (!this.#p.source.copy(offset, length, packet, 4)) {
+        if (this.#armedBlock !== 0) this.#socket.arm?.();
+        this.#armedBlock = 0;
+        return;
+      }
+      const wire = block % BLOCK_MOD;
+      packet[0] = 0;
+      packet[1] = Opcode.DATA;
+      packet[2] = wire >> 8;
+      packet[3] = wire & 0xff;
+      this.#packetBlocks[slot] = block;
+      this.#sendCount[slot] = 0;
+    }
+    if (length + 4 < packet.length) packet = packet.subarray(0, length + 4);
+    this.#socket.arm?.(packet, sent % BLOCK_MOD);
+    this.#armedBlock = block;
   }
 
   #waitForDisk(offset: number, length: number): void {
@@ -486,6 +547,7 @@ export class TftpSession {
     const endedIn = this.#phase === "oack" ? "negotiation" : "data";
     this.#phase = "done";
     clearTimeout(this.#timer);
+    if (this.#armedBlock !== 0) this.#socket.arm?.();
     this.#socket.listen(undefined);
     this.#p.strangers?.off("message", this.#onStranger);
     const bytesAcked = Math.min(this.#acked * this.#blksize, this.#p.source.size);
