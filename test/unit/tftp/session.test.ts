@@ -187,3 +187,54 @@ describe("tftp windowed loss recovery against an EDK2-like receiver (RFC 7440 §
     });
   }
 });
+
+describe("tftp lock-step fast path (TransferSocket.arm)", () => {
+  it("arms the next block after each send; an ACK that released it needs no send from JS", async () => {
+    const body = Buffer.alloc(512 * 3 + 10, 5);
+    const sent: number[] = [];
+    const armed: [number, number][] = [];
+    let handlers: TransferSocketHandlers | undefined;
+    let armedPacket: Buffer | undefined;
+    const socket: TransferSocket = {
+      send: (packet) => {
+        sent.push(blockOf(packet));
+        return true;
+      },
+      listen: (h) => {
+        handlers = h;
+      },
+      close: async () => {},
+      arm: (packet, ackBlock) => {
+        armedPacket = packet ? Buffer.from(packet) : undefined;
+        if (packet && ackBlock !== undefined) armed.push([blockOf(packet), ackBlock]);
+      },
+    };
+    const session = new TftpSession({
+      socket,
+      peer: { address: "127.0.0.1", port: 9 },
+      source: new BufferBlockSource(body),
+      negotiated: negotiate([], body.length),
+      defaultTimeoutMs: 60_000,
+    });
+    const done = session.run();
+    assert.deepEqual(sent, [1], "block 1 goes out from JS");
+    assert.deepEqual(armed, [[2, 1]], "block 2 armed for ACK 1");
+    // The "socket" sends the armed block itself and reports it with the ACK.
+    assert.equal(armedPacket && blockOf(armedPacket), 2);
+    handlers?.onAck(1, "sent");
+    handlers?.onAck(2, "sent");
+    handlers?.onAck(3, "sent");
+    assert.deepEqual(sent, [1], "no JS send for blocks the socket sent");
+    assert.deepEqual(armed, [
+      [2, 1],
+      [3, 2],
+      [4, 3],
+    ]);
+    handlers?.onAck(4);
+    const outcome = await done;
+    assert.equal(outcome.result, "ok");
+    assert.equal(outcome.dataPackets, 4);
+    assert.equal(outcome.bytesSent, body.length);
+    assert.equal(outcome.retransmits, 0);
+  });
+});
