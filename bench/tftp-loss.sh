@@ -101,8 +101,8 @@ row "|---|---|---|---|---|---|---|"
 for loss in $LOSSES; do
   for ws in $WINDOWS; do
     for client in $CLIENTS; do
-      a="$(echo "${VALS["$loss|$ws|$client|atftpd"]}" | tr ' ' '\n' | grep -v fail | median)"
-      m="$(echo "${VALS["$loss|$ws|$client|metalman"]}" | tr ' ' '\n' | grep -v fail | median)"
+      a="$(echo "${VALS["$loss|$ws|$client|atftpd"]}" | tr ' ' '\n' | { grep -v fail || true; } | median || true)"
+      m="$(echo "${VALS["$loss|$ws|$client|metalman"]}" | tr ' ' '\n' | { grep -v fail || true; } | median || true)"
       row "| $loss % | $ws | $client | ${a:-n/a} | ${m:-n/a} | ${VALS["$loss|$ws|$client|atftpd"]# } / ${VALS["$loss|$ws|$client|metalman"]# } | $(ratio "$a" "$m") |"
     done
   done
