@@ -72,6 +72,8 @@ export class TftpDecodeError extends Error {
     message: string,
     /** The opcode when the first two bytes were readable. */
     readonly opcode?: number,
+    /** Set for a well-formed request in a mode we do not know (answered with ERROR 4, not dropped). */
+    readonly reason?: "unknown-mode",
   ) {
     super(message);
   }
@@ -99,9 +101,12 @@ function nulStrings(buf: Buffer, start: number, opcode: number): string[] {
 }
 
 function optionPairs(fields: string[], opcode: number): TftpOption[] {
-  // Some PXE ROMs pad requests with extra NULs; a trailing empty field is padding, not an option.
+  // Some PXE ROMs pad requests with extra NULs: trailing empty fields are padding, not options
+  // (an option whose value is empty keeps its name: "name\0\0" stays one pair).
   const rest = [...fields];
-  while (rest.length % 2 === 1 && rest[rest.length - 1] === "") rest.pop();
+  while (rest.length > 0 && rest[rest.length - 1] === "" && (rest.length % 2 === 1 || rest[rest.length - 2] === "")) {
+    rest.pop();
+  }
   if (rest.length % 2 === 1) throw new TftpDecodeError("option without a value", opcode);
   const options: TftpOption[] = [];
   for (let i = 0; i < rest.length; i += 2) {
@@ -125,7 +130,7 @@ export function decode(buf: Buffer): TftpPacket {
       const fields = nulStrings(buf, 2, opcode);
       if (fields.length < 2) throw new TftpDecodeError("request without a mode", opcode);
       const mode = fields[1].toLowerCase();
-      if (!isMode(mode)) throw new TftpDecodeError("unknown transfer mode", opcode);
+      if (!isMode(mode)) throw new TftpDecodeError("unknown transfer mode", opcode, "unknown-mode");
       return { opcode, filename: fields[0], mode, options: optionPairs(fields.slice(2), opcode) };
     }
     case Opcode.DATA: {
@@ -134,7 +139,8 @@ export function decode(buf: Buffer): TftpPacket {
       return { opcode, block: buf.readUInt16BE(2), data: Buffer.from(buf.subarray(4)) };
     }
     case Opcode.ACK: {
-      if (buf.length !== 4) throw new TftpDecodeError("ACK must be 4 bytes", opcode);
+      // Lenient like tftpd-hpa: some clients pad ACKs; the block number is all that counts.
+      if (buf.length < 4) throw new TftpDecodeError("ACK shorter than 4 bytes", opcode);
       return { opcode, block: buf.readUInt16BE(2) };
     }
     case Opcode.ERROR: {

@@ -6,6 +6,7 @@ import type { Registry } from "prom-client";
 import type { BootEventBus, BootResult } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import type { Machine } from "../inventory/types.js";
+import { loadUdpListener, type UdpListenerAddon } from "../native/udp-listener.js";
 import type { Artifact, ArtifactResolver } from "../netboot/artifact.js";
 import { RateLimiter } from "../util/rate-limiter.js";
 import { type TftpMetrics, tftpMetrics } from "./metrics.js";
@@ -43,14 +44,21 @@ export interface TftpServerOptions {
   metrics: Registry;
   /** Concurrent transfers; more are refused with "server busy". Default 64. */
   maxTransfers?: number;
+  /**
+   * Concurrent transfers per client IP; more are refused with "server busy", so one client (or
+   * one address behind a NAT) cannot take every slot. Default 8 (firmware fetches one at a time).
+   */
+  maxTransfersPerClient?: number;
   /** blksize cap, default 1468 (see options.ts for why not the interface MTU). */
   maxBlockSize?: number;
   /** windowsize cap, default 64. */
   maxWindowSize?: number;
   /** First retransmit timeout when the client negotiates none. Default 1000 ms. */
   defaultTimeoutMs?: number;
-  /** Retransmissions of a window before a transfer is abandoned. Default 5. */
+  /** Retransmissions at the full timeout before a transfer is abandoned. Default 5. */
   maxRetries?: number;
+  /** Shortest retransmit interval for a stalled window (see TftpSession). Default 50 ms. */
+  minRetransmitMs?: number;
   /**
    * Transfer sockets from the native addon (server/native/src/udp_socket.c) instead of dgram:
    * fewer allocations per datagram, which is what a lock-step transfer is made of. Used only
@@ -59,6 +67,12 @@ export interface TftpServerOptions {
   nativeSockets?: boolean;
   /** Path of metalman_udp.node (tests); default: server/native/build/Release/. */
   udpAddonPath?: string;
+}
+
+/** The port-69 socket: dgram, or the native listener that reports each request's local address. */
+interface RequestSocket {
+  readonly port: number;
+  close(): Promise<void>;
 }
 
 /** Longest file name accepted (bytes); image paths are short, anything longer is garbage or an attack. */
@@ -95,7 +109,14 @@ const BOOT_RESULT: Record<RequestOutcome, BootResult> = {
 
 interface ActiveTransfer {
   session?: TftpSession;
+  /** An RRQ from the same port is waiting to see whether this transfer ends (see #onRequest). */
+  recheck?: boolean;
+  /** Frees the slot and the client key (idempotent): as soon as the session ends, before cleanup. */
+  release: () => void;
 }
+
+/** Loop turns a same-port RRQ waits for the transfer it collides with to end (e.g. its ERROR is still queued). */
+const SAME_PORT_RECHECK_TURNS = 2;
 
 /** dgram resolves even IP literals through dns.lookup on the next tick; answering at once keeps sends synchronous. */
 function literalLookup(
@@ -128,11 +149,15 @@ export class TftpServer {
   readonly #metrics: TftpMetrics;
   readonly #logLimit = new RateLimiter({ maxKeys: 4096 });
   readonly #transfers = new Map<string, ActiveTransfer>();
+  readonly #perClient = new Map<string, number>();
   readonly #handlers = new Set<Promise<void>>();
   readonly #maxTransfers: number;
+  readonly #maxPerClient: number;
   /** Set when transfers use the native socket. */
   readonly #udpAddon: UdpAddon | undefined;
-  #socket: Socket | undefined;
+  #socket: RequestSocket | undefined;
+  /** Set when the listener reports each request's local address (IP_PKTINFO). */
+  #localAddressAware = false;
   #closing = false;
 
   constructor(options: TftpServerOptions) {
@@ -141,6 +166,7 @@ export class TftpServer {
     this.#o = options;
     this.#metrics = tftpMetrics(options.metrics);
     this.#maxTransfers = options.maxTransfers ?? 64;
+    this.#maxPerClient = options.maxTransfersPerClient ?? 8;
     this.#udpAddon =
       (options.nativeSockets ?? true) && isIP(options.bindAddress) === 4
         ? loadUdpAddon(options.udpAddonPath)
@@ -152,9 +178,38 @@ export class TftpServer {
     return this.#udpAddon ? "native" : "dgram";
   }
 
-  /** Binds the listening socket. Rejects when the port cannot be bound. */
+  /**
+   * Binds the listening socket. Rejects when the port cannot be bound.
+   *
+   * On a wildcard address, answers must still leave from the address the client talked to
+   * (EDK2 drops packets from any other source; a host may have a secondary address, a VIP or
+   * several NICs): the native listener reports each request's local address (IP_PKTINFO) and
+   * the transfer and error sockets bind to it. Without the addon, dgram: the kernel then picks
+   * the source by route, which is right only with one address per subnet (logged once).
+   */
   async start(): Promise<void> {
     if (this.#socket) throw new Error("TFTP server already started");
+    const wildcard = this.#o.bindAddress === "0.0.0.0";
+    const listenerAddon =
+      wildcard && (this.#o.nativeSockets ?? true) ? loadUdpListener(this.#o.udpAddonPath) : undefined;
+    this.#socket = listenerAddon ? this.#nativeListener(listenerAddon) : await this.#dgramListener();
+    this.#localAddressAware = listenerAddon !== undefined;
+    if (wildcard && !listenerAddon) {
+      this.#o.log.warn(
+        "tftp: listening on 0.0.0.0 without the native addon: replies leave from the address the kernel picks by route, not necessarily the one the client asked (build server/native, or bind one address)",
+      );
+    }
+    this.#o.log.info(
+      {
+        address: this.address,
+        transferSockets: this.transferSockets,
+        replySource: this.#localAddressAware ? "request destination" : "bind address",
+      },
+      "tftp: listening",
+    );
+  }
+
+  async #dgramListener(): Promise<RequestSocket> {
     const socket = this.#newSocket();
     try {
       await bindSocket(socket, this.#o.bindAddress, this.#o.port);
@@ -162,16 +217,36 @@ export class TftpServer {
       socket.close();
       throw err;
     }
-    socket.on("message", (msg, from) => this.#onRequest(msg, from));
+    socket.on("message", (msg, from) => this.#onRequest(msg, from, this.#o.bindAddress));
     socket.on("error", (err) => this.#o.log.error({ err }, "tftp: listening socket error"));
-    this.#socket = socket;
-    this.#o.log.info({ address: this.address, transferSockets: this.transferSockets }, "tftp: listening");
+    return {
+      port: socket.address().port,
+      close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    };
+  }
+
+  #nativeListener(addon: UdpListenerAddon): RequestSocket {
+    const listener = new addon.UdpListener(
+      this.#o.bindAddress,
+      this.#o.port,
+      (data, address, port, localAddress) =>
+        this.#onRequest(data, { address, port, family: "IPv4", size: data.length }, localAddress),
+      (err) => this.#o.log.error({ err }, "tftp: listening socket error"),
+    );
+    return {
+      port: listener.port,
+      close: async () => listener.close(),
+    };
   }
 
   /** The bound address (port resolved when started with port 0). */
   get address(): { address: string; port: number; family: string } {
     if (!this.#socket) throw new Error("TFTP server not started");
-    return this.#socket.address();
+    return {
+      address: this.#o.bindAddress,
+      port: this.#socket.port,
+      family: isIP(this.#o.bindAddress) === 6 ? "IPv6" : "IPv4",
+    };
   }
 
   /** Transfers in progress (including requests still being resolved). */
@@ -185,8 +260,7 @@ export class TftpServer {
     this.#closing = true;
     for (const transfer of this.#transfers.values()) transfer.session?.abort("server shutting down");
     await Promise.allSettled([...this.#handlers]);
-    const socket = this.#socket;
-    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await this.#socket?.close();
   }
 
   #newSocket(reuseAddr = false): Socket {
@@ -203,22 +277,41 @@ export class TftpServer {
     }
   }
 
-  #reply(to: RemoteInfo, code: number, message: string): void {
-    this.#socket?.send(encode({ opcode: Opcode.ERROR, code, message }), to.port, to.address, () => {});
+  /**
+   * An ERROR answering a request, sent from a new TID (a fresh port, RFC 1350 §4: every answer
+   * to a request comes from the port that would have carried the transfer), bound to the address
+   * the request was sent to. Texts are fixed and generic (docs/tftp.md): the reason goes to the
+   * event and the log, never to the wire.
+   */
+  #reply(to: RemoteInfo, localAddress: string, code: number, message: string): void {
+    const socket = this.#newSocket();
+    const sent = new Promise<void>((resolve) => {
+      const done = () => {
+        socket.close(() => resolve());
+      };
+      socket.once("error", done);
+      socket.bind({ address: localAddress, port: 0, exclusive: true }, () => {
+        socket.send(encode({ opcode: Opcode.ERROR, code, message }), to.port, to.address, done);
+      });
+    }).finally(() => this.#handlers.delete(sent));
+    this.#handlers.add(sent);
   }
 
-  #onRequest(msg: Buffer, from: RemoteInfo): void {
+  #onRequest(msg: Buffer, from: RemoteInfo, localAddress: string): void {
     if (this.#closing) return;
     let packet: TftpPacket;
     try {
       packet = decode(msg);
     } catch (err) {
-      this.#malformed(err instanceof TftpDecodeError ? "decode" : "internal", from, err);
+      const unknownMode = err instanceof TftpDecodeError && err.reason === "unknown-mode";
+      this.#malformed(unknownMode ? "unknown-mode" : err instanceof TftpDecodeError ? "decode" : "internal", from, err);
+      // A well-formed request in a mode nobody defined: say so (RFC 1350 code 4) instead of silence.
+      if (unknownMode) this.#reply(from, localAddress, TftpErrorCode.illegalOperation, "unknown transfer mode");
       return;
     }
     const ip = clientIp(from.address);
     if (packet.opcode === Opcode.WRQ) {
-      this.#reply(from, TftpErrorCode.accessViolation, "write requests are not supported (read-only server)");
+      this.#reply(from, localAddress, TftpErrorCode.accessViolation, "access violation");
       this.#record("write-request", { ip, path: packet.filename });
       return;
     }
@@ -228,59 +321,95 @@ export class TftpServer {
       return;
     }
     const key = `${from.address}|${from.port}`;
-    // The client retransmitted its RRQ before our first answer arrived: one transfer is enough.
-    if (this.#transfers.has(key)) return;
-    if (this.#transfers.size >= this.#maxTransfers) {
-      this.#reply(from, TftpErrorCode.notDefined, "server busy, retry later");
+    const existing = this.#transfers.get(key);
+    if (existing) {
+      // Either the client retransmitted its RRQ before our first answer arrived (one transfer is
+      // enough) or it ended the transfer with an ERROR and asks again from the same port, as
+      // UEFI does after a tsize probe; that ERROR may still sit in the transfer socket's queue.
+      // Look again once it had its turns: a new request if the old transfer is gone by then.
+      if (!existing.recheck) {
+        existing.recheck = true;
+        this.#afterTurns(SAME_PORT_RECHECK_TURNS, () => {
+          existing.recheck = false;
+          if (!this.#transfers.has(key)) this.#onRequest(msg, from, localAddress);
+        });
+      }
+      return;
+    }
+    if (this.#transfers.size >= this.#maxTransfers || (this.#perClient.get(ip) ?? 0) >= this.#maxPerClient) {
+      this.#reply(from, localAddress, TftpErrorCode.notDefined, "server busy, retry later");
       this.#record("busy", { ip, path: packet.filename });
       return;
     }
-    const transfer: ActiveTransfer = {};
+    let released = false;
+    const transfer: ActiveTransfer = {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#transfers.delete(key);
+        const n = (this.#perClient.get(ip) ?? 1) - 1;
+        if (n > 0) this.#perClient.set(ip, n);
+        else this.#perClient.delete(ip);
+        this.#metrics.activeTransfers.set(this.#transfers.size);
+      },
+    };
     this.#transfers.set(key, transfer);
+    this.#perClient.set(ip, (this.#perClient.get(ip) ?? 0) + 1);
     this.#metrics.activeTransfers.set(this.#transfers.size);
-    const handler = this.#handleRead(packet, from, ip, transfer)
+    const handler = this.#handleRead(packet, from, localAddress, ip, transfer)
       .catch((err: unknown) => {
         this.#o.log.error({ err, ip }, "tftp: transfer failed unexpectedly");
       })
       .finally(() => {
-        this.#transfers.delete(key);
-        this.#metrics.activeTransfers.set(this.#transfers.size);
+        transfer.release();
         this.#handlers.delete(handler);
       });
     this.#handlers.add(handler);
   }
 
-  async #handleRead(request: RequestPacket, from: RemoteInfo, ip: string, transfer: ActiveTransfer): Promise<void> {
+  /** Runs `fn` after `turns` event-loop turns (I/O callbacks of each turn run first). */
+  #afterTurns(turns: number, fn: () => void): void {
+    setImmediate(() => (turns <= 1 ? fn() : this.#afterTurns(turns - 1, fn)));
+  }
+
+  async #handleRead(
+    request: RequestPacket,
+    from: RemoteInfo,
+    localAddress: string,
+    ip: string,
+    transfer: ActiveTransfer,
+  ): Promise<void> {
+    const reply = (code: number, message: string) => this.#reply(from, localAddress, code, message);
     const started = performance.now();
     const rawName = request.filename.startsWith("/") ? request.filename.slice(1) : request.filename;
     const base = { ip, path: rawName, started, mode: request.mode };
 
     const path = fileName(rawName);
     if (path === undefined) {
-      this.#reply(from, TftpErrorCode.accessViolation, "invalid file name");
+      reply(TftpErrorCode.accessViolation, "access violation");
       this.#record("bad-request", { ...base, reason: "bad-filename" });
       return;
     }
     if (path === "") {
-      this.#reply(from, TftpErrorCode.fileNotFound, "empty file name");
+      reply(TftpErrorCode.fileNotFound, "file not found");
       this.#record("not-found", { ...base, reason: "empty-path" });
       return;
     }
     if (request.mode === "mail") {
-      this.#reply(from, TftpErrorCode.illegalOperation, "mail mode is not supported");
+      reply(TftpErrorCode.illegalOperation, "mail mode is not supported");
       this.#record("bad-request", { ...base, reason: "mail-mode" });
       return;
     }
     const machine = this.#o.backend.byIp(ip);
     if (!machine) {
       // Access violation, not "file not found": the file may exist, this client may not read it.
-      this.#reply(from, TftpErrorCode.accessViolation, `no machine for ${ip}`);
+      reply(TftpErrorCode.accessViolation, "access violation");
       this.#record("unknown-ip", { ...base, reason: "unknown-ip" });
       return;
     }
     const who = { ...base, machine };
     if (!machine.spec.pxe) {
-      this.#reply(from, TftpErrorCode.accessViolation, `machine ${machine.metadata.name} has no spec.pxe`);
+      reply(TftpErrorCode.accessViolation, "access violation");
       this.#record("bad-request", { ...who, reason: "no-pxe" });
       return;
     }
@@ -299,15 +428,16 @@ export class TftpServer {
     switch (artifact.kind) {
       case "not-ready":
         // TFTP has no retry hint; the firmware's own retry is the only one there is.
-        this.#reply(from, TftpErrorCode.notDefined, artifact.reason);
+        reply(TftpErrorCode.notDefined, "not ready, retry later");
         this.#record("not-ready", { ...who, reason: "not-ready" });
         return;
       case "not-found":
-        this.#reply(from, TftpErrorCode.fileNotFound, artifact.reason || "file not found");
+        reply(TftpErrorCode.fileNotFound, "file not found");
         this.#record("not-found", { ...who, reason: "not-found" });
         return;
       case "error":
-        this.#reply(from, TftpErrorCode.notDefined, artifact.reason || "internal error");
+        // The reason (a template error, a path) is for the operator: log and event, not the wire.
+        reply(TftpErrorCode.fileNotFound, "file not found");
         this.#record("error", { ...who, reason: "resolve-error" });
         this.#o.log.warn({ ip, path, reason: artifact.reason }, "tftp: artifact could not be produced");
         return;
@@ -319,10 +449,9 @@ export class TftpServer {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const missing = code === "ENOENT" || code === "ENOTFILE" || code === "EISDIR";
-      this.#reply(
-        from,
-        missing ? TftpErrorCode.fileNotFound : TftpErrorCode.notDefined,
-        missing ? "file not found" : code === "ETOOBIG" ? "file too large for netascii mode" : "read error",
+      reply(
+        missing ? TftpErrorCode.fileNotFound : TftpErrorCode.accessViolation,
+        missing ? "file not found" : "access violation",
       );
       this.#record(missing ? "not-found" : "error", { ...who, reason: missing ? "not-found" : "open-error" });
       return;
@@ -339,9 +468,9 @@ export class TftpServer {
     const strangers = this.#newSocket(true);
     let socket: TransferSocket | undefined;
     try {
-      await bindSocket(strangers, this.#o.bindAddress, 0);
+      await bindSocket(strangers, localAddress, 0);
       strangers.on("error", (err) => this.#o.log.warn({ err, ip }, "tftp: transfer socket error"));
-      socket = await this.#transferSocket(strangers.address().port, from, ip);
+      socket = await this.#transferSocket(localAddress, strangers.address().port, from, ip);
       if (this.#closing) {
         this.#record("aborted", { ...who, reason: "server-shutdown" });
         return;
@@ -354,11 +483,15 @@ export class TftpServer {
         negotiated,
         defaultTimeoutMs: this.#o.defaultTimeoutMs,
         maxRetries: this.#o.maxRetries,
+        minRetransmitMs: this.#o.minRetransmitMs,
         onMalformed: (src, err) => this.#malformed("decode", src, err),
         onWrongTid: (src) => this.#malformed("wrong-tid", src),
       });
       transfer.session = session;
       const outcome = await session.run();
+      // The client may ask again from the same port right away (after a tsize probe): free the
+      // key now, not after the sockets closed.
+      transfer.release();
       this.#metrics.bytesSent.inc(outcome.bytesSent);
       // ERROR instead of ACK 0 is how UEFI firmware asks only the size: normal, not a failure.
       // A client giving up in the middle of the data aborted the step.
@@ -371,10 +504,11 @@ export class TftpServer {
         blksize: outcome.blksize,
         windowsize: outcome.windowsize,
         retransmits: outcome.retransmits,
+        dataPackets: outcome.dataPackets,
         message: outcome.message,
       });
     } catch (err) {
-      this.#reply(from, TftpErrorCode.notDefined, "internal error");
+      reply(TftpErrorCode.notDefined, "internal error");
       this.#record("error", { ...who, reason: "socket-error" });
       this.#o.log.error({ err, ip }, "tftp: could not start transfer");
     } finally {
@@ -384,13 +518,13 @@ export class TftpServer {
   }
 
   /** The transfer's connected socket on `port` (shared with the strangers socket). */
-  async #transferSocket(port: number, from: RemoteInfo, ip: string): Promise<TransferSocket> {
+  async #transferSocket(localAddress: string, port: number, from: RemoteInfo, ip: string): Promise<TransferSocket> {
     // ECONNREFUSED (client gone) ends the session (see TftpSession); anything else is logged.
     const onOtherError = (err: Error) => this.#o.log.warn({ err, ip }, "tftp: transfer socket error");
     if (this.#udpAddon) {
       return nativeTransferSocket({
         addon: this.#udpAddon,
-        localAddress: this.#o.bindAddress,
+        localAddress,
         localPort: port,
         peerAddress: from.address,
         peerPort: from.port,
@@ -399,7 +533,7 @@ export class TftpServer {
     }
     const socket = this.#newSocket(true);
     try {
-      await bindSocket(socket, this.#o.bindAddress, port);
+      await bindSocket(socket, localAddress, port);
       await connectSocket(socket, from.port, from.address);
     } catch (err) {
       await closeQuietly(socket);
@@ -442,6 +576,7 @@ export class TftpServer {
       blksize?: number;
       windowsize?: number;
       retransmits?: number;
+      dataPackets?: number;
       message?: string;
       /** Overrides the default mapping of `outcome`. */
       bootResult?: BootResult;
@@ -463,6 +598,7 @@ export class TftpServer {
         blksize: info.blksize,
         windowsize: info.windowsize,
         retransmits: info.retransmits,
+        dataPackets: info.dataPackets,
         message: info.message,
         ms: info.started === undefined ? 0 : Math.round(performance.now() - info.started),
       },

@@ -27,8 +27,13 @@ export interface TftpSessionParams {
   negotiated: NegotiatedTransfer;
   /** First retransmit timeout when the client negotiated none. Default 1000 ms. */
   defaultTimeoutMs?: number;
-  /** Retransmissions of one window before giving up. Default 5. */
+  /** Retransmissions at the full timeout before giving up (fast probes before them are not counted). Default 5. */
   maxRetries?: number;
+  /**
+   * Shortest retransmit interval (ms): a stalled window is first probed after about four round
+   * trips, never sooner than this, then the interval doubles up to the full timeout. Default 50.
+   */
+  minRetransmitMs?: number;
   /** A datagram on this socket that is not a TFTP packet (counted by the owner). */
   onMalformed?: (from: RemoteInfo, error: unknown) => void;
   /** A datagram from another address/port (answered with ERROR 5 here; reported for metrics). */
@@ -46,6 +51,9 @@ export type TftpSessionResult =
   /** Reading the source failed. */
   | "error";
 
+/** How #sendWindow treats blocks already sent once (see there). */
+type SendMode = "new" | "restart" | "force";
+
 export interface TftpSessionOutcome {
   result: TftpSessionResult;
   /** Human-readable detail for non-ok results (the client's ERROR text, the read error...). */
@@ -60,24 +68,37 @@ export interface TftpSessionOutcome {
   bytesSent: number;
   /** DATA packets sent more than once. */
   retransmits: number;
+  /** DATA packets put on the wire, retransmissions included. */
+  dataPackets: number;
   blksize: number;
   windowsize: number;
 }
 
 const BLOCK_MOD = 0x10000;
-/** Back-off never waits longer than this between two retransmissions (unless the client asked for more). */
-const MAX_BACKOFF_MS = 30_000;
+const MIN_RETRANSMIT_MS_DEFAULT = 50;
+/** Weight of a new round-trip sample in the smoothed estimate (TCP's 1/8). */
+const RTT_GAIN = 1 / 8;
 
 /**
  * One read transfer (RFC 1350 with RFC 2347/2348/2349/7440 options) from OACK/first DATA to the
  * last ACK. Blocks are numbered absolutely inside the session (1, 2, ... past 65535) and put on
  * the wire modulo 65536, so block numbers roll over to 0 like tftp-hpa and RFC 7440 senders do.
  *
- * Windowing (RFC 7440): up to `windowsize` blocks after the last acknowledged one are in flight.
- * An ACK for block n means "I have everything up to n": the window restarts at n+1 (this also
- * recovers a gap the client reported by ACKing the last in-order block). An ACK that does not
- * move the window forward (duplicate or stale) is ignored: answering it would resend the window
- * once per duplicate, the Sorcerer's Apprentice bug of RFC 1350.
+ * Windowing (RFC 7440): the window is [acked+1, acked+windowsize] and moves with every ACK.
+ * Loss recovery (RFC 7440 §4, docs/tftp.md): an ACK for n means "I have everything up to n";
+ * when blocks after n are outstanding, the client either reports a gap at n+1 (EDK2's
+ * Mtftp4RrqHandleData ACKs the last in-order block for *every* out-of-order block, so one loss
+ * brings up to windowsize-1 such ACKs, most of them repeating the last acknowledged block) or has
+ * simply not seen them yet. So the window restarts from n+1 at once, but:
+ * - at most once per window round trip (smoothed RTT): the other ACKs of the same burst are
+ *   echoes of one loss, not new losses;
+ * - never resending a block sent less than a (minimum) round trip ago: the client cannot have
+ *   missed what has not had time to reach it;
+ * - an ACK repeating n shortly after blocks <= n were resent is an echo of those duplicates.
+ * A window nobody answers is probed after about four round trips (>= minRetransmitMs), doubling
+ * up to the full timeout; only full timeouts count towards maxRetries. The old rule (ignore an
+ * ACK that does not move the window) stalled a whole timeout when the first block of a window
+ * was lost, and resending every outstanding block on each ACK turned one loss into a cascade.
  */
 export class TftpSession {
   readonly #p: TftpSessionParams;
@@ -96,6 +117,40 @@ export class TftpSession {
   readonly #packets: Buffer[];
   /** Absolute block number each slot holds (0 = none yet): a retransmission reuses the bytes. */
   readonly #packetBlocks: number[];
+  /** When each slot's block was last put on the wire (performance.now()). */
+  readonly #sentAt: Float64Array;
+  /** How often each slot's block was sent (saturates at 255): 1 = a clean RTT sample (Karn). */
+  readonly #sendCount: Uint8Array;
+  readonly #minRetransmitMs: number;
+  /** Smoothed and minimum round trip (ms); undefined until the first sample. */
+  #srtt: number | undefined;
+  #minRtt = Number.POSITIVE_INFINITY;
+  #oackSentAt = 0;
+  #oackSends = 0;
+  /** Last time blocks were resent after an out-of-order ACK or a timeout. */
+  #lastRestartAt = Number.NEGATIVE_INFINITY;
+  /** Highest block sent when the window last restarted, and the range it resent. */
+  #lastRestartTop = 0;
+  #lastRestartFrom = 0;
+  #lastRestartResentTop = 0;
+  /**
+   * A restart burst that resent blocks the client turned out to have: it answers each such
+   * duplicate (EDK2 ACKs every one), and those echoes carry no news about the blocks sent in or
+   * after the burst. So for the next #echoes ACKs of a level up to #echoTop (what the burst
+   * covered), until #echoUntil (for clients that do not echo), only blocks sent before
+   * #echoBurst are resent.
+   */
+  #echoBurst = Number.NEGATIVE_INFINITY;
+  #echoTop = 0;
+  #echoes = 0;
+  #echoUntil = Number.NEGATIVE_INFINITY;
+  /** Current retransmit interval. */
+  #rtoMs: number;
+  #dataPackets = 0;
+  /** Lock-step with TransferSocket.arm: the next block is armed after each send. */
+  readonly #armable: boolean;
+  /** The block currently armed on the socket (0 = none). */
+  #armedBlock = 0;
 
   #phase: "oack" | "data" | "done" = "data";
   /** Highest block the client acknowledged (0 = none / the OACK). */
@@ -104,27 +159,28 @@ export class TftpSession {
   #next = 1;
   #highestSent = 0;
   #retries = 0;
-  #timeoutMs: number;
   #timer: NodeJS.Timeout | undefined;
   #armedMs = 0;
   /** A disk read for #next is in flight; #sendWindow resumes when it lands. */
   #waitingForDisk = false;
   /** The socket's send buffer was full; #sendWindow resumes on onWritable. */
   #waitingForRoom = false;
+  /** How a parked #sendWindow resumes (a refused retransmission must stay one). */
+  #resumeMode: SendMode = "new";
   #bytesSent = 0;
   #retransmits = 0;
   #settle: ((outcome: TftpSessionOutcome) => void) | undefined;
   readonly #done: Promise<TftpSessionOutcome>;
   readonly #handlers: TransferSocketHandlers = {
-    onAck: (wireBlock) => {
-      if (this.#phase !== "done") this.#onAck(wireBlock);
+    onAck: (wireBlock, armed) => {
+      if (this.#phase !== "done") this.#onAck(wireBlock, armed);
     },
     onPacket: (msg) => this.#receive(msg, undefined),
     // ICMP port unreachable on the connected socket: the client is gone, retransmitting is pointless.
     onUnreachable: () => this.#finish("aborted-by-client", "client port unreachable"),
     onWritable: () => {
       this.#waitingForRoom = false;
-      this.#sendWindow();
+      this.#sendWindow(this.#resumeMode);
     },
   };
   readonly #onStranger = (msg: Buffer, from: RemoteInfo): void => this.#stranger(msg, from);
@@ -139,12 +195,18 @@ export class TftpSession {
     const negotiatedTimeout = params.negotiated.timeoutSeconds;
     this.#baseTimeoutMs =
       negotiatedTimeout !== undefined ? negotiatedTimeout * 1000 : (params.defaultTimeoutMs ?? 1000);
-    this.#timeoutMs = this.#baseTimeoutMs;
     this.#maxRetries = params.maxRetries ?? 5;
-    const slots = Math.min(this.#windowsize, this.#lastBlock);
+    this.#minRetransmitMs = params.minRetransmitMs ?? MIN_RETRANSMIT_MS_DEFAULT;
+    this.#rtoMs = this.#baseTimeoutMs;
+    // Lock-step on a socket that can send the next block itself (see #armNext) needs the next
+    // block's packet ready while the current one may still be resent: two slots.
+    this.#armable = this.#windowsize === 1 && params.socket.arm !== undefined;
+    const slots = Math.min(this.#armable ? 2 : this.#windowsize, this.#lastBlock);
     const packetBytes = 4 + Math.min(this.#blksize, params.source.size);
     this.#packets = Array.from({ length: slots }, () => Buffer.allocUnsafe(packetBytes));
     this.#packetBlocks = new Array<number>(slots).fill(0);
+    this.#sentAt = new Float64Array(slots);
+    this.#sendCount = new Uint8Array(slots);
     this.#done = new Promise((resolve) => {
       this.#settle = resolve;
     });
@@ -154,12 +216,12 @@ export class TftpSession {
   run(): Promise<TftpSessionOutcome> {
     this.#socket.listen(this.#handlers);
     this.#p.strangers?.on("message", this.#onStranger);
-    this.#arm();
+    this.#arm(this.#rtoMs);
     if (this.#p.negotiated.oack.length > 0) {
       this.#phase = "oack";
       this.#sendOack();
     } else {
-      this.#sendWindow();
+      this.#sendWindow("new");
     }
     return this.#done;
   }
@@ -177,6 +239,8 @@ export class TftpSession {
   }
 
   #sendOack(): void {
+    this.#oackSentAt = performance.now();
+    this.#oackSends++;
     this.#send(encode({ opcode: Opcode.OACK, options: this.#p.negotiated.oack }));
   }
 
@@ -184,42 +248,57 @@ export class TftpSession {
     this.#send(encode({ opcode: Opcode.ERROR, code, message }));
   }
 
-  #arm(): void {
+  #arm(ms: number): void {
     // Re-armed on every ACK: refreshing the existing timer is much cheaper than a new one.
-    if (this.#timer && this.#armedMs === this.#timeoutMs) {
+    if (this.#timer && this.#armedMs === ms) {
       this.#timer.refresh();
       return;
     }
     clearTimeout(this.#timer);
-    this.#armedMs = this.#timeoutMs;
-    this.#timer = setTimeout(() => this.#onTimeout(), this.#timeoutMs);
+    this.#armedMs = ms;
+    this.#timer = setTimeout(() => this.#onTimeout(), ms);
+  }
+
+  /** First retransmit interval: ~4 round trips, rounded up to a power of two (so the timer is usually refreshed, not replaced). */
+  #firstRto(): number {
+    if (this.#srtt === undefined) return this.#baseTimeoutMs;
+    let ms = this.#minRetransmitMs;
+    while (ms < 4 * this.#srtt && ms < this.#baseTimeoutMs) ms *= 2;
+    return Math.min(ms, this.#baseTimeoutMs);
   }
 
   #onTimeout(): void {
     if (this.#phase === "done") return;
-    this.#retries++;
-    if (this.#retries > this.#maxRetries) {
-      this.#sendError(TftpErrorCode.notDefined, "timeout: no acknowledgement from the client");
-      this.#finish("timeout", `no ACK after ${this.#maxRetries} retransmissions`);
-      return;
+    if (this.#rtoMs < this.#baseTimeoutMs) {
+      // A fast probe: the client or the network lost the tail of a window (or its ACK).
+      this.#rtoMs = Math.min(this.#rtoMs * 2, this.#baseTimeoutMs);
+    } else {
+      this.#retries++;
+      if (this.#retries > this.#maxRetries) {
+        this.#sendError(TftpErrorCode.notDefined, "timeout: no acknowledgement from the client");
+        this.#finish("timeout", `no ACK after ${this.#maxRetries} retransmissions`);
+        return;
+      }
     }
-    this.#timeoutMs = Math.min(this.#timeoutMs * 2, Math.max(this.#baseTimeoutMs, MAX_BACKOFF_MS));
-    this.#arm();
+    this.#arm(this.#rtoMs);
     if (this.#phase === "oack") {
       this.#sendOack();
     } else {
       // Go-back-N: resend everything after the last acknowledged block.
       this.#next = this.#acked + 1;
-      this.#sendWindow();
+      this.#sendWindow("force");
     }
   }
 
   #progress(): void {
-    if (this.#retries !== 0) {
-      this.#retries = 0;
-      this.#timeoutMs = this.#baseTimeoutMs;
-    }
-    this.#arm();
+    this.#retries = 0;
+    this.#rtoMs = this.#firstRto();
+    this.#arm(this.#rtoMs);
+  }
+
+  #rttSample(ms: number): void {
+    if (ms < this.#minRtt) this.#minRtt = ms;
+    this.#srtt = this.#srtt === undefined ? ms : this.#srtt + RTT_GAIN * (ms - this.#srtt);
   }
 
   /** A datagram on the shared port from someone else than the peer (see `strangers`). */
@@ -240,8 +319,8 @@ export class TftpSession {
 
   #receive(msg: Buffer, from: RemoteInfo | undefined): void {
     if (this.#phase === "done") return;
-    // Fast path, once per block: a well-formed ACK, read in place.
-    if (msg.length === 4 && msg[0] === 0 && msg[1] === Opcode.ACK) {
+    // Fast path, once per block: an ACK, read in place (trailing bytes ignored, as tftpd-hpa does).
+    if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.ACK) {
       this.#onAck((msg[2] << 8) | msg[3]);
       return;
     }
@@ -264,46 +343,98 @@ export class TftpSession {
     return { address, port, size, family: address.includes(":") ? "IPv6" : "IPv4" };
   }
 
-  #onAck(wireBlock: number): void {
+  #onAck(wireBlock: number, armed?: "sent" | "failed"): void {
+    const now = performance.now();
+    if (armed !== undefined) this.#armedBlock = 0; // consumed by this ACK, whatever follows
     if (this.#phase === "oack") {
       if (wireBlock !== 0) return;
+      if (this.#oackSends === 1) this.#rttSample(now - this.#oackSentAt);
       this.#phase = "data";
       this.#progress();
-      this.#sendWindow();
+      this.#sendWindow("new");
       return;
     }
     const ahead = (wireBlock - (this.#acked % BLOCK_MOD) + BLOCK_MOD) % BLOCK_MOD;
     const block = this.#acked + ahead;
-    // ahead 0: duplicate; beyond what we sent: stale ACK from before a wrap, or bogus.
-    if (ahead === 0 || block > this.#highestSent) return;
-    this.#acked = block;
-    if (block >= this.#lastBlock) {
-      this.#finish("ok");
-      return;
+    // Beyond what we sent: a stale ACK from before a wrap, or bogus.
+    if (block > this.#highestSent) return;
+    if (ahead > 0) {
+      const slots = this.#packets.length;
+      if (this.#sendCount[block % slots] === 1) this.#rttSample(now - this.#sentAt[block % slots]);
+      // A block of the last restart burst is now known delivered: expect echoes (see #echoBurst).
+      for (let b = this.#acked + 1; b <= block; b++) {
+        const slot = b % slots;
+        if (this.#sendCount[slot] > 1 && this.#sentAt[slot] === this.#lastRestartAt) {
+          this.#echoBurst = this.#lastRestartAt;
+          this.#echoTop = this.#lastRestartTop;
+          // One echo per resent block the client already had; this ACK is the first of them.
+          this.#echoes = Math.min(block, this.#lastRestartResentTop) - this.#lastRestartFrom + 1;
+          this.#echoUntil = this.#echoBurst + Math.max(4 * (this.#srtt ?? 0), this.#minRetransmitMs);
+          break;
+        }
+      }
+      this.#acked = block;
+      if (block >= this.#lastBlock) {
+        this.#finish("ok");
+        return;
+      }
+      this.#progress();
+      if (armed !== undefined && this.#armable) {
+        // The socket already sent block+1 (lock-step fast path): account for it as sent here.
+        // A failed send counts as sent and lost: the retransmit timer recovers it.
+        this.#sent(block + 1, (block + 1) % this.#packets.length, now);
+        this.#next = block + 2;
+        this.#armNext(block + 1);
+        return;
+      }
     }
-    // Normally #next already; after a gap the client ACKs the last in-order block: resend from there.
     this.#next = block + 1;
-    this.#progress();
-    this.#sendWindow();
+    // Blocks after `block` are outstanding: the client may be reporting a gap (RFC 7440 §4).
+    // Lock-step keeps RFC 1350's rule instead (a repeated ACK never triggers a resend: that is
+    // the Sorcerer's Apprentice bug); the retransmit timer recovers a lost block there.
+    const gap = block < this.#highestSent && this.#windowsize > 1;
+    this.#sendWindow(gap ? "restart" : "new", now);
   }
 
   /**
    * Sends blocks from #next up to the window's end, synchronously while the bytes are in memory
    * (the usual case: the source reads ahead). A block not loaded yet parks the window until the
    * read lands; ACKs meanwhile only move the counters.
+   *
+   * Blocks already sent once: "new" skips them (only new blocks go out), "restart" resends those
+   * old enough (see the class comment) unless the window restarted less than a round trip ago,
+   * "force" (timeout) resends them all.
    */
-  #sendWindow(): void {
+  #sendWindow(mode: SendMode, now = performance.now()): void {
     if (this.#waitingForDisk || this.#waitingForRoom || this.#phase !== "data") return;
+    const slots = this.#packets.length;
+    const srtt = this.#srtt ?? 0;
+    const mayResend =
+      mode === "force" || (mode === "restart" && now - this.#lastRestartAt >= srtt && this.#srtt !== undefined);
+    // Blocks sent after this instant are too young to resend (none on a timeout).
+    let youngerThan = mode === "force" ? Number.POSITIVE_INFINITY : now - this.#minRtt;
+    if (this.#echoes > 0 && this.#acked <= this.#echoTop && mode !== "force") {
+      this.#echoes--;
+      if (mode === "restart" && now < this.#echoUntil) youngerThan = Math.min(youngerThan, this.#echoBurst - 1e-6);
+    }
+    let resent = false;
+    let resentFrom = 0;
+    let resentTop = 0;
     try {
       const end = Math.min(this.#acked + this.#windowsize, this.#lastBlock);
       while (this.#next <= end && this.#phase === "data") {
         const block = this.#next;
-        const slot = block % this.#packets.length;
+        const slot = block % slots;
+        if (block <= this.#highestSent && (!mayResend || this.#sentAt[slot] > youngerThan)) {
+          this.#next = block + 1; // in flight, or just resent: leave it
+          continue;
+        }
         let packet = this.#packets[slot];
         const offset = (block - 1) * this.#blksize;
         const length = Math.min(this.#blksize, this.#p.source.size - offset);
         if (this.#packetBlocks[slot] !== block) {
           if (!this.#p.source.copy(offset, length, packet, 4)) {
+            this.#resumeMode = mode;
             this.#waitForDisk(offset, length);
             return;
           }
@@ -313,21 +444,82 @@ export class TftpSession {
           packet[2] = wire >> 8;
           packet[3] = wire & 0xff;
           this.#packetBlocks[slot] = block;
+          this.#sendCount[slot] = 0;
         }
         if (length + 4 < packet.length) packet = packet.subarray(0, length + 4); // the last block
         if (!this.#send(packet)) {
           // Not sent: resume from this block once the socket drains (#next still points at it).
+          this.#resumeMode = mode;
           this.#waitingForRoom = true;
           return;
         }
-        this.#bytesSent += length;
-        if (block <= this.#highestSent) this.#retransmits++;
-        else this.#highestSent = block;
+        if (block <= this.#highestSent) {
+          if (!resent) resentFrom = block;
+          resentTop = block;
+          resent = true;
+        }
+        this.#sent(block, slot, now);
         this.#next = block + 1;
+        if (this.#armable) this.#armNext(block);
       }
     } catch (err) {
       this.#readFailed(err);
+    } finally {
+      if (resent) {
+        this.#lastRestartAt = now;
+        this.#lastRestartTop = this.#highestSent;
+        this.#lastRestartFrom = resentFrom;
+        this.#lastRestartResentTop = resentTop;
+      }
     }
+  }
+
+  /** Bookkeeping for block `block` (in `slot`) having been put on the wire at `now`. */
+  #sent(block: number, slot: number, now: number): void {
+    const length = Math.min(this.#blksize, this.#p.source.size - (block - 1) * this.#blksize);
+    this.#sentAt[slot] = now;
+    if (this.#sendCount[slot] < 255) this.#sendCount[slot]++;
+    this.#dataPackets++;
+    this.#bytesSent += length;
+    if (block <= this.#highestSent) this.#retransmits++;
+    else this.#highestSent = block;
+  }
+
+  /**
+   * Lock-step fast path: prepares block sent+1 in its slot and arms it on the socket, which
+   * sends it the moment the ACK for `sent` arrives, before any JS runs, so the per-block
+   * latency is one recv and one send. Only when its bytes are in memory; otherwise the ACK
+   * takes the ordinary path.
+   */
+  #armNext(sent: number): void {
+    const block = sent + 1;
+    if (block > this.#lastBlock) {
+      if (this.#armedBlock !== 0) this.#socket.arm?.();
+      this.#armedBlock = 0;
+      return;
+    }
+    if (this.#armedBlock === block) return;
+    const slot = block % this.#packets.length;
+    let packet = this.#packets[slot];
+    const offset = (block - 1) * this.#blksize;
+    const length = Math.min(this.#blksize, this.#p.source.size - offset);
+    if (this.#packetBlocks[slot] !== block) {
+      if (!this.#p.source.copy(offset, length, packet, 4)) {
+        if (this.#armedBlock !== 0) this.#socket.arm?.();
+        this.#armedBlock = 0;
+        return;
+      }
+      const wire = block % BLOCK_MOD;
+      packet[0] = 0;
+      packet[1] = Opcode.DATA;
+      packet[2] = wire >> 8;
+      packet[3] = wire & 0xff;
+      this.#packetBlocks[slot] = block;
+      this.#sendCount[slot] = 0;
+    }
+    if (length + 4 < packet.length) packet = packet.subarray(0, length + 4);
+    this.#socket.arm?.(packet, sent % BLOCK_MOD);
+    this.#armedBlock = block;
   }
 
   #waitForDisk(offset: number, length: number): void {
@@ -335,7 +527,7 @@ export class TftpSession {
     this.#p.source.fill(offset, length).then(
       () => {
         this.#waitingForDisk = false;
-        this.#sendWindow(); // re-evaluates: ACKs or a timeout may have moved things meanwhile
+        this.#sendWindow(this.#resumeMode); // re-evaluates: ACKs or a timeout may have moved things meanwhile
       },
       (err: unknown) => {
         this.#waitingForDisk = false;
@@ -355,6 +547,7 @@ export class TftpSession {
     const endedIn = this.#phase === "oack" ? "negotiation" : "data";
     this.#phase = "done";
     clearTimeout(this.#timer);
+    if (this.#armedBlock !== 0) this.#socket.arm?.();
     this.#socket.listen(undefined);
     this.#p.strangers?.off("message", this.#onStranger);
     const bytesAcked = Math.min(this.#acked * this.#blksize, this.#p.source.size);
@@ -366,6 +559,7 @@ export class TftpSession {
       bytesAcked,
       bytesSent: this.#bytesSent,
       retransmits: this.#retransmits,
+      dataPackets: this.#dataPackets,
       blksize: this.#blksize,
       windowsize: this.#windowsize,
     });

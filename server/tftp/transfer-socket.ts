@@ -17,11 +17,21 @@ export interface TransferSocket {
   listen(handlers: TransferSocketHandlers | undefined): void;
   /** Idempotent; no handler is called afterwards. */
   close(): Promise<void>;
+  /**
+   * Lock-step latency (native socket only): `packet` is sent by the socket itself as soon as
+   * the ACK for wire block `ackBlock` arrives, before any JS runs; `onAck` then says so. The
+   * packet's bytes must stay unchanged until then. No argument disarms.
+   */
+  arm?(packet?: Buffer, ackBlock?: number): void;
 }
 
 export interface TransferSocketHandlers {
-  /** A well-formed 4-byte ACK for this wire block number (the per-block path: no Buffer needed). */
-  onAck(wireBlock: number): void;
+  /**
+   * An ACK (4 bytes, or longer: trailing bytes are ignored) for this wire block number (the
+   * per-block path: no Buffer needed). `armed`: the armed packet went out for it ("sent"), or
+   * sending it failed ("failed": count it as lost).
+   */
+  onAck(wireBlock: number, armed?: "sent" | "failed"): void;
   /** Any other datagram from the peer. */
   onPacket(packet: Buffer): void;
   /** ICMP port unreachable: the client is gone. */
@@ -39,7 +49,7 @@ export function dgramTransferSocket(socket: Socket, onOtherError: TransferSocket
   let closed = false;
   socket.on("message", (msg: Buffer) => {
     if (!handlers) return;
-    if (msg.length === 4 && msg[0] === 0 && msg[1] === Opcode.ACK) handlers.onAck((msg[2] << 8) | msg[3]);
+    if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.ACK) handlers.onAck((msg[2] << 8) | msg[3]);
     else handlers.onPacket(msg);
   });
   socket.on("error", (err: NodeJS.ErrnoException) => {
@@ -79,6 +89,8 @@ interface NativeUdpSocket {
   /** 0 sent, -1 EAGAIN (onWritable follows), > 0 errno. */
   send(data: Uint8Array): number;
   close(): void;
+  /** Absent in builds before the lock-step fast path. */
+  arm?(packet?: Buffer, ackBlock?: number): void;
   readonly port: number;
 }
 
@@ -88,7 +100,7 @@ export interface UdpAddon {
     localPort: number,
     peerAddress: string,
     peerPort: number,
-    onDatagram: (ackBlock: number, packet?: Buffer) => void,
+    onDatagram: (ackBlock: number, packet?: Buffer | number) => void,
     onError: (err: NodeJS.ErrnoException) => void,
     onWritable: () => void,
   ) => NativeUdpSocket;
@@ -123,8 +135,8 @@ export function nativeTransferSocket(p: NativeTransferSocketParams): TransferSoc
     p.peerPort,
     (ackBlock, packet) => {
       if (!handlers) return;
-      if (ackBlock >= 0) handlers.onAck(ackBlock);
-      else if (packet) handlers.onPacket(packet);
+      if (ackBlock >= 0) handlers.onAck(ackBlock, packet === 1 ? "sent" : packet === 2 ? "failed" : undefined);
+      else if (packet instanceof Buffer) handlers.onPacket(packet);
     },
     (err) => {
       if (err.code === "ECONNREFUSED") handlers?.onUnreachable();
@@ -133,7 +145,9 @@ export function nativeTransferSocket(p: NativeTransferSocketParams): TransferSoc
     () => handlers?.onWritable(),
   );
   let closed = false;
+  const arm = socket.arm ? (packet?: Buffer, ackBlock?: number) => socket.arm?.(packet, ackBlock) : undefined;
   return {
+    ...(arm && { arm }),
     send(packet) {
       const status = socket.send(packet);
       if (status === 0) return true;

@@ -12,8 +12,10 @@
  *     Creates a non-blocking AF_INET socket with SO_REUSEADDR (a second, unconnected socket may
  *     share the port: see server/tftp/server.ts), binds it and connect()s it to the peer, so the
  *     kernel delivers only the peer's datagrams.
- *     onDatagram(ackBlock: number, packet?: Buffer)
- *        ackBlock >= 0: a 4-byte ACK (opcode 4) for that wire block number, no Buffer made;
+ *     onDatagram(ackBlock: number, packet?: Buffer | number)
+ *        ackBlock >= 0 with a second argument 1: the armed packet (see arm) was sent for this
+ *        ACK before the callback, 2: sending it failed (treat it as lost);
+ *        ackBlock >= 0: an ACK (opcode 4, 4 bytes or padded) for that wire block number, no Buffer made;
  *        ackBlock -1:   anything else, `packet` is a copy of the datagram.
  *     onError(err: Error)   receive-side errors, e.g. ECONNREFUSED (ICMP port unreachable)
  *     onWritable()          the socket can send again after send() returned -1
@@ -22,6 +24,10 @@
  *     0 = sent; -1 = EAGAIN (send buffer full; nothing sent, onWritable fires once it drains);
  *     > 0 = errno of any other failure (e.g. 111 ECONNREFUSED). Never throws for I/O errors:
  *     the per-block path has no try/catch and no error object.
+ *   socket.arm(packet: Buffer, ackBlock: number) / socket.arm(): void
+ *     Lock-step latency: the next DATA is sent from C as soon as the ACK for ackBlock arrives,
+ *     before any JS runs (JS is told, see onDatagram); one armed packet at a time, consumed by
+ *     its ACK; no argument disarms.
  *   socket.close(): void   idempotent; no callback fires after it returns
  *   socket.port: number    the bound local port
  *
@@ -69,6 +75,11 @@ typedef struct {
   napi_async_context async_context;
   napi_async_cleanup_hook_handle cleanup_hook;
   unsigned char *recv_buffer;
+  /* Lock-step fast path (see socket.arm): the next DATA, sent from C when its ACK arrives. */
+  int armed_ack;       /* wire block whose ACK releases the armed packet; -1 = nothing armed */
+  napi_ref armed_ref;  /* keeps the armed Buffer alive */
+  void *armed_data;
+  size_t armed_length;
 } UdpSocket;
 
 /* ---------- errors ---------- */
@@ -111,6 +122,9 @@ static void close_socket(UdpSocket *self) {
   if (self->on_error != NULL) napi_delete_reference(env, self->on_error);
   if (self->on_writable != NULL) napi_delete_reference(env, self->on_writable);
   self->on_datagram = self->on_error = self->on_writable = NULL;
+  if (self->armed_ref != NULL) napi_delete_reference(env, self->armed_ref);
+  self->armed_ref = NULL;
+  self->armed_ack = -1;
   if (self->async_context != NULL) napi_async_destroy(env, self->async_context);
   self->async_context = NULL;
   if (self->wrapper != NULL) {
@@ -181,10 +195,27 @@ static int receive_one(UdpSocket *self) {
   const unsigned char *p = self->recv_buffer;
   napi_value argv[2];
   size_t argc;
-  if (n == 4 && p[0] == 0 && p[1] == TFTP_OPCODE_ACK) {
+  if (n >= 4 && p[0] == 0 && p[1] == TFTP_OPCODE_ACK) {
     /* The per-block case: a small integer, no Buffer, no string. */
-    if (napi_create_int32(env, (p[2] << 8) | p[3], &argv[0]) != napi_ok) return 0;
+    int block = (p[2] << 8) | p[3];
+    int fast = 0;
+    if (block == self->armed_ack && self->armed_ref != NULL) {
+      /* Lock-step: answer before JS runs; JS learns it was sent (second argument 1, or 2 on EAGAIN/error). */
+      ssize_t sent;
+      do {
+        sent = send(self->fd, self->armed_data, self->armed_length, MSG_DONTWAIT);
+      } while (sent < 0 && errno == EINTR);
+      fast = sent < 0 ? 2 : 1;
+      self->armed_ack = -1;
+      napi_delete_reference(env, self->armed_ref);
+      self->armed_ref = NULL;
+    }
+    if (napi_create_int32(env, block, &argv[0]) != napi_ok) return 0;
     argc = 1;
+    if (fast != 0) {
+      if (napi_create_int32(env, fast, &argv[1]) != napi_ok) return 0;
+      argc = 2;
+    }
   } else {
     void *copy;
     if (napi_create_int32(env, -1, &argv[0]) != napi_ok ||
@@ -332,6 +363,7 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   self->poll.data = self;
   self->poll_events = UV_READABLE;
   self->owners = 1;
+  self->armed_ack = -1;
   if (napi_wrap(env, this_value, self, finalize_wrapper, NULL, NULL) != napi_ok) {
     close(fd);
     free(buffer);
@@ -451,6 +483,31 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* socket.arm(packet, ackBlock) / socket.arm(): the next DATA to send as soon as the ACK for
+ * wire block ackBlock arrives, before JS runs (lock-step latency); no argument disarms. The
+ * Buffer must stay unchanged until the ACK callback reports it sent, or until disarmed. */
+static napi_value arm_method(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  UdpSocket *self = unwrap(env, info, &argc, argv);
+  if (self == NULL || self->closed) return NULL;
+  if (self->armed_ref != NULL) napi_delete_reference(env, self->armed_ref);
+  self->armed_ref = NULL;
+  self->armed_ack = -1;
+  if (argc < 2 || is_nullish(env, argv[0])) return NULL;
+  bool is_buffer = false;
+  int32_t ack = -1;
+  if (napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_buffer_info(env, argv[0], &self->armed_data, &self->armed_length) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &ack) != napi_ok || ack < 0 || ack > 0xffff) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "arm(packet: Buffer, ackBlock: 0..65535)");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_create_reference(env, argv[0], 1, &self->armed_ref));
+  self->armed_ack = ack;
+  return NULL;
+}
+
 static napi_value close_method(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   UdpSocket *self = unwrap(env, info, &argc, NULL);
@@ -458,14 +515,19 @@ static napi_value close_method(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* udp_listener.c: the listening socket with IP_PKTINFO, exported by the same addon. */
+napi_status udp_listener_register(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"close", NULL, close_method, NULL, NULL, NULL, napi_default_method, NULL},
+      {"arm", NULL, arm_method, NULL, NULL, NULL, napi_default_method, NULL},
   };
   napi_value constructor;
   NAPI_CALL(env, napi_define_class(env, "UdpSocket", NAPI_AUTO_LENGTH, construct, NULL,
                                    sizeof methods / sizeof methods[0], methods, &constructor));
   NAPI_CALL(env, napi_set_named_property(env, exports, "UdpSocket", constructor));
+  NAPI_CALL(env, udp_listener_register(env, exports));
   return exports;
 }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { UdpTransport } from "../../../server/dhcp/transport/udp-transport.js";
 import type { ReceivedDatagram } from "../../../server/dhcp/transport.js";
+import { loadUdpListener } from "../../../server/native/udp-listener.js";
 
 /** Resolve with the next datagram, or reject after `ms` (bounded wait, not a timing assertion). */
 function nextDatagram(queue: ReceivedDatagram[], waiters: Array<(d: ReceivedDatagram) => void>, ms = 2000) {
@@ -81,4 +82,38 @@ test("UdpTransport cannot be started twice", async () => {
     transport.start(() => {}),
     /already started/,
   );
+});
+
+test("UdpTransport on 0.0.0.0 answers from the address the request was sent to (IP_PKTINFO)", async (t) => {
+  const server = new UdpTransport({ port: 0 });
+  const client = new UdpTransport({ address: "127.0.0.1", port: 0 });
+  after(() => Promise.all([server.close(), client.close()]));
+  const atServer = collector();
+  if (loadUdpListener() === undefined) {
+    t.skip("metalman_udp.node not built (npx node-gyp rebuild --directory=server/native)");
+    return;
+  }
+  await server.start(atServer.onDatagram);
+  const replies: { data: Buffer; from: string }[] = [];
+  // A raw socket: the reply's source address is what is under test.
+  const { createSocket } = await import("node:dgram");
+  const raw = createSocket("udp4");
+  after(() => new Promise<void>((resolve) => raw.close(() => resolve())));
+  const got = new Promise<void>((resolve) =>
+    raw.on("message", (data, from) => {
+      replies.push({ data, from: from.address });
+      resolve();
+    }),
+  );
+  await new Promise<void>((resolve) => raw.bind({ address: "127.0.0.1", port: 0 }, () => resolve()));
+  // 127.0.0.2 is as local as 127.0.0.1: the loopback picture of a host's secondary address.
+  const request = Buffer.alloc(240);
+  request.writeUInt32BE(0xdeadbeef, 4); // xid
+  await new Promise<void>((resolve) => raw.send(request, server.localPort!, "127.0.0.2", () => resolve()));
+  const received = await atServer.next();
+  const reply = Buffer.alloc(240);
+  reply.writeUInt32BE(0xdeadbeef, 4);
+  await server.send(reply, received.address, received.port);
+  await got;
+  assert.equal(replies[0].from, "127.0.0.2", "the reply leaves from the address the request was sent to");
 });

@@ -26,6 +26,14 @@ export interface TftpGetOptions {
   keepData?: boolean;
   /** Hard limit for the whole transfer. Default 60 s. */
   deadlineMs?: number;
+  /**
+   * Answer like EDK2's Mtftp4RrqHandleData: every out-of-order DATA (ahead or behind) is
+   * answered at once with an ACK of the last in-order block, and in-order blocks are ACKed once
+   * `windowsize` of them arrived since the last ACK sent (of any kind). Default: ACK a gap once.
+   */
+  edk2Acks?: boolean;
+  /** Ignore datagrams whose source address is not `host` (EDK2's UDP instance is configured with the server's address). */
+  strictSource?: boolean;
 }
 
 export interface TftpGetResult {
@@ -39,6 +47,12 @@ export interface TftpGetResult {
   serverPort?: number;
   blocks: number;
   dropped: number;
+  /** DATA datagrams received (duplicates and out-of-order ones included). */
+  dataReceived: number;
+  /** ACKs sent. */
+  acksSent: number;
+  /** Source addresses of the datagrams received (ignored ones included). */
+  sources: string[];
 }
 
 const MOD = 0x10000;
@@ -61,6 +75,9 @@ export function tftpGet(opts: TftpGetOptions): Promise<TftpGetResult> {
   let lastSent: Buffer;
   let timer: NodeJS.Timeout | undefined;
   let pending = 0;
+  let dataReceived = 0;
+  let acksSent = 0;
+  const sources = new Set<string>();
 
   return new Promise<TftpGetResult>((resolve) => {
     let finished = false;
@@ -82,6 +99,9 @@ export function tftpGet(opts: TftpGetOptions): Promise<TftpGetResult> {
         serverPort,
         blocks: received,
         dropped,
+        dataReceived,
+        acksSent,
+        sources: [...sources],
       });
     };
     const send = (packet: Buffer, port: number) => {
@@ -94,6 +114,7 @@ export function tftpGet(opts: TftpGetOptions): Promise<TftpGetResult> {
     };
     const ack = (block: number) => {
       lastAcked = block;
+      acksSent++;
       send(encode({ opcode: Opcode.ACK, block: block % MOD }), serverPort!);
     };
     const arm = () => {
@@ -136,7 +157,14 @@ export function tftpGet(opts: TftpGetOptions): Promise<TftpGetResult> {
         return;
       }
       if (packet.opcode !== Opcode.DATA) return;
+      dataReceived++;
       const expected = (received + 1) % MOD;
+      if (packet.block !== expected && opts.edk2Acks) {
+        // Mtftp4RrqHandleData: any unexpected block gets an ACK of the last in-order one.
+        ack(received);
+        arm();
+        return;
+      }
       if (packet.block !== expected) {
         const ahead = (packet.block - expected + MOD) % MOD < MOD / 2;
         // Behind: our ACK was lost, repeat it. Ahead: a gap, report the last in-order block once.
@@ -162,6 +190,8 @@ export function tftpGet(opts: TftpGetOptions): Promise<TftpGetResult> {
 
     socket.on("message", (msg, from) => {
       if (finished) return;
+      sources.add(from.address);
+      if (opts.strictSource && from.address !== opts.host) return;
       let packet: TftpPacket;
       try {
         packet = decode(msg);

@@ -70,11 +70,10 @@ describe("tftp packet codec", () => {
       "\x00\x07",
       "\x00\x01file",
       "\x00\x01file\x00",
-      "\x00\x01file\x00binary\x00",
+      "\x00\x01file\x00binary\x00", // unknown mode: still a decode error (with reason "unknown-mode")
       "\x00\x01f\x00octet\x00blksize\x00",
       "\x00\x01f\x00octet\x00\x00512\x00",
       "\x00\x03\x00",
-      "\x00\x04\x00\x01\x00",
       "\x00\x04\x00",
       "\x00\x06",
       "\x00\x06\x00",
@@ -83,6 +82,37 @@ describe("tftp packet codec", () => {
       assert.throws(() => decode(Buffer.from(s, "latin1")), TftpDecodeError, JSON.stringify(s));
     }
     assert.throws(() => decode(Buffer.alloc(4 + 65465, 0).fill(3, 1, 2)), TftpDecodeError);
+  });
+
+  it("is lenient like tftpd-hpa: NUL-padded requests and padded ACKs decode", () => {
+    // Some PXE ROMs pad the RRQ with NULs, some clients pad the ACK to a minimum frame.
+    const padded = decode(Buffer.from("\x00\x01pxelinux.0\x00octet\x00blksize\x001468\x00\x00\x00\x00", "latin1"));
+    assert.deepEqual(padded, {
+      opcode: Opcode.RRQ,
+      filename: "pxelinux.0",
+      mode: "octet",
+      options: [{ name: "blksize", value: "1468" }],
+    });
+    const bare = decode(Buffer.from("\x00\x01f\x00octet\x00\x00\x00\x00", "latin1"));
+    assert.deepEqual(bare, { opcode: Opcode.RRQ, filename: "f", mode: "octet", options: [] });
+    const emptyValue = decode(Buffer.from("\x00\x01f\x00octet\x00x\x00\x00", "latin1"));
+    assert.deepEqual(emptyValue, {
+      opcode: Opcode.RRQ,
+      filename: "f",
+      mode: "octet",
+      options: [{ name: "x", value: "" }],
+    });
+    assert.deepEqual(decode(Buffer.from("\x00\x04\x00\x07\x00\x00\x00\x00", "latin1")), {
+      opcode: Opcode.ACK,
+      block: 7,
+    });
+  });
+
+  it("marks a request in an unknown mode so the server can answer ERROR 4", () => {
+    assert.throws(
+      () => decode(Buffer.from("\x00\x01f\x00binary\x00", "latin1")),
+      (err: unknown) => err instanceof TftpDecodeError && err.reason === "unknown-mode",
+    );
   });
 
   it("refuses to encode values that cannot be on the wire", () => {
