@@ -26,8 +26,9 @@ if bash "$lab/install.sh" versions | grep -q MISSING; then
 fi
 # qemu + OVMF + iPXE for the firmware boots, swtpm/tpm2-tools for later attestation tests
 LAB_APT_UPDATED=1 bash "$lab/vm-install.sh" pxe tpm
-# relay-mode DHCP test; python3 for small raw-socket probes; tcpdump to see what a server sends
-apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends isc-dhcp-relay python3 tcpdump >/dev/null
+# relay-mode DHCP test; python3 for small raw-socket probes; tcpdump to see what a server sends;
+# iptables for TFTP loss injection where the kernel has no netem qdisc
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends isc-dhcp-relay python3 tcpdump iptables >/dev/null
 # isc-dhcp-relay's postinst may start a system relay: the tests run their own, in namespaces.
 pkill -x dhcrelay 2>/dev/null || true
 echo "install-test-deps: done"

@@ -178,6 +178,8 @@ export async function startAppliance(
       events,
       log: log.child({ component: "tftp" }),
       metrics,
+      maxTransfers: config.tftpMaxTransfers,
+      maxTransfersPerClient: config.tftpMaxTransfersPerClient,
     });
     await tftp.start();
     drainers.push(async (deadline) => {

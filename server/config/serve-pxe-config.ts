@@ -32,6 +32,9 @@ export interface ServePxeConfig {
   /** Netboot HTTP connections at most, in total and per client address (0 = unlimited). */
   httpMaxConnections: number;
   httpMaxConnectionsPerClient: number;
+  /** Concurrent TFTP transfers, in total and per client address (a rack booting at once needs room). */
+  tftpMaxTransfers: number;
+  tftpMaxTransfersPerClient: number;
   httpPort: number;
   healthPort: number;
   tftpPort: number;
@@ -150,6 +153,20 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "count",
     defaultText: "32",
     help: "netboot HTTP connections per client address at most; trusted proxies are exempt (0 = unlimited)",
+  },
+  {
+    flag: "tftp-max-transfers",
+    key: "tftpMaxTransfers",
+    kind: "count",
+    defaultText: "512",
+    help: "concurrent TFTP transfers at most; more get ERROR 'server busy' and retry",
+  },
+  {
+    flag: "tftp-max-transfers-per-client",
+    key: "tftpMaxTransfersPerClient",
+    kind: "count",
+    defaultText: "8",
+    help: "concurrent TFTP transfers per client address at most",
   },
   { flag: "http-port", key: "httpPort", kind: "port", defaultText: "8880", help: "HTTP server port" },
   {
@@ -340,6 +357,8 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     imageRoots: [path.join(base, "images")],
     httpMaxConnections: 1024,
     httpMaxConnectionsPerClient: 32,
+    tftpMaxTransfers: 512,
+    tftpMaxTransfersPerClient: 8,
     httpPort: 8880,
     healthPort: 8081,
     tftpPort: 69,
@@ -501,6 +520,15 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
     case "httpMaxConnectionsPerClient": {
       const count = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN;
       if (!Number.isInteger(count)) throw new ConfigError(`${field}: must be an integer 0-9999999, got ${got}`);
+      config[key] = count;
+      return;
+    }
+    case "tftpMaxTransfers":
+    case "tftpMaxTransfersPerClient": {
+      // No "unlimited": every transfer holds a socket, and a flood must not exhaust descriptors.
+      const count = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+      if (!Number.isInteger(count) || count < 1)
+        throw new ConfigError(`${field}: must be an integer 1-99999, got ${got}`);
       config[key] = count;
       return;
     }

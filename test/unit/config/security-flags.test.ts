@@ -36,6 +36,19 @@ describe("--health-bind-address and --image-root", () => {
     assert.deepEqual(single.imageRoots, ["/etc/imgs"]);
   });
 
+  it("--tftp-max-transfers[-per-client]: counts of at least 1, defaults 512 and 8", () => {
+    const d = parseServePxeArgs([], env);
+    assert.equal(d.tftpMaxTransfers, 512);
+    assert.equal(d.tftpMaxTransfersPerClient, 8);
+    const c = parseServePxeArgs(["--tftp-max-transfers=2000", "--tftp-max-transfers-per-client", "2"], env);
+    assert.equal(c.tftpMaxTransfers, 2000);
+    assert.equal(c.tftpMaxTransfersPerClient, 2);
+    assert.throws(
+      () => parseServePxeArgs(["--tftp-max-transfers=0"], env),
+      /^ConfigError: --tftp-max-transfers: must be/,
+    );
+  });
+
   it("--http-max-connections[-per-client]: counts, defaults 1024 and 32", () => {
     const d = parseServePxeArgs([], env);
     assert.equal(d.httpMaxConnections, 1024);
