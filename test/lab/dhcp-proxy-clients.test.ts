@@ -117,7 +117,8 @@ labSuite("proxyDHCP beside dnsmasq: real clients keep the site's lease", ["busyb
       ns: CLIENT_NS,
       dev: "cli0",
       scratchDir: scratch!,
-      vendorClass: "PXEClient:Arch:00000:UNDI:002001",
+      // x64 UEFI (Arch 7): the test image has a UEFI file and no BIOS one, and the file is chosen by architecture.
+      vendorClass: "PXEClient:Arch:00007:UNDI:003016",
     });
     const log = `\n--- metalman ---\n${appliance?.process.tail()}\n--- dnsmasq ---\n${dnsmasq?.tail()}`;
     assert.ok(lease.ok, `dhclient got no lease: ${lease.output}${log}`);

@@ -74,6 +74,8 @@ labSuite("TFTP: replies come from the address the request was sent to (server on
       path.join(scratch, "state"),
       "--cache-dir",
       path.join(scratch, "cache"),
+      "--image-root",
+      scratch,
       "--bind-address",
       "0.0.0.0",
       "--serve-url",
