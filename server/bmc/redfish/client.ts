@@ -24,7 +24,7 @@ export interface ClientOptions {
 
 /** Task states that end a task (DMTF TaskState). */
 const TASK_OK = new Set(["Completed"]);
-const TASK_FAILED = new Set(["Exception", "Killed", "Cancelled", "Interrupted"]);
+const TASK_FAILED = new Set(["Exception", "Killed", "Cancelled", "Interrupted", "Failed"]); // "Failed": Supermicro
 
 /**
  * Redfish resources on one BMC: discovery from the service root, the ComputerSystem the Machine
