@@ -46,7 +46,11 @@ export async function createBmcDriver(machine: Machine, deps: BmcDriverDeps): Pr
   if (annotation) {
     const [ns, cm] = annotation.includes("/") ? annotation.split("/", 2) : [ref.namespace, annotation];
     ca = await deps.secrets.configMapValue({ name: cm!, namespace: ns!, key: BMC_CA_KEY });
-    if (!ca) throw new BmcError("not-supported", `ConfigMap ${ns}/${cm} (annotation ${BMC_CA_ANNOTATION}) has no ${BMC_CA_KEY}`);
+    if (!ca)
+      throw new BmcError(
+        "not-supported",
+        `ConfigMap ${ns}/${cm} (annotation ${BMC_CA_ANNOTATION}) has no ${BMC_CA_KEY}`,
+      );
   }
   return new RedfishDriver({
     ...deps.tuning,

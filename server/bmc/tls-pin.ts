@@ -22,7 +22,11 @@ const FINGERPRINT = /^[0-9a-f]{2}(?::[0-9a-f]{2}){31}$/;
 
 /** Accepts upper-case and bare hex (what `openssl x509 -fingerprint` or a user pastes); undefined when it is not a SHA-256. */
 export function normalizeFingerprint(value: string): string | undefined {
-  const hex = value.trim().toLowerCase().replace(/^sha256 fingerprint=/, "").replace(/[:\s]/g, "");
+  const hex = value
+    .trim()
+    .toLowerCase()
+    .replace(/^sha256 fingerprint=/, "")
+    .replace(/[:\s]/g, "");
   if (!/^[0-9a-f]{64}$/.test(hex)) return undefined;
   const formatted = hex.match(/../g)!.join(":");
   return FINGERPRINT.test(formatted) ? formatted : undefined;
@@ -153,7 +157,8 @@ export async function repinBmc(
   let pin: string | undefined;
   if (options.fingerprint !== undefined) {
     pin = normalizeFingerprint(options.fingerprint);
-    if (!pin) throw new TypeError("fingerprint must be a SHA-256 fingerprint (64 hex digits, optionally colon-separated)");
+    if (!pin)
+      throw new TypeError("fingerprint must be a SHA-256 fingerprint (64 hex digits, optionally colon-separated)");
   }
   const result = await backend.updateStatus(machine, (m) => {
     const status: MachineStatus = { ...m.status };

@@ -29,7 +29,9 @@ export function bootPatch(boot: Json, wanted: BootOverride): BootPatch {
   if (allowedEnabled && !allowedEnabled.includes(enabled)) {
     const other = enabled === "Once" ? "Continuous" : "Once";
     if (!allowedEnabled.includes(other)) {
-      throw new BootNotSupported(`BootSourceOverrideEnabled ${enabled} is not allowed (allowed: ${allowedEnabled.join(", ")})`);
+      throw new BootNotSupported(
+        `BootSourceOverrideEnabled ${enabled} is not allowed (allowed: ${allowedEnabled.join(", ")})`,
+      );
     }
     enabled = other;
   }

@@ -193,9 +193,12 @@ export function check(res: RedfishResponse, method: string, path: string): unkno
   const messages = bmcMessages(res.body);
   const first = messages[0] ? `: ${messages[0]}` : "";
   if (res.status === 401) {
-    throw Object.assign(new BmcError("auth", `${method} ${path}: the BMC refused the credentials (HTTP 401)${first}`, messages), {
-      status: 401,
-    });
+    throw Object.assign(
+      new BmcError("auth", `${method} ${path}: the BMC refused the credentials (HTTP 401)${first}`, messages),
+      {
+        status: 401,
+      },
+    );
   }
   throw new BmcHttpError(res.status, `${method} ${path}: the BMC answered ${res.status}${first}`, messages);
 }

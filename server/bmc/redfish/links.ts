@@ -41,6 +41,9 @@ export function samePath(a: string, b: string): boolean {
 
 /** The resource id a member link ends with (`/redfish/v1/Systems/System.Embedded.1/` → `System.Embedded.1`). */
 export function lastSegment(path: string): string {
-  const parts = path.split("?")[0]!.split("/").filter((p) => p !== "");
+  const parts = path
+    .split("?")[0]!
+    .split("/")
+    .filter((p) => p !== "");
   return decodeURIComponent(parts[parts.length - 1] ?? "");
 }

@@ -43,7 +43,6 @@ function formatMessage(item: unknown): string | undefined {
 }
 
 function clean(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping them is the point
   const flat = text.replace(/[\u0000-\u001f\u007f]+/g, " ").trim();
   return flat.length > MAX_LENGTH ? `${flat.slice(0, MAX_LENGTH)}…` : flat;
 }
@@ -51,5 +50,7 @@ function clean(text: string): string {
 /** Whether a login refusal is the "too many sessions" kind (iDRAC RAC0218, DMTF SessionLimitExceeded...). */
 export function isSessionLimit(status: number, messages: readonly string[]): boolean {
   if (status !== 503 && status !== 400 && status !== 429 && status !== 403) return false;
-  return messages.some((m) => /SessionLimitExceeded|RAC0218|maximum number of (user )?sessions|too many sessions/i.test(m));
+  return messages.some((m) =>
+    /SessionLimitExceeded|RAC0218|maximum number of (user )?sessions|too many sessions/i.test(m),
+  );
 }

@@ -65,7 +65,8 @@ export function planReset(action: PowerAction, allowed: readonly string[] | unde
         if (!onType) throw unsupported(action, allowed);
         return { kind: "single", resetType: onType };
       }
-      const preferred = action === "PowerCycle" ? first("PowerCycle", "ForceRestart") : first("ForceRestart", "PowerCycle");
+      const preferred =
+        action === "PowerCycle" ? first("PowerCycle", "ForceRestart") : first("ForceRestart", "PowerCycle");
       if (preferred) return { kind: "single", resetType: preferred };
       if (may("ForceOff") && onType) return { kind: "off-then-on", on: onType };
       throw unsupported(action, allowed);
@@ -74,7 +75,10 @@ export function planReset(action: PowerAction, allowed: readonly string[] | unde
 }
 
 function unsupported(action: PowerAction, allowed: readonly string[] | undefined): BmcError {
-  return new BmcError("not-supported", `the BMC allows no reset for ${action} (ResetType allowed: ${allowed?.join(", ") ?? "unknown"})`);
+  return new BmcError(
+    "not-supported",
+    `the BMC allows no reset for ${action} (ResetType allowed: ${allowed?.join(", ") ?? "unknown"})`,
+  );
 }
 
 /** Redfish PowerState, case-insensitively; `Paused` and anything unknown are "Unknown". */

@@ -116,7 +116,11 @@ export class RedfishSession {
         retries: 0,
       });
     } catch (err) {
-      if (err instanceof BmcError && (err.code === "tls-pin-mismatch" || err.code === "timeout" || err.code === "unreachable")) throw err;
+      if (
+        err instanceof BmcError &&
+        (err.code === "tls-pin-mismatch" || err.code === "timeout" || err.code === "unreachable")
+      )
+        throw err;
       this.useBasic();
       return;
     }
@@ -134,7 +138,11 @@ export class RedfishSession {
     if (res.status === 401 || res.status === 403) {
       if (!isSessionLimit(res.status, bmcMessages(res.body))) {
         // Basic with the same credentials would be refused too; say so once, clearly.
-        throw new BmcError("auth", `the BMC refused the login of user ${JSON.stringify(this.o.username)} (HTTP ${res.status})`, bmcMessages(res.body));
+        throw new BmcError(
+          "auth",
+          `the BMC refused the login of user ${JSON.stringify(this.o.username)} (HTTP ${res.status})`,
+          bmcMessages(res.body),
+        );
       }
     }
     // Session table full (isSessionLimit), no SessionService (404/405/501), or another refusal.

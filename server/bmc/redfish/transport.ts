@@ -1,5 +1,5 @@
-import type { TLSSocket } from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { TLSSocket } from "node:tls";
 import { buildConnector, Pool } from "undici";
 import { BmcError, BmcPinMismatchError } from "../driver.js";
 import { certFingerprint, type PinStore } from "../tls-pin.js";
@@ -84,10 +84,16 @@ export class RedfishTransport {
       throw new BmcError("not-supported", "spec.pxe.redfish.url is not a URL");
     }
     if (url.protocol !== "https:") {
-      throw new BmcError("not-supported", `spec.pxe.redfish.url must be https:// (got ${url.protocol}//); plain HTTP cannot be pinned`);
+      throw new BmcError(
+        "not-supported",
+        `spec.pxe.redfish.url must be https:// (got ${url.protocol}//); plain HTTP cannot be pinned`,
+      );
     }
     if (url.username || url.password) {
-      throw new BmcError("not-supported", "spec.pxe.redfish.url must not carry credentials; use username and passwordRef");
+      throw new BmcError(
+        "not-supported",
+        "spec.pxe.redfish.url must not carry credentials; use username and passwordRef",
+      );
     }
     this.origin = url.origin;
     this.prefix = url.pathname.replace(/\/+$/, "");
@@ -155,8 +161,7 @@ export class RedfishTransport {
         failure = toBmcError(err, req, this.o);
       }
       const retryable = response
-        ? response.status === 429 ||
-          (response.status >= 500 && (IDEMPOTENT.has(req.method) || response.status === 503))
+        ? response.status === 429 || (response.status >= 500 && (IDEMPOTENT.has(req.method) || response.status === 503))
         : failure !== undefined && isRetryableFailure(failure, req.method);
       if (!retryable || attempt >= retries) {
         if (failure) throw failure;
@@ -248,7 +253,14 @@ export class RedfishTransport {
     }
     const timeoutMs = req.timeoutMs ?? this.o.requestTimeoutMs;
     const signal = AbortSignal.timeout(timeoutMs);
-    const res = await this.currentPool().request({ origin: this.origin, path: req.path, method: req.method, headers, body, signal });
+    const res = await this.currentPool().request({
+      origin: this.origin,
+      path: req.path,
+      method: req.method,
+      headers,
+      body,
+      signal,
+    });
     const flat: Record<string, string | undefined> = {};
     for (const [k, v] of Object.entries(res.headers)) flat[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v;
     const text = await readCapped(res.body, this.o.maxBodyBytes, flat["content-length"], req);
@@ -309,10 +321,12 @@ function toBmcError(err: unknown, req: RedfishRequest, o: Required<Omit<Transpor
   const code = e.code ?? e.cause?.code ?? e.name;
   const what = `${req.method} ${req.path}`;
   let out: BmcError;
-  if (code === "UND_ERR_CONNECT_TIMEOUT") out = new BmcError("timeout", `${what}: no connection to the BMC within ${o.connectTimeoutMs} ms`);
+  if (code === "UND_ERR_CONNECT_TIMEOUT")
+    out = new BmcError("timeout", `${what}: no connection to the BMC within ${o.connectTimeoutMs} ms`);
   else if (code === "UND_ERR_HEADERS_TIMEOUT")
     out = new BmcError("timeout", `${what}: the BMC sent no response within ${o.headersTimeoutMs} ms`);
-  else if (code === "UND_ERR_BODY_TIMEOUT") out = new BmcError("timeout", `${what}: the BMC stopped sending its response for ${o.bodyTimeoutMs} ms`);
+  else if (code === "UND_ERR_BODY_TIMEOUT")
+    out = new BmcError("timeout", `${what}: the BMC stopped sending its response for ${o.bodyTimeoutMs} ms`);
   else if (code === "TimeoutError" || code === "AbortError" || code === "UND_ERR_ABORTED")
     out = new BmcError("timeout", `${what}: no complete response within ${req.timeoutMs ?? o.requestTimeoutMs} ms`);
   else if (typeof code === "string" && /CERT|TLS|SSL|SELF_SIGNED|HOSTNAME|ERR_SSL/.test(code))

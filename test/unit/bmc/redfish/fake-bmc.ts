@@ -29,13 +29,34 @@ export function makeCert(cn = "127.0.0.1"): Cert {
     execFileSync(
       "openssl",
       [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", key, "-out", cert, "-days", "2", "-subj", `/CN=${cn}`, "-addext", "subjectAltName=IP:127.0.0.1",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-subj",
+        `/CN=${cn}`,
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
       ],
       { stdio: "ignore" },
     );
-    const out = execFileSync("openssl", ["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"], { encoding: "utf8" });
-    return { key: readFileSync(key, "utf8"), cert: readFileSync(cert, "utf8"), opensslFingerprint: out.trim().split("=")[1]! };
+    const out = execFileSync("openssl", ["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"], {
+      encoding: "utf8",
+    });
+    return {
+      key: readFileSync(key, "utf8"),
+      cert: readFileSync(cert, "utf8"),
+      opensslFingerprint: out.trim().split("=")[1]!,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -97,7 +97,10 @@ describe("Redfish sessions", () => {
       .get("/redfish/v1/", "dell-idrac/ServiceRoot.json")
       .get("/redfish/v1/Systems", "dell-idrac/bmclib-Systems.json")
       .get("/redfish/v1/Systems/System.Embedded.1", "dell-idrac/System.Embedded.1.json")
-      .route("POST /redfish/v1/Sessions", { status: 201, headers: { "x-auth-token": "dell", location: "/redfish/v1/Sessions/1" } });
+      .route("POST /redfish/v1/Sessions", {
+        status: 201,
+        headers: { "x-auth-token": "dell", location: "/redfish/v1/Sessions/1" },
+      });
     assert.equal((await d.bootOverride()).mode, "UEFI");
     assert.equal(bmc.requests("POST", "/redfish/v1/Sessions").length, 1);
     assert.equal(bmc.requests("POST", "/redfish/v1/SessionService/Sessions").length, 0);
@@ -112,7 +115,11 @@ describe("Redfish sessions", () => {
           code: "Base.1.8.GeneralError",
           message: "A general error has occurred.",
           "@Message.ExtendedInfo": [
-            { MessageId: "IDRAC.2.8.RAC0218", Message: "The maximum number of user sessions is reached.", MessageArgs: "[]" },
+            {
+              MessageId: "IDRAC.2.8.RAC0218",
+              Message: "The maximum number of user sessions is reached.",
+              MessageArgs: "[]",
+            },
           ],
         },
       },
@@ -138,7 +145,10 @@ describe("Redfish sessions", () => {
 
   it("reports refused credentials as auth, without the password", async (t) => {
     const { bmc, d } = await setup(t);
-    bmc.route("POST /redfish/v1/SessionService/Sessions", { status: 401, body: fixture("generic-sushy/error-no-valid-session.json") });
+    bmc.route("POST /redfish/v1/SessionService/Sessions", {
+      status: 401,
+      body: fixture("generic-sushy/error-no-valid-session.json"),
+    });
     try {
       await d.powerState();
       assert.fail("expected a rejection");

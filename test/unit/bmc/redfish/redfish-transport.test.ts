@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { BmcError } from "../../../../server/bmc/driver.js";
 import { RedfishDriver, type RedfishDriverOptions } from "../../../../server/bmc/redfish/driver.js";
 import { type Cert, catfish, FakeBmc, MemoryPins, makeCert } from "./fake-bmc.js";
@@ -47,7 +47,10 @@ async function rejects(promise: Promise<unknown>, code: string, message?: RegExp
 describe("Redfish transport: TLS trust on first use", () => {
   it("pins the leaf certificate's SHA-256 (spec §2.2 format) at first contact, before any credential is sent", async (t) => {
     const bmc = await withBmc(t);
-    bmc.route("POST /redfish/v1/SessionService/Sessions", { status: 201, headers: { "x-auth-token": "tok", location: "/redfish/v1/SessionService/Sessions/9" } });
+    bmc.route("POST /redfish/v1/SessionService/Sessions", {
+      status: 201,
+      headers: { "x-auth-token": "tok", location: "/redfish/v1/SessionService/Sessions/9" },
+    });
     const pins = new MemoryPins();
     const d = driver(bmc, pins, { username: "admin", password: "pw" });
     t.after(() => d.close());
@@ -74,7 +77,10 @@ describe("Redfish transport: TLS trust on first use", () => {
     await rejects(d.power("ForceOff"), "tls-pin-mismatch");
     await rejects(d.setBootOverride({ target: "Pxe", enabled: "Once" }), "tls-pin-mismatch");
     assert.equal(bmc.seen.length, 0, "no request reached the BMC");
-    assert.deepEqual(pins.mismatches[0], [certA.opensslFingerprint.toLowerCase(), certB.opensslFingerprint.toLowerCase()]);
+    assert.deepEqual(pins.mismatches[0], [
+      certA.opensslFingerprint.toLowerCase(),
+      certB.opensslFingerprint.toLowerCase(),
+    ]);
   });
 
   it("re-reads the pin on every connection: a certificate swapped behind a pinned BMC is refused", async (t) => {
@@ -133,7 +139,9 @@ describe("Redfish transport: bounded failures", () => {
     // An HTTPS BMC that accepts the request and never sends headers.
     const mute = await withBmc(t);
     mute.route("GET /redfish/v1/", () => undefined);
-    const muted = driver(mute, new MemoryPins(), { transport: { headersTimeoutMs: 300, requestTimeoutMs: 2000, retries: 0 } });
+    const muted = driver(mute, new MemoryPins(), {
+      transport: { headersTimeoutMs: 300, requestTimeoutMs: 2000, retries: 0 },
+    });
     t.after(() => muted.close());
     const healthy = await withBmc(t);
     const ok = driver(healthy, new MemoryPins());
@@ -162,7 +170,11 @@ describe("Redfish transport: bounded failures", () => {
     const d = driver(bmc, pins, { transport: { ...fast, maxBodyBytes: 64 * 1024 } });
     t.after(() => d.close());
     const before = process.memoryUsage().rss;
-    await rejects(d.bootOverride(), "bad-response", /GET \/redfish\/v1\/Systems\/1: the BMC's response is larger than 65536 bytes; refused/);
+    await rejects(
+      d.bootOverride(),
+      "bad-response",
+      /GET \/redfish\/v1\/Systems\/1: the BMC's response is larger than 65536 bytes; refused/,
+    );
     bmc.route("GET /redfish/v1/Systems/1", (_req, res) => {
       res.writeHead(200, { "content-type": "application/json" }); // chunked, no length
       const chunk = Buffer.alloc(64 * 1024, 0x20);
@@ -187,7 +199,11 @@ describe("Redfish transport: bounded failures", () => {
     bmc.route("GET /redfish/v1/Systems/1", { raw: '{"PowerState": "On", <html>' });
     const d = driver(bmc, new MemoryPins());
     t.after(() => d.close());
-    await rejects(d.powerState(), "bad-response", /GET \/redfish\/v1\/Systems\/1: the BMC answered 200 with a body that is not JSON/);
+    await rejects(
+      d.powerState(),
+      "bad-response",
+      /GET \/redfish\/v1\/Systems\/1: the BMC answered 200 with a body that is not JSON/,
+    );
     bmc.route("GET /redfish/v1/Systems/1", { body: ["not", "an", "object"] });
     await rejects(d.powerState(), "bad-response", /not a JSON object/);
   });
@@ -203,7 +219,10 @@ describe("Redfish transport: bounded failures", () => {
     assert.equal(await d.powerState(), "Off");
     assert.equal(bmc.requests("GET", "/redfish/v1/Systems/1").length, 4, "503, 429, then two readings");
 
-    bmc.route("GET /redfish/v1/Systems/1", { status: 400, body: { error: { code: "Base.1.0.GeneralError", message: "no" } } });
+    bmc.route("GET /redfish/v1/Systems/1", {
+      status: 400,
+      body: { error: { code: "Base.1.0.GeneralError", message: "no" } },
+    });
     bmc.seen.length = 0;
     await rejects(d.powerState(), "bmc-error", /answered 400/);
     assert.equal(bmc.requests("GET", "/redfish/v1/Systems/1").length, 1, "a 400 is not retried");
@@ -241,11 +260,15 @@ describe("Redfish transport: bounded failures", () => {
 
   it("never follows a link off the BMC's origin", async (t) => {
     const bmc = await withBmc(t);
-    bmc.route("GET /redfish/v1/Systems", { body: { Members: [{ "@odata.id": "https://attacker.example/redfish/v1/Systems/1" }] } });
+    bmc.route("GET /redfish/v1/Systems", {
+      body: { Members: [{ "@odata.id": "https://attacker.example/redfish/v1/Systems/1" }] },
+    });
     const d = driver(bmc, new MemoryPins());
     t.after(() => d.close());
     await rejects(d.powerState(), "bad-response", /points to https:\/\/attacker.example, outside the BMC/);
-    bmc.route("GET /redfish/v1/Systems", { body: { Members: [{ "@odata.id": "//attacker.example/redfish/v1/Systems/1" }] } });
+    bmc.route("GET /redfish/v1/Systems", {
+      body: { Members: [{ "@odata.id": "//attacker.example/redfish/v1/Systems/1" }] },
+    });
     await rejects(d.powerState(), "bad-response", /outside the BMC/);
   });
 });
