@@ -23,6 +23,9 @@ export interface ManifestObject {
   values: ReadonlyMap<string, Buffer>;
 }
 
+/** The CRD default of `passwordRef.key` (spec §2.1). */
+export const DEFAULT_PASSWORD_KEY = "ssh-privatekey";
+
 /** The namespace `kubectl apply` uses for a manifest without one. */
 export const DEFAULT_NAMESPACE = "default";
 
@@ -208,16 +211,18 @@ export function readableByOthers(mode: number): boolean {
 
 /**
  * The BMC password for `passwordRef`. Spec §2.1: upstream's CRD defaults the key to
- * `ssh-privatekey` (the selector type is shared with SSH) while its README says `password`.
- * We use `key` when the Machine sets it; else `password`, then `ssh-privatekey`, so Machines
- * written for either reading work. A missing Secret is an error; a missing key gives an empty
- * password (upstream behaviour).
+ * `ssh-privatekey` (the selector type is shared with SSH) while its README says `password`, and
+ * our schema applies the same default. So a key of `ssh-privatekey` (or none) means "the
+ * default": that key if the Secret has it (what upstream reads, so a working upstream Machine
+ * works the same here), else `password` (what the README told users to write). Any other key is
+ * used alone. A missing Secret is an error for the caller; a missing key gives an empty password
+ * (upstream behaviour).
  */
 export async function resolvePassword(
   reader: SecretReader,
   ref: SecretKeySelector,
 ): Promise<{ secretFound: boolean; password: string; key?: string }> {
-  const keys = ref.key ? [ref.key] : ["password", "ssh-privatekey"];
+  const keys = ref.key && ref.key !== DEFAULT_PASSWORD_KEY ? [ref.key] : [DEFAULT_PASSWORD_KEY, "password"];
   for (const key of keys) {
     const value = await reader.secretValue({ ...ref, key });
     if (value !== undefined) {

@@ -60,6 +60,7 @@ export class RedfishDriver implements BmcDriver {
       username: o.username,
       password: o.password,
       sessionsPath: () => client!.sessionsPath(),
+      ensureTrust: () => this.transport.establishTrust(client!.rootPath),
       sessionRetryMs: o.sessionRetryMs,
     });
     client = new RedfishClient(this.transport, this.session, {

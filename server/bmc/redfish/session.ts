@@ -21,6 +21,8 @@ export interface SessionOptions {
   password: string;
   /** The login URI (resolved from the service root). */
   sessionsPath: () => Promise<string>;
+  /** First contact (or after a re-pin cleared the pin): pin the certificate before anything is sent. */
+  ensureTrust: () => Promise<void>;
   /** How long Basic is used after a failed login before sessions are tried again. Default 5 min. */
   sessionRetryMs?: number;
   now?: () => number;
@@ -44,6 +46,7 @@ export class RedfishSession {
 
   /** An authenticated request. Resolves to the response whatever its status (401 under Basic included). */
   async request(req: RedfishRequest): Promise<RedfishResponse> {
+    await this.o.ensureTrust();
     if (this.o.username === "") {
       this.mode = "none";
       return this.transport.request(req);

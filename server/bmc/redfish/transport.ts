@@ -239,6 +239,13 @@ export class RedfishTransport {
   }
 
   private async once(req: RedfishRequest): Promise<RedfishResponse> {
+    if (!this.trusted && req.headers && ("authorization" in req.headers || "x-auth-token" in req.headers)) {
+      // Never reached through RedfishSession (it pins first); a guard against a future caller.
+      throw new BmcError(
+        "tls-pin-mismatch",
+        `${req.method} ${req.path}: no certificate pinned yet; credentials are not sent`,
+      );
+    }
     const headers: Record<string, string> = {
       accept: "application/json",
       "odata-version": "4.0",

@@ -164,7 +164,7 @@ describe("standalone Secrets and ConfigMaps", () => {
     assert.match(inv.problems()[0]!.message, /Secret unbounded-kube\/dup is also defined in machines\/a.yaml/);
   });
 
-  it("resolves passwordRef keys: key if set, else password, then ssh-privatekey", async () => {
+  it("resolves passwordRef keys: an explicit key alone; the default (ssh-privatekey or none) falls back to password", async () => {
     const store = new FileSecretStore();
     const obj = (name: string, values: Record<string, string>) =>
       parseManifest({ apiVersion: "v1", kind: "Secret", metadata: { name, namespace: "ns" }, stringData: values }, "f")
@@ -174,34 +174,21 @@ describe("standalone Secrets and ConfigMaps", () => {
         file: "f",
         objects: [
           obj("both", { password: "p", "ssh-privatekey": "k" }),
-          obj("upstream", { "ssh-privatekey": "k" }),
+          obj("readme", { password: "p" }),
           obj("custom", { pw: "c" }),
         ],
       },
     ]);
-    assert.deepEqual(await resolvePassword(store, { name: "both", namespace: "ns" }), {
-      secretFound: true,
-      password: "p",
-      key: "password",
-    });
-    assert.deepEqual(await resolvePassword(store, { name: "upstream", namespace: "ns" }), {
-      secretFound: true,
-      password: "k",
-      key: "ssh-privatekey",
-    });
-    assert.deepEqual(await resolvePassword(store, { name: "custom", namespace: "ns", key: "pw" }), {
-      secretFound: true,
-      password: "c",
-      key: "pw",
-    });
-    // Upstream: a missing key is an empty password; a missing Secret is an error for the caller.
-    assert.deepEqual(await resolvePassword(store, { name: "custom", namespace: "ns", key: "nope" }), {
-      secretFound: true,
-      password: "",
-    });
-    assert.deepEqual(await resolvePassword(store, { name: "absent", namespace: "ns" }), {
-      secretFound: false,
-      password: "",
-    });
+    const r = (name: string, key?: string) => resolvePassword(store, { name, namespace: "ns", key });
+    // What upstream reads whenever upstream found a value: the same here.
+    assert.deepEqual(await r("both", "ssh-privatekey"), { secretFound: true, password: "k", key: "ssh-privatekey" });
+    assert.deepEqual(await r("both"), { secretFound: true, password: "k", key: "ssh-privatekey" });
+    // Upstream's README form (key `password`, no key set): upstream sent an empty password; we find it.
+    assert.deepEqual(await r("readme", "ssh-privatekey"), { secretFound: true, password: "p", key: "password" });
+    assert.deepEqual(await r("both", "password"), { secretFound: true, password: "p", key: "password" });
+    assert.deepEqual(await r("custom", "pw"), { secretFound: true, password: "c", key: "pw" });
+    // An explicit key is used alone; missing, it is an empty password (upstream). A missing Secret is reported.
+    assert.deepEqual(await r("readme", "nope"), { secretFound: true, password: "" });
+    assert.deepEqual(await r("absent"), { secretFound: false, password: "" });
   });
 });
