@@ -3,6 +3,7 @@ import type { MachineBackend } from "../inventory/backend.js";
 import { UNCHANGED } from "../inventory/backend.js";
 import { removeCondition, setCondition } from "../inventory/conditions.js";
 import type { MachineStatus } from "../inventory/types.js";
+import { BmcError } from "./driver.js";
 
 /**
  * TLS trust on first use for BMCs (issue 6 §3, spec §8.1). The SHA-256 of the BMC's leaf
@@ -77,14 +78,21 @@ export class MachinePinStore implements PinStore {
   }
 
   async capture(fingerprint: string): Promise<string> {
-    const result = await this.backend.updateStatus(this.machine, (machine) => {
-      if (machine.status?.redfish?.certFingerprint) return UNCHANGED;
-      const status: MachineStatus = { ...machine.status };
-      status.redfish = { ...status.redfish, certFingerprint: fingerprint };
-      // Spec §2.2 note: the first Redfish write creates `status.operations: {}` (templates rely on it).
-      status.operations = status.operations ?? {};
-      return status;
-    });
+    const result = await this.backend
+      .updateStatus(this.machine, (machine) => {
+        if (machine.status?.redfish?.certFingerprint) return UNCHANGED;
+        const status: MachineStatus = { ...machine.status };
+        status.redfish = { ...status.redfish, certFingerprint: fingerprint };
+        // Spec §2.2 note: the first Redfish write creates `status.operations: {}` (templates rely on it).
+        status.operations = status.operations ?? {};
+        return status;
+      })
+      .catch((err: Error & { code?: string }) => {
+        // No trust is taken for a Machine whose state is not trusted (docs/backend-contract.md).
+        if (err.code === "QUARANTINED")
+          throw new BmcError("quarantined", `machine ${this.machine} is quarantined; its BMC is not pinned`);
+        throw err;
+      });
     const pin = result.machine.status?.redfish?.certFingerprint ?? fingerprint;
     if (result.outcome === "updated") {
       this.events?.emit({

@@ -5,7 +5,7 @@ import { before, describe, it } from "node:test";
 import { BmcError } from "../../../../server/bmc/driver.js";
 import { RedfishDriver, type RedfishDriverOptions } from "../../../../server/bmc/redfish/driver.js";
 import { bmcMessages } from "../../../../server/bmc/redfish/messages.js";
-import { planReset } from "../../../../server/bmc/redfish/reset.js";
+import { cleanAllowable, planReset } from "../../../../server/bmc/redfish/reset.js";
 import { sharedDir } from "../../../support/paths.js";
 import { type Cert, FakeBmc, fixture, MemoryPins, makeCert } from "./fake-bmc.js";
 
@@ -157,6 +157,18 @@ describe("Redfish reset types", () => {
   });
 
   it("Supermicro: the glued junk value is ignored; X12 with only @Redfish.ActionInfo reads the ActionInfo", async (t) => {
+    const listed = (fixture("supermicro/System-1-RF1.14.json").Actions as Record<string, Record<string, unknown>>)[
+      "#ComputerSystem.Reset"
+    ]!;
+    assert.deepEqual(cleanAllowable(listed["ResetType@Redfish.AllowableValues"]), [
+      "On",
+      "ForceOff",
+      "ForceRestart",
+      "Nmi",
+      "ForceOn",
+    ]);
+    // A list of junk only is no list: the ActionInfo (or the standard values) decide.
+    assert.equal(cleanAllowable(["GracefulShutdownGracefulRestart"]), undefined);
     assert.deepEqual(planReset("PowerCycle", ["On", "ForceOff", "ForceRestart", "Nmi", "ForceOn"], "On"), {
       kind: "single",
       resetType: "ForceRestart",
