@@ -33,9 +33,12 @@ export async function createBmcDriver(machine: Machine, deps: BmcDriverDeps): Pr
   const redfish = machine.spec.pxe?.redfish;
   if (!redfish) return undefined;
   const name = machine.metadata.name;
-  if (deps.backend.quarantine(name)) {
-    throw new BmcError("quarantined", `machine ${name} is quarantined; no BMC action until an operator lifts it`);
-  }
+  const refuse = () =>
+    deps.backend.quarantine(name)
+      ? new BmcError("quarantined", `machine ${name} is quarantined; no BMC action until an operator lifts it`)
+      : undefined;
+  const refusal = refuse();
+  if (refusal) throw refusal;
   const ref = redfish.passwordRef;
   const secret = await resolvePassword(deps.secrets, ref);
   if (!secret.secretFound) {
@@ -60,5 +63,6 @@ export async function createBmcDriver(machine: Machine, deps: BmcDriverDeps): Pr
     deviceID: redfish.deviceID,
     pins: new MachinePinStore(deps.backend, name, deps.events, deps.log),
     ca,
+    refuse,
   });
 }

@@ -37,6 +37,8 @@ export interface RedfishDriverOptions {
   taskTimeoutMs?: number;
   /** How long Basic auth is used after a failed login before sessions are tried again. Default 5 min. */
   sessionRetryMs?: number;
+  /** Asked before every call: a BmcError to refuse with (a Machine quarantined since the driver was made). */
+  refuse?: () => BmcError | undefined;
 }
 
 /** Statuses with which a BMC says "not this way" (spec §8.3), as opposed to "busy" (5xx). */
@@ -81,7 +83,7 @@ export class RedfishDriver implements BmcDriver {
    * apart until the same one comes twice. No agreement within `maxStateReads`: "Unknown".
    */
   powerState(): Promise<PowerState> {
-    return guard(async () => {
+    return this.guard(async () => {
       const reads = Math.max(2, this.o.maxStateReads ?? 5);
       let last = await this.readPowerState();
       for (let i = 1; i < reads; i++) {
@@ -95,7 +97,7 @@ export class RedfishDriver implements BmcDriver {
   }
 
   power(action: PowerAction): Promise<void> {
-    return guard(async () => {
+    return this.guard(async () => {
       const system = await this.system();
       const reset = (system.body.Actions as Json | undefined)?.["#ComputerSystem.Reset"] as Json | undefined;
       const target = reset?.target
@@ -115,7 +117,7 @@ export class RedfishDriver implements BmcDriver {
   }
 
   setBootOverride(wanted: BootOverride): Promise<BootOverride> {
-    return guard(async () => {
+    return this.guard(async () => {
       const system = await this.system();
       const boot = system.body.Boot as Json | undefined;
       if (!boot || typeof boot !== "object") throw new BmcError("not-supported", "the System has no Boot property");
@@ -149,12 +151,18 @@ export class RedfishDriver implements BmcDriver {
   }
 
   bootOverride(): Promise<BootOverride> {
-    return guard(async () => readOverride((await this.system()).body.Boot as Json | undefined));
+    return this.guard(async () => readOverride((await this.system()).body.Boot as Json | undefined));
   }
 
   async close(): Promise<void> {
     await this.session.close().catch(() => undefined);
     await this.transport.close();
+  }
+
+  private guard<T>(fn: () => Promise<T>): Promise<T> {
+    const refusal = this.o.refuse?.();
+    if (refusal) return Promise.reject(refusal);
+    return guard(fn);
   }
 
   private async system() {

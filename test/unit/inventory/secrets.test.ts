@@ -112,6 +112,23 @@ describe("standalone Secrets and ConfigMaps", () => {
     assert.ok(!everything.includes(B64), "no base64 value in problems or logs");
   });
 
+  it("a refused Secret file is accepted once fixed with chmod 600", async (t) => {
+    const { inv, dir } = await open(t, {
+      "bmc.yaml": [secretYaml("s", `stringData: {password: ${PASSWORD}}\n`), 0o644],
+    });
+    const ref = { name: "s", namespace: "unbounded-kube", key: "password" };
+    assert.equal(await inv.secrets.secretValue(ref), undefined);
+    await chmod(path.join(dir, "bmc.yaml"), 0o600);
+    await inv.reload();
+    assert.deepEqual(inv.problems(), []);
+    assert.equal((await inv.secrets.secretValue(ref))?.toString(), PASSWORD);
+    // And refused again when it becomes readable by others: the last good value is not kept.
+    await chmod(path.join(dir, "bmc.yaml"), 0o640);
+    await inv.reload();
+    assert.equal(await inv.secrets.secretValue(ref), undefined);
+    assert.equal(inv.problems().length, 1);
+  });
+
   it("reports bad Secrets by field and key, never by value", async (t) => {
     const { log, lines } = capturingLog();
     const { inv } = await open(

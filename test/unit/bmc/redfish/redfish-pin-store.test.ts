@@ -176,6 +176,31 @@ ${certA.cert
     assert.equal(inv.get("node-01")!.status?.redfish?.certFingerprint, undefined);
   });
 
+  it("refuses every call once the Machine is quarantined, even on a driver made before", async (t) => {
+    const { bmc, inv, events } = await appliance(t, certA);
+    let quarantined = false;
+    const backend = Object.create(inv) as typeof inv;
+    backend.quarantine = (name: string) =>
+      quarantined
+        ? { machine: name, reason: "CorruptStateFile", file: "x", message: "corrupt", since: "now" }
+        : undefined;
+    const d = await createBmcDriver(inv.get("node-01")!, {
+      backend,
+      secrets: inv.secrets,
+      events,
+      tuning: { settleMs: 1, maxStateReads: 2 },
+    });
+    assert.ok(d);
+    t.after(() => d.close());
+    quarantined = true;
+    await assert.rejects(d.power("ForceOff"), (err: BmcError) => err.code === "quarantined");
+    await assert.rejects(
+      createBmcDriver(inv.get("node-01")!, { backend, secrets: inv.secrets }),
+      (err: BmcError) => err.code === "quarantined",
+    );
+    assert.equal(bmc.seen.length, 0);
+  });
+
   it("a missing Secret is a clear auth error", async (t) => {
     const { inv } = await appliance(t, certA);
     const m = inv.get("node-01")!;
