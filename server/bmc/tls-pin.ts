@@ -109,13 +109,14 @@ export class MachinePinStore implements PinStore {
     const key = `${presented}/${pinned}`;
     if (this.recorded === key) return;
     this.recorded = key;
-    this.events?.emit({
-      step: "bmc.tls-pin",
-      result: "error",
-      machine: this.machine,
-      reason: "tls-pin-mismatch",
-      detail: { presented, pinned },
-    });
+    const event = () =>
+      this.events?.emit({
+        step: "bmc.tls-pin",
+        result: "error",
+        machine: this.machine,
+        reason: "tls-pin-mismatch",
+        detail: { presented, pinned },
+      });
     const message =
       `BMC certificate SHA-256 ${presented} does not match the pinned ${pinned}; every BMC call is refused. ` +
       `If the certificate was replaced on purpose, re-pin it (metalman machine repin-bmc ${this.machine})`;
@@ -134,8 +135,14 @@ export class MachinePinStore implements PinStore {
           }),
         };
       })
+      .then((result) => {
+        // One event per distinct mismatch, also across drivers made for the same Machine: the
+        // condition already showing it means it was recorded.
+        if (result.outcome === "updated") event();
+      })
       .catch((err: Error) => {
-        this.recorded = "";
+        // No condition (quarantined, gone, I/O): the event still records it.
+        event();
         this.log?.warn({ machine: this.machine, err: err.message }, "bmc: cannot record the certificate mismatch");
       });
   }

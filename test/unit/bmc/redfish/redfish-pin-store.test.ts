@@ -133,6 +133,10 @@ describe("BMC pin store over the backend (createBmcDriver)", () => {
     assert.equal(condition.status, "False");
     assert.equal(condition.reason, "FingerprintMismatch");
     assert.ok(condition.message.includes(a) && condition.message.includes(b), condition.message);
+    // A second driver for the same Machine (flows may make one per reconcile) adds no event.
+    const again = await open();
+    await assert.rejects(again.powerState(), (err: BmcError) => err.code === "tls-pin-mismatch");
+    await new Promise((r) => setTimeout(r, 50));
     const mismatches = events.history("node-01").filter((e) => e.step === "bmc.tls-pin" && e.result === "error");
     assert.equal(mismatches.length, 1, "one event, not one per refused call");
     assert.deepEqual(mismatches[0]!.detail, { presented: b, pinned: a });
