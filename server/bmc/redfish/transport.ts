@@ -74,6 +74,8 @@ export class RedfishTransport {
   private closed = false;
   /** Fingerprint seen by the last unpinned handshake (first contact). */
   private observed: string | undefined;
+  /** The BMC answered 406 to `Accept-Encoding: identity` once: it is no longer sent. */
+  private identityRefused = false;
   private readonly o: Required<Omit<TransportOptions, "ca">> & { ca?: string };
 
   constructor(options: TransportOptions) {
@@ -156,7 +158,12 @@ export class RedfishTransport {
       let response: RedfishResponse | undefined;
       let failure: BmcError | undefined;
       try {
-        response = await this.once(req);
+        response = await this.once(req, this.identityRefused);
+        if (response.status === 406 && !this.identityRefused) {
+          // HPE Gen10 Plus answers 406 to `Accept-Encoding: identity`: drop it for this BMC.
+          this.identityRefused = true;
+          response = await this.once(req, true);
+        }
       } catch (err) {
         failure = toBmcError(err, req, this.o);
       }
@@ -238,7 +245,7 @@ export class RedfishTransport {
     };
   }
 
-  private async once(req: RedfishRequest): Promise<RedfishResponse> {
+  private async once(req: RedfishRequest, noEncodingHeader = false): Promise<RedfishResponse> {
     if (!this.trusted && req.headers && ("authorization" in req.headers || "x-auth-token" in req.headers)) {
       // Never reached through RedfishSession (it pins first); a guard against a future caller.
       throw new BmcError(
@@ -253,6 +260,7 @@ export class RedfishTransport {
       "accept-encoding": "identity",
       ...req.headers,
     };
+    if (noEncodingHeader) delete headers["accept-encoding"];
     let body: string | undefined;
     if (req.body !== undefined) {
       body = JSON.stringify(req.body);

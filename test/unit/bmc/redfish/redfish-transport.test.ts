@@ -246,6 +246,22 @@ describe("Redfish transport: bounded failures", () => {
     assert.ok(Date.now() - started < 2000);
   });
 
+  it("asks for identity encoding, and drops the header for a BMC that answers 406 to it (HPE Gen10 Plus)", async (t) => {
+    const bmc = await withBmc(t);
+    bmc.route("GET /redfish/v1/Systems/1", (req) =>
+      req.headers["accept-encoding"] === "identity"
+        ? { status: 406 }
+        : { body: { PowerState: "Off", "@odata.id": "/redfish/v1/Systems/1" } },
+    );
+    const d = driver(bmc, new MemoryPins(), { maxStateReads: 2 });
+    t.after(() => d.close());
+    assert.equal(bmc.seen.length, 0);
+    assert.equal(await d.powerState(), "Off");
+    const gets = bmc.requests("GET", "/redfish/v1/Systems/1");
+    assert.equal(gets[0]!.headers["accept-encoding"], "identity");
+    assert.equal(gets.length, 3, "one 406, then two readings without the header");
+  });
+
   it("sends one request at a time per BMC", async (t) => {
     const bmc = await withBmc(t);
     bmc.route("GET /redfish/v1/Systems/1", async () => {
