@@ -14,6 +14,11 @@ export type BootTarget = "Pxe" | "Hdd" | "None";
 
 export interface BootOverride {
   target: BootTarget;
+  /**
+   * Read back from the BMC: its own `BootSourceOverrideTarget` when that is not one of
+   * `BootTarget` (`Cd`, `UefiHttp`, `BiosSetup`...; `target` is then "None"). Ignored when setting.
+   */
+  reportedTarget?: string;
   /** "Once" where the BMC allows it; the driver reports what it actually set. */
   enabled: "Once" | "Continuous" | "Disabled";
   mode?: "UEFI" | "Legacy";
@@ -39,7 +44,9 @@ export type BmcErrorCode =
   | "tls-pin-mismatch"
   | "not-supported"
   | "bad-response"
-  | "bmc-error";
+  | "bmc-error"
+  /** The Machine's state is quarantined (docs/backend-contract.md): no BMC action until an operator lifts it. */
+  | "quarantined";
 
 export class BmcError extends Error {
   constructor(
@@ -50,5 +57,34 @@ export class BmcError extends Error {
   ) {
     super(message);
     this.name = "BmcError";
+  }
+}
+
+/** A BMC answered with an HTTP error status (Redfish). `status` lets flows tell "unsupported" (400/404/405/501) from "busy". */
+export class BmcHttpError extends BmcError {
+  constructor(
+    readonly status: number,
+    message: string,
+    bmcMessages: readonly string[] = [],
+    code: BmcErrorCode = "bmc-error",
+  ) {
+    super(code, message, bmcMessages);
+    this.name = "BmcHttpError";
+  }
+}
+
+/** The leaf certificate of the BMC does not match the pinned fingerprint: every call is refused. */
+export class BmcPinMismatchError extends BmcError {
+  constructor(
+    /** SHA-256 of the certificate presented now (spec §2.2 format). */
+    readonly presented: string,
+    /** The pinned `status.redfish.certFingerprint`. */
+    readonly pinned: string,
+  ) {
+    super(
+      "tls-pin-mismatch",
+      `BMC TLS certificate SHA-256 ${presented} does not match the pinned ${pinned}; re-pin only if the certificate was replaced on purpose`,
+    );
+    this.name = "BmcPinMismatchError";
   }
 }

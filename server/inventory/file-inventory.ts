@@ -23,6 +23,7 @@ import { canonicalJson } from "./canonical-json.js";
 import { removeCondition, setCondition } from "./conditions.js";
 import { deepFreeze } from "./deep-freeze.js";
 import { FileMachineOperationStore } from "./file-operation-store.js";
+import { FileSecretStore, type ManifestObject, readableByOthers } from "./file-secrets.js";
 import { parseInventoryFile } from "./inventory-file.js";
 import { KeyedLock } from "./keyed-lock.js";
 import { MachineValidator } from "./machine-schema.js";
@@ -95,6 +96,8 @@ interface FileRecord {
   size: number;
   machines: Machine[];
   problems: string[];
+  /** Secrets and ConfigMaps (never logged: their values stay inside FileSecretStore). */
+  manifests: ManifestObject[];
 }
 
 interface Entry {
@@ -139,6 +142,8 @@ export class FileInventory implements MachineBackend {
   private readonly clock: ResourceVersionClock;
   private readonly hub: WatchHub<MachineEvent>;
   readonly operations: FileMachineOperationStore;
+  /** The folder's `v1` Secrets and ConfigMaps (BMC passwords, user-data), for the rooms that need them. */
+  readonly secrets = new FileSecretStore();
   /** State files that could not be trusted at load, by file name; matched to Machines as they appear. */
   private suspects = new Map<string, SuspectStateFile>();
   /** Machines whose state must not be written (their suspect file could not be moved aside). */
@@ -285,6 +290,7 @@ export class FileInventory implements MachineBackend {
     for (const [file, record] of [...this.files.entries()].sort(([a], [b]) => a.localeCompare(b))) {
       for (const message of record.problems) problems.push({ file, message });
     }
+    problems.push(...this.secrets.conflicts());
     return problems;
   }
 
@@ -506,6 +512,7 @@ export class FileInventory implements MachineBackend {
       const changed = (await this.scanFiles()) || this.pendingApply;
       this.pendingApply = false;
       if (changed) {
+        this.indexManifests();
         await this.applyCandidates(this.composeCandidates());
         this.metrics?.reloads.inc({ result: "ok" });
       }
@@ -634,19 +641,26 @@ export class FileInventory implements MachineBackend {
     this.metrics?.fileReads.inc();
     const base = { label, ino: info.ino, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, size: info.size };
     const maxBytes = this.options.maxFileBytes ?? 4 * 1024 * 1024;
-    let parsed: { machines: Machine[]; problems: string[] };
+    let parsed: { machines: Machine[]; problems: string[]; manifests: ManifestObject[] };
     if (info.size > maxBytes) {
-      parsed = { machines: [], problems: [`${label}: file is larger than ${maxBytes} bytes; not read`] };
+      parsed = { machines: [], manifests: [], problems: [`${label}: file is larger than ${maxBytes} bytes; not read`] };
     } else {
       try {
         const text = await readFile(file, "utf8");
         parsed = parseInventoryFile(text, label, this.validator, this.log, this.now());
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-        parsed = { machines: [], problems: [`${label}: cannot read: ${(err as Error).message}`] };
+        parsed = { machines: [], manifests: [], problems: [`${label}: cannot read: ${(err as Error).message}`] };
       }
     }
-    if (parsed.problems.length === 0 && parsed.machines.length === 0 && previous && previous.machines.length > 0) {
+    refuseExposedSecrets(parsed, label, info.mode);
+    if (
+      parsed.problems.length === 0 &&
+      parsed.machines.length === 0 &&
+      parsed.manifests.length === 0 &&
+      previous &&
+      (previous.machines.length > 0 || previous.manifests.length > 0)
+    ) {
       // Empty (truncated by an editor about to write, or caught mid-write): never "no Machines".
       // Only removing the file deletes them.
       parsed.problems.push(`${label}: file has no documents (being written?)`);
@@ -654,6 +668,13 @@ export class FileInventory implements MachineBackend {
     if (parsed.problems.length > 0 && previous) {
       // Keep the last valid version of Machines the broken file no longer yields.
       const kept = previous.machines.filter((m) => !parsed.machines.some((n) => n.metadata.name === m.metadata.name));
+      // Secrets and ConfigMaps likewise, unless the file itself became readable by others.
+      if (!readableByOthers(info.mode)) {
+        const keptManifests = previous.manifests.filter(
+          (o) => !parsed.manifests.some((n) => n.kind === o.kind && n.namespace === o.namespace && n.name === o.name),
+        );
+        parsed.manifests.push(...keptManifests);
+      }
       if (kept.length > 0) {
         parsed.machines.push(...kept);
         parsed.problems.push(
@@ -671,6 +692,15 @@ export class FileInventory implements MachineBackend {
     }
     for (const machine of parsed.machines) deepFreeze(machine);
     return { ...base, ...parsed };
+  }
+
+  /** Rebuilds the Secret/ConfigMap index from the file records (file order: the first definition wins). */
+  private indexManifests(): void {
+    this.secrets.replace(
+      [...this.files.entries()]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([file, record]) => ({ file, objects: record.manifests })),
+    );
   }
 
   /** Machines in scope, first definition of a name (in file order) wins. */
@@ -1044,6 +1074,27 @@ export class FileInventory implements MachineBackend {
  * async one in CPU; scans yield to the event loop every STAT_BATCH files instead.
  * Undefined when the path is gone or is not a regular file.
  */
+/**
+ * A file holding a Secret that anyone but its owner can read is refused: its Secrets are dropped
+ * (Machines and ConfigMaps in it still load) and the problem says how to fix it.
+ */
+function refuseExposedSecrets(
+  parsed: { problems: string[]; manifests: ManifestObject[] },
+  label: string,
+  mode: number,
+): void {
+  if (!readableByOthers(mode)) return;
+  // A Secret without values exposes nothing.
+  const exposed = parsed.manifests.filter((o) => o.kind === "Secret" && o.values.size > 0);
+  if (exposed.length === 0) return;
+  parsed.manifests = parsed.manifests.filter((o) => !exposed.includes(o));
+  const names = exposed.map((o) => `${o.namespace}/${o.name}`).join(", ");
+  const octal = (mode & 0o777).toString(8).padStart(4, "0");
+  parsed.problems.push(
+    `${label}: Secret ${names} refused: the file is readable by other users (mode ${octal}); run chmod 600 on it`,
+  );
+}
+
 function statFile(file: string): Stats | undefined {
   try {
     const info = statSync(file, { throwIfNoEntry: false });

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { parseAllDocuments } from "yaml";
+import { isManifestDocument, type ManifestObject, parseManifest } from "./file-secrets.js";
 import type { MachineValidator } from "./machine-schema.js";
 import { API_VERSION, type Machine } from "./types.js";
 
@@ -7,11 +8,13 @@ import { API_VERSION, type Machine } from "./types.js";
 export interface ParsedInventoryFile {
   machines: Machine[];
   problems: string[];
+  /** `v1` Secrets and ConfigMaps of the file (docs/bmc-redfish.md); values never reach `problems`. */
+  manifests: ManifestObject[];
 }
 
 /**
- * Parses a (possibly multi-document) YAML file. Documents of other kinds (Secrets, ConfigMaps,
- * image metadata) are skipped with a debug log, so one folder can hold a whole site's manifests.
+ * Parses a (possibly multi-document) YAML file. `v1` Secrets and ConfigMaps are parsed into
+ * `manifests`; documents of other kinds (image metadata...) are skipped with a debug log, so one folder can hold a whole site's manifests.
  * `label` names the file in messages (`machines/node-01.yaml`).
  */
 export function parseInventoryFile(
@@ -23,11 +26,12 @@ export function parseInventoryFile(
 ): ParsedInventoryFile {
   const machines: Machine[] = [];
   const problems: string[] = [];
+  const manifests: ManifestObject[] = [];
   let documents: ReturnType<typeof parseAllDocuments>;
   try {
     documents = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false });
   } catch (err) {
-    return { machines, problems: [`${label}: invalid YAML: ${(err as Error).message}`] };
+    return { machines, manifests, problems: [`${label}: invalid YAML: ${(err as Error).message}`] };
   }
   if (!Array.isArray(documents)) documents = [];
   const multi = documents.length > 1;
@@ -46,6 +50,12 @@ export function parseInventoryFile(
       return;
     }
     if (value === null || value === undefined) return;
+    if (isManifestDocument(value)) {
+      const result = parseManifest(value, where);
+      if (result.object) manifests.push(result.object);
+      problems.push(...result.problems);
+      return;
+    }
     if (!looksLikeMachine(value)) {
       log.debug({ file: where }, "inventory: skipping a document that is not a Machine");
       return;
@@ -54,7 +64,7 @@ export function parseInventoryFile(
     if (result.ok) machines.push(result.machine);
     else problems.push(...result.errors);
   });
-  return { machines, problems };
+  return { machines, problems, manifests };
 }
 
 /** A Machine of any version is validated (a wrong apiVersion is then reported, not ignored). */
