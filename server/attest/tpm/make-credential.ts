@@ -76,12 +76,27 @@ export function makeCredential(input: MakeCredentialInput, options: MakeCredenti
     );
   }
   const { seed, encSecret } = ek.type === "rsa" ? rsaSeed(ek, options) : eccSeed(ek, options);
-  const encIdentity = wrapIdentity(ek, sym.keyBits, seed, input.objectName, input.credential);
-  const outerHmac = integrity(ek, seed, encIdentity, input.objectName);
   return {
-    credentialBlob: tpm2b(Buffer.concat([tpm2b(outerHmac), encIdentity])),
+    credentialBlob: idObjectFromSeed(ek, sym.keyBits, seed, input.objectName, input.credential),
     encryptedSecret: tpm2b(encSecret),
   };
+}
+
+/**
+ * The deterministic half of MakeCredential: the TPM2B_ID_OBJECT for a given seed. For test
+ * vectors only (a seed recovered from another implementation's output must give its exact bytes);
+ * the server always goes through makeCredential().
+ */
+export function credentialBlobFromSeed(input: MakeCredentialInput, seed: Buffer): Buffer {
+  const sym = checkEk(input.ekPublic);
+  checkName(input.objectName);
+  return idObjectFromSeed(input.ekPublic, sym.keyBits, seed, input.objectName, input.credential);
+}
+
+function idObjectFromSeed(ek: TpmPublic, keyBits: number, seed: Buffer, name: Buffer, credential: Buffer): Buffer {
+  const encIdentity = wrapIdentity(ek, keyBits, seed, name, credential);
+  const outerHmac = integrity(ek, seed, encIdentity, name);
+  return tpm2b(Buffer.concat([tpm2b(outerHmac), encIdentity]));
 }
 
 function checkEk(ek: TpmPublic): { keyBits: number } {
