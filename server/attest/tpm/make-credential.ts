@@ -123,15 +123,21 @@ function rsaSeed(ek: TpmPublic & { type: "rsa" }, options: MakeCredentialOptions
   const seed = options.seed ?? randomBytes(size);
   if (seed.length !== size)
     throw new TpmCredentialError("seed", `${seed.length} bytes, nameAlg ${ek.nameAlg} needs ${size}`);
-  const encSecret = publicEncrypt(
-    {
-      key: tpmPublicToKeyObject(ek),
-      padding: constants.RSA_PKCS1_OAEP_PADDING,
-      oaepHash: ek.nameAlg, // node uses the same hash for MGF1
-      oaepLabel: identityLabel(),
-    },
-    seed,
-  );
+  let encSecret: Buffer;
+  try {
+    encSecret = publicEncrypt(
+      {
+        key: tpmPublicToKeyObject(ek),
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: ek.nameAlg, // node uses the same hash for MGF1
+        oaepLabel: identityLabel(),
+      },
+      seed,
+    );
+  } catch (err) {
+    // A well-formed but bogus modulus (one no TPM generates) is the client's fault, not ours.
+    throw new TpmCredentialError("ekPublic", `RSA-OAEP with this key failed (${(err as Error).message})`);
+  }
   return { seed, encSecret };
 }
 
