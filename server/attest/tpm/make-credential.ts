@@ -146,7 +146,7 @@ function eccSeed(ek: TpmEccPublic, options: MakeCredentialOptions): { seed: Buff
   const ecdh = createECDH(OPENSSL_CURVE[ek.curve]);
   if (options.ephemeral) {
     const eph = options.ephemeral.type === "private" ? options.ephemeral.export({ format: "jwk" }) : undefined;
-    if (!eph || eph.kty !== "EC" || eph.crv !== ek.curve || !eph.d) {
+    if (eph?.kty !== "EC" || eph.crv !== ek.curve || !eph.d) {
       throw new TpmCredentialError("ephemeral", `must be an EC private key on ${ek.curve}`);
     }
     ecdh.setPrivateKey(Buffer.from(eph.d, "base64url"));
