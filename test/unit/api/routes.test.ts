@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: the tests read JSON answers loosely; the assertions check their shape
 /**
  * Every management API route through Fastify inject(), over a real FileInventory (node-01 with a
  * Redfish BMC whose URL carries credentials, node-02 without a BMC, node-03 quarantined by a
