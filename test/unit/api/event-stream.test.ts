@@ -127,24 +127,42 @@ describe("machine event stream (SSE) on the unix socket", () => {
     conn.on("error", () => {});
     // Far more than the socket buffers hold: the server must give up on this reader.
     const pad = "x".repeat(1000);
-    for (let i = 0; i < 20_000; i++)
+    for (let i = 0; i < 5_000; i++)
       events.emit({ step: "dhcp.discover", result: "ok", machine: "node-02", detail: { pad } });
     conn.resume();
     conn.on("data", () => {});
-    await Promise.race([closed, sleep(10_000).then(() => assert.fail("the slow reader was not dropped"))]);
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the slow reader was not dropped")), 10_000);
+    });
+    try {
+      await Promise.race([closed, limit]);
+    } finally {
+      clearTimeout(timer);
+    }
   });
 
   it("caps the number of open streams, and ends open streams when the API closes", async () => {
     const aborts = [new AbortController(), new AbortController()];
     const ended: boolean[] = [false, false];
-    const streams = aborts.map((abort, i) =>
-      client
-        .stream("/machines/node-01/events?follow=1", () => {}, abort.signal)
+    const marker = events.emit({ step: "dhcp.inform", result: "ok", machine: "node-01" });
+    const opened: Array<Promise<void>> = [];
+    const streams = aborts.map((abort, i) => {
+      let open: () => void = () => {};
+      opened.push(
+        new Promise<void>((resolve) => {
+          open = resolve;
+        }),
+      );
+      // Each stream replays the marker at once: receiving it proves the stream is open.
+      const url = `/machines/node-01/events?follow=1&since=${marker.seq - 1}`;
+      return client
+        .stream(url, () => open(), abort.signal)
         .then(() => {
           ended[i] = true;
-        }),
-    );
-    await sleep(200);
+        });
+    });
+    await Promise.all(opened);
     await assert.rejects(
       client.stream("/machines/node-01/events?follow=1", () => {}, new AbortController().signal),
       (err: unknown) => err instanceof ApiAnswerError && err.status === 503,
