@@ -83,6 +83,10 @@ export function apiErrorCodeFor(error: FastifyError): ApiErrorCode {
   switch (error.statusCode) {
     case 400:
       return "BAD_REQUEST";
+    case 401:
+      return "UNAUTHENTICATED";
+    case 403:
+      return "FORBIDDEN";
     case 413:
       return "PAYLOAD_TOO_LARGE";
     case 415:

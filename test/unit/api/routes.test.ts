@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import Fastify from "fastify";
 import { PIN_MISMATCH_CONDITION } from "../../../server/api/actions.js";
+import { ApiError } from "../../../server/api/errors.js";
 import { API_PREFIX, managementApiPlugin } from "../../../server/api/plugin.js";
 import { UNCHANGED } from "../../../server/inventory/backend.js";
 import { setCondition } from "../../../server/inventory/conditions.js";
@@ -432,9 +433,11 @@ describe("management API plugin on another Fastify instance (the console's liste
       backend: f.inventory,
       events: f.events,
       identify: (request) => {
-        if (request.headers.authorization !== "Bearer ok") {
-          throw Object.assign(new Error("no"), { statusCode: 401 });
+        if (request.headers.authorization === "Bearer expired") {
+          throw Object.assign(new Error("token expired"), { statusCode: 401 });
         }
+        if (request.headers.authorization !== "Bearer ok")
+          throw new ApiError("UNAUTHENTICATED", "bearer token required");
         return { user: "carol", transport: "https" };
       },
     });
@@ -443,9 +446,19 @@ describe("management API plugin on another Fastify instance (the console's liste
       assert.equal((await other.inject({ url: "/hello" })).json().hello, "world");
       const list = await other.inject({ url: "/console/api/v1/machines", headers: { authorization: "Bearer ok" } });
       assert.equal(list.statusCode, 200);
-      const refused = await other.inject({ url: "/console/api/v1/machines" });
-      assert.ok(refused.statusCode >= 400 && refused.statusCode < 600);
+      const refused = await other.inject({ url: "/console/api/v1/machines/node-01" });
+      assert.equal(refused.statusCode, 401);
+      assert.equal((refused.json() as any).error.code, "UNAUTHENTICATED");
       assert.ok(!refused.body.includes("node-01"));
+      // Not even whether a Machine exists: authentication runs before routing's 404.
+      const unknown = await other.inject({ url: "/console/api/v1/machines/ghost" });
+      assert.equal(unknown.statusCode, 401);
+      const expired = await other.inject({
+        url: "/console/api/v1/machines",
+        headers: { authorization: "Bearer expired" },
+      });
+      assert.equal(expired.statusCode, 401);
+      assert.equal((expired.json() as any).error.code, "UNAUTHENTICATED");
       const res = await other.inject({
         method: "POST",
         url: "/console/api/v1/machines/node-01/reboot",
