@@ -82,6 +82,13 @@ export class MachineActions {
     const quarantine = this.backend.quarantine(name);
     if (quarantine) throw new ApiError("MACHINE_QUARANTINED", quarantine.message, { machine: name });
     if (bmcOf(machine).kind === "none") throw new ApiError("NO_BMC", name, { machine: name });
+    // A provider Machine (AzureVM, OCIInstance...) is not bare metal: its host operations belong to
+    // another controller (spec §8.9), so an operation for it would wait forever here.
+    if (machine.spec.provider) {
+      throw new ApiError("NO_BMC", `${name} is a ${machine.spec.provider} Machine (spec.provider): not bare metal`, {
+        machine: name,
+      });
+    }
     return machine;
   }
 

@@ -6,6 +6,8 @@
  * the actor recorded, and no secret in any answer.
  */
 import assert from "node:assert/strict";
+import { rm, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import Fastify from "fastify";
 import { PIN_MISMATCH_CONDITION } from "../../../server/api/actions.js";
@@ -13,7 +15,7 @@ import { ApiError } from "../../../server/api/errors.js";
 import { API_PREFIX, managementApiPlugin } from "../../../server/api/plugin.js";
 import { UNCHANGED } from "../../../server/inventory/backend.js";
 import { setCondition } from "../../../server/inventory/conditions.js";
-import { type ApiFixture, apiFixture } from "./helpers.js";
+import { type ApiFixture, apiFixture, REDFISH_MACHINE } from "./helpers.js";
 
 const SECRETS = ["hunter2-url-secret", "sas-token-secret"];
 const USER = { "x-metalman-user": "alice" };
@@ -247,6 +249,27 @@ describe("management API routes (inject)", () => {
         assert.match(error.detail ?? "", /state file/);
       }
       assert.equal(f.inventory.operations.list().length, before);
+    });
+
+    it("refuses actions on a provider Machine (not bare metal) with NO_BMC", async () => {
+      const file = path.join(f.scratch.inventoryDir, "vm-01.yaml");
+      await writeFile(
+        file,
+        REDFISH_MACHINE.replace("name: node-01", "name: vm-01")
+          .replace("aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:09")
+          .replace("10.0.0.11", "10.0.0.19")
+          .replace("  operations:", "  provider: AzureVM\n  operations:"),
+      );
+      await f.inventory.reload();
+      try {
+        assert.ok(f.inventory.get("vm-01"), JSON.stringify(f.inventory.problems()));
+        const res = await post("/machines/vm-01/reboot", {});
+        assert.equal(res.statusCode, 409, res.body);
+        assert.match(errorOf(res).detail ?? "", /AzureVM Machine \(spec.provider\): not bare metal/);
+      } finally {
+        await rm(file);
+        await f.inventory.reload();
+      }
     });
 
     it("refuses actions on a Machine without a BMC (NO_BMC) and on an unknown one (404)", async () => {
