@@ -1,6 +1,7 @@
 import { systemAddressProbes } from "../config/address-probes.js";
 import { ConfigError, parseServePxeArgs, servePxeUsage } from "../config/serve-pxe-config.js";
 import { createLogger } from "./logger.js";
+import { runManagementCli } from "./machine-cli.js";
 import { startAppliance } from "./serve-pxe.js";
 import { runStateCli } from "./state-cli.js";
 
@@ -9,6 +10,8 @@ const USAGE = `metalman: bare-metal PXE appliance (DHCP, TFTP, HTTP netboot)
 Usage:
   metalman serve-pxe [flags]   serve netboot to the Machines of an inventory
   metalman state COMMAND       inspect and repair Machine state (quarantine, deleted Machines)
+  metalman machine COMMAND     list, show, power, reboot, repave Machines (through a running serve-pxe)
+  metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
   metalman help                this text (metalman serve-pxe --help for the flags)
 `;
 
@@ -23,6 +26,13 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
       return servePxe(rest, env);
     case "state":
       return runStateCli(rest, env, {
+        stdout: (s) => process.stdout.write(s),
+        stderr: (s) => process.stderr.write(s),
+      });
+    // Management API clients over <state-dir>/metalman.sock (docs/management-api.md).
+    case "machine":
+    case "operation":
+      return runManagementCli(command, rest, env, {
         stdout: (s) => process.stdout.write(s),
         stderr: (s) => process.stderr.write(s),
       });

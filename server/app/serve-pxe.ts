@@ -1,6 +1,9 @@
 import { stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { unixSocketIdentity } from "../api/actor.js"; // management API (docs/management-api.md)
+import { buildManagementApp } from "../api/app.js"; // management API
+import { apiSocketPath, claimUnixSocket } from "../api/unix-socket.js"; // management API
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
@@ -24,6 +27,8 @@ export interface RunningAppliance {
   readonly metrics: Registry;
   readonly events: BootEventBus;
   readonly inventory: FileInventory;
+  /** The management API's unix socket (`<stateDir>/metalman.sock`, docs/management-api.md). */
+  readonly apiSocket: string;
   /**
    * Graceful stop (docs/events.md "Shutdown"): state is flushed first; then every listener
    * stops accepting at once; downloads in flight get `graceMs` (default: --shutdown-grace)
@@ -97,6 +102,10 @@ export async function startAppliance(
         `--inventory: ${config.inventory} is not a directory (create it, or point at your Machine files)`,
       );
     }
+    // Management API: its socket is claimed before any state is read, so a second serve-pxe on
+    // this --state-dir stops here. It answers 503 until the API is attached below.
+    const apiSocket = await claimUnixSocket(apiSocketPath(config.stateDir));
+    drainers.push((deadline) => apiSocket.release(deadline.reached));
     const inventory = new FileInventory({
       dir: config.inventory,
       stateDir: config.stateDir,
@@ -227,6 +236,13 @@ export async function startAppliance(
     // Closed at once: probes see us go (and /readyz already fails).
     drainers.push(() => health.close());
 
+    // Management API on its own Fastify instance (never the netboot listener). Closing it ends
+    // its event streams, so the socket's drain above is not held up by them.
+    const api = buildManagementApp({ log, backend: inventory, events, identify: unixSocketIdentity });
+    await api.ready();
+    apiSocket.attach(api.routing);
+    drainers.push(() => api.close());
+
     // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
     unsubscribers.push(
       inventory.watch((change) => {
@@ -239,6 +255,7 @@ export async function startAppliance(
       metrics,
       events,
       inventory,
+      apiSocket: apiSocket.path,
       close: closeAll,
       describe: () => [
         `serve-url     ${addresses.serveUrl}`,
@@ -249,6 +266,7 @@ export async function startAppliance(
         `image roots   ${config.imageRoots.join(", ")}`,
         `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.problems().filter((p) => p.kind === "inventory").length} invalid files)`,
         `state         ${config.stateDir}`,
+        `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
       ],
     };
