@@ -7,6 +7,7 @@
  * records these decisions.
  */
 import { randomBytes } from "node:crypto";
+import { CERT_CONDITION } from "../bmc/tls-pin.js";
 import type { BootEventBus } from "../events/boot-events.js";
 import {
   type MachineBackend,
@@ -42,8 +43,8 @@ export const MACHINE_ACTIONS = {
 
 export type MachineAction = keyof typeof MACHINE_ACTIONS;
 
-/** The condition a Redfish pin mismatch sets (cleared by a re-pin along with the pin). */
-export const PIN_MISMATCH_CONDITION = "RedfishCertificateMismatch";
+/** The condition the Redfish driver sets on a certificate mismatch (server/bmc/tls-pin.ts). */
+export const PIN_MISMATCH_CONDITION = CERT_CONDITION;
 
 /** Default `ttlSecondsAfterFinished` of operations the API creates: a finished action stays visible for a day. */
 export const DEFAULT_OPERATION_TTL_SECONDS = 86_400;
