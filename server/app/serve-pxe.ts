@@ -1,6 +1,8 @@
 import { stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { attestSetup } from "../attest/attest-setup.js";
+import type { TokenSource } from "../attest/token-source.js";
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
@@ -14,6 +16,7 @@ import type { ReadinessReport } from "../http/health.js";
 import { DirImageStore } from "../images/dir-image-store.js";
 import { FileDiscoveryStore } from "../inventory/discovery-store.js";
 import { FileInventory } from "../inventory/file-inventory.js";
+import type { SecretReader } from "../inventory/secrets.js";
 import { NetbootResolver } from "../netboot/resolver.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
@@ -42,7 +45,13 @@ export interface RunningAppliance {
  */
 export async function startAppliance(
   config: ServePxeConfig,
-  deps: { log: Logger; probes: AddressProbes },
+  deps: {
+    log: Logger;
+    probes: AddressProbes;
+    /** attest (issue 9): Secrets for the standalone bootstrap-token source; a cluster token source. */
+    secrets?: SecretReader;
+    tokens?: TokenSource;
+  },
 ): Promise<RunningAppliance> {
   const { log } = deps;
   const addresses = deriveAddresses(config, deps.probes);
@@ -150,7 +159,11 @@ export async function startAppliance(
       return { ready: Object.values(checks).every((c) => c.ok), checks };
     };
 
+    // attest (issue 9): POST /attest. TODO(secrets): default `secrets` to inventory.secrets once the
+    // file-backed SecretReader is in the base; until then standalone attestation needs deps.secrets.
+    const attest = await attestSetup(config, { secrets: deps.secrets, tokens: deps.tokens });
     const http = buildNetbootApp({
+      attest,
       log,
       backend: inventory,
       resolver,
@@ -234,7 +247,7 @@ export async function startAppliance(
       close: closeAll,
       describe: () => [
         `serve-url     ${addresses.serveUrl}`,
-        `http          ${config.bindAddress}:${config.httpPort}  (artifacts, /pxe/disable, /cloudinit/log, /metrics)`,
+        `http          ${config.bindAddress}:${config.httpPort}  (artifacts, /pxe/disable, /cloudinit/log, /attest, /metrics)`,
         `tftp          ${config.bindAddress}:${config.tftpPort}`,
         `dhcp          ${transport.description}  mode=${addresses.dhcpMode} server-ip=${addresses.serverIp}`,
         `health        ${config.healthBindAddress}:${config.healthPort}  (/healthz, /readyz with details)`,
