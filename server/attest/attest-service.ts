@@ -206,7 +206,7 @@ export class AttestService {
     const cert: EkCertResult =
       this.#o.verifyEkCert === false
         ? { status: "absent" }
-        : await verifyEkCertificate(parsed.request.ekCert, ek.publicKey, this.#o.trustBundle, now);
+        : verifyEkCertificate(parsed.request.ekCert, ek.publicKey, this.#o.trustBundle, now);
     const required = requiresEkCert(machine, this.#o.requireEkCert ?? false);
     if (cert.status !== "absent") {
       events.emit({

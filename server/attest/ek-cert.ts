@@ -1,10 +1,9 @@
-import { createPublicKey, type KeyObject, webcrypto } from "node:crypto";
-import * as x509 from "@peculiar/x509";
+import { type KeyObject, X509Certificate } from "node:crypto";
 
 /**
  * EK certificate check (beyond upstream, spec §12.1 item 2): the TPM manufacturer signed a
  * certificate for this endorsement key. The agent may send the DER it read from the TPM's NV
- * index (0x01C00002 for RSA, 0x01C0000A for ECC) as `ekCert`. It is accepted when
+ * index (0x01C00002 for RSA, 0x01C0000A / 0x01C00016 for ECC) as `ekCert`. It is accepted when
  * - it parses as X.509 and its subject public key IS the EK presented in the same request, and
  * - it is signed by a certificate of the configured bundle of TPM manufacturer CAs (`--tpm-ca-bundle`),
  *   which is a CA (basicConstraints cA), and both are valid now.
@@ -12,6 +11,9 @@ import * as x509 from "@peculiar/x509";
  * manufacturer's intermediate CAs in the bundle when their EK certificates are issued by one.
  * Not checked (docs/attestation.md): revocation (CRL/OCSP), the TCG EK certificate profile
  * (SAN with the TPM model, the EK-certificate EKU), platform certificates.
+ *
+ * X.509 parsing and signature checks are OpenSSL's, through node:crypto. (@peculiar/x509, in
+ * the lockfile, cannot be loaded here: it needs a Reflect metadata polyfill that is not installed.)
  */
 export type EkCertResult =
   | { status: "absent" }
@@ -28,9 +30,7 @@ export type EkCertFailure =
   | "expired"
   | "not-yet-valid";
 
-export type TrustBundle = readonly x509.X509Certificate[];
-
-const crypto = webcrypto as unknown as Parameters<x509.X509Certificate["verify"]>[1];
+export type TrustBundle = readonly X509Certificate[];
 
 /** Parses a PEM bundle (one or more `CERTIFICATE` blocks). Throws naming what is wrong. */
 export function parseTrustBundle(pem: string): TrustBundle {
@@ -38,25 +38,28 @@ export function parseTrustBundle(pem: string): TrustBundle {
   if (blocks.length === 0) throw new Error("no PEM CERTIFICATE block found");
   return blocks.map((block, index) => {
     try {
-      return new x509.X509Certificate(block);
+      return new X509Certificate(block);
     } catch (error) {
       throw new Error(`certificate ${index + 1}: ${(error as Error).message}`);
     }
   });
 }
 
-export async function verifyEkCertificate(
+/** One-line distinguished name (node prints one RDN per line). */
+function dn(text: string): string {
+  return text.split("\n").filter(Boolean).join(", ");
+}
+
+export function verifyEkCertificate(
   der: Buffer | undefined,
   ek: KeyObject,
   bundle: TrustBundle | undefined,
   now: Date,
-): Promise<EkCertResult> {
+): EkCertResult {
   if (der === undefined) return { status: "absent" };
-  let cert: x509.X509Certificate;
-  let certKey: KeyObject;
+  let cert: X509Certificate;
   try {
-    cert = new x509.X509Certificate(der);
-    certKey = createPublicKey({ key: Buffer.from(cert.publicKey.rawData), format: "der", type: "spki" });
+    cert = new X509Certificate(der);
   } catch (error) {
     return {
       status: "invalid",
@@ -65,57 +68,40 @@ export async function verifyEkCertificate(
     };
   }
   // A genuine certificate of some other TPM proves nothing about this one.
-  if (!certKey.equals(ek)) {
+  if (!cert.publicKey.equals(ek)) {
     return { status: "invalid", reason: "key-mismatch", message: "the certificate's public key is not this EK" };
   }
-  if (bundle === undefined) return { status: "unchecked", issuer: cert.issuer, serial: cert.serialNumber };
+  const issuerName = dn(cert.issuer);
+  if (bundle === undefined) return { status: "unchecked", issuer: issuerName, serial: cert.serialNumber };
   const dates = validAt(cert, now, "EK certificate");
   if (dates) return dates;
-  const issuer = await findIssuer(cert, bundle);
+  const issuer = bundle.find((candidate) => cert.checkIssued(candidate) && cert.verify(candidate.publicKey));
   if (!issuer) {
     return {
       status: "invalid",
       reason: "untrusted-issuer",
-      message: `issuer "${cert.issuer}" is not in the TPM CA bundle, or did not sign this certificate`,
+      message: `issuer "${issuerName}" is not in the TPM CA bundle, or did not sign this certificate`,
     };
   }
-  if (issuer.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
-    return { status: "invalid", reason: "issuer-not-ca", message: `"${issuer.subject}" is not a CA certificate` };
+  if (!issuer.ca) {
+    return { status: "invalid", reason: "issuer-not-ca", message: `"${dn(issuer.subject)}" is not a CA certificate` };
   }
   const issuerDates = validAt(issuer, now, "issuing CA");
   if (issuerDates) return issuerDates;
   return {
     status: "verified",
-    subject: cert.subject,
-    issuer: cert.issuer,
+    subject: dn(cert.subject),
+    issuer: issuerName,
     serial: cert.serialNumber,
-    notAfter: cert.notAfter.toISOString(),
+    notAfter: new Date(cert.validTo).toISOString(),
   };
 }
 
-function validAt(cert: x509.X509Certificate, now: Date, what: string): EkCertResult | undefined {
-  if (now < cert.notBefore) {
-    return {
-      status: "invalid",
-      reason: "not-yet-valid",
-      message: `${what} valid from ${cert.notBefore.toISOString()}`,
-    };
-  }
-  if (now > cert.notAfter) {
-    return { status: "invalid", reason: "expired", message: `${what} expired ${cert.notAfter.toISOString()}` };
-  }
-  return undefined;
-}
-
-/** The bundle certificate whose subject is the issuer's name and whose key verifies the signature. */
-async function findIssuer(cert: x509.X509Certificate, bundle: TrustBundle): Promise<x509.X509Certificate | undefined> {
-  for (const candidate of bundle) {
-    if (candidate.subject !== cert.issuer) continue;
-    try {
-      if (await cert.verify({ publicKey: candidate, signatureOnly: true }, crypto)) return candidate;
-    } catch {
-      // An algorithm WebCrypto does not know (or a broken key): not this issuer.
-    }
-  }
+function validAt(cert: X509Certificate, now: Date, what: string): EkCertResult | undefined {
+  const from = new Date(cert.validFrom);
+  const to = new Date(cert.validTo);
+  if (now < from)
+    return { status: "invalid", reason: "not-yet-valid", message: `${what} valid from ${from.toISOString()}` };
+  if (now > to) return { status: "invalid", reason: "expired", message: `${what} expired ${to.toISOString()}` };
   return undefined;
 }
