@@ -196,13 +196,9 @@ softTpmSuite("POST /attest with swtpm + tpm2-tools (the upstream agent's flow)",
       const machine = app.inventory.get(MACHINES.rsa.name)!;
       const pin = machine.status?.tpm?.ekPublicKey ?? "";
       assert.match(pin, /^-----BEGIN PUBLIC KEY-----\n/);
-      const ekPem =
-        (await run(
-          "tpm2_readpublic",
-          ["-c", path.join(tpm.dir, "ek-rsa.ctx"), "-f", "pem", "-o", path.join(tpm.dir, "ek.pem")],
-          tpm.env,
-        ),
-        await readFile(path.join(tpm.dir, "ek.pem"), "utf8"));
+      const pemFile = path.join(tpm.dir, "ek.pem");
+      await run("tpm2_readpublic", ["-c", path.join(tpm.dir, "ek-rsa.ctx"), "-f", "pem", "-o", pemFile], tpm.env);
+      const ekPem = await readFile(pemFile, "utf8");
       assert.ok(createPublicKey(pin).equals(createPublicKey(ekPem)), "the pin is the TPM's EK");
       const history = app.events.history(MACHINES.rsa.name);
       assert.ok(history.some((e) => e.step === "attest.ek-pin" && e.result === "ok"));
