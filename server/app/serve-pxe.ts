@@ -2,6 +2,7 @@ import { stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { attestSetup } from "../attest/attest-setup.js";
+import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
@@ -232,6 +233,10 @@ export async function startAppliance(
     // Closed at once: probes see us go (and /readyz already fails).
     drainers.push(() => health.close());
 
+    // attest (issue 9): `metalman tpm repin` requests (<stateDir>/attest/requests).
+    unsubscribers.push(
+      pollRepinRequests(config.stateDir, inventory, events, (err) => log.warn({ err }, "tpm repin request failed")),
+    );
     // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
     unsubscribers.push(
       inventory.watch((change) => {
