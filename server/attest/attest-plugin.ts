@@ -33,7 +33,7 @@ export const attestPlugin: FastifyPluginAsync<AttestPluginOptions> = async (app,
       return reply
         .code(200)
         .header("content-type", "application/json")
-        .send(`${JSON.stringify(answer.body)}\n`);
+        .send(Buffer.from(`${JSON.stringify(answer.body)}\n`));
     }
     if (answer.retryAfterSeconds !== undefined) reply.header("retry-after", String(answer.retryAfterSeconds));
     // Go's http.Error format, like every machine-facing error (server/http/errors.ts).
