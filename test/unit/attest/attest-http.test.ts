@@ -48,7 +48,15 @@ function harness(
   const backend = new FakeBackend([machine]);
   const events = new BootEventBus();
   const lines: string[] = [];
-  const log = pino({ level: "info" }, new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) }));
+  const log = pino(
+    { level: "info" },
+    new Writable({
+      write: (chunk, _encoding, done) => {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
   const attest: AttestSetup = {
     tpm: tpmCredentials,
     tokens: new KubeadmSecretTokenSource({ secrets: tokenSecrets(), defaultSecretName: "bootstrap-token-abcdef" }),
