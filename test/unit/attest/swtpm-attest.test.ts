@@ -15,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { type RunningAppliance, startAppliance } from "../../../server/app/serve-pxe.js";
 import { openToken } from "../../../server/attest/seal.js";
+import { runTpmCli } from "../../../server/attest/tpm-cli.js";
 import type { AddressProbes } from "../../../server/config/derive-addresses.js";
 import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
 import { repoRoot } from "../../support/paths.js";
@@ -74,7 +75,7 @@ async function appliance(
   scratch: string,
   label: string,
   extra: string[],
-): Promise<{ app: RunningAppliance; port: number }> {
+): Promise<{ app: RunningAppliance; port: number; state: string }> {
   const state = path.join(scratch, `state-${label}`);
   const [http, health, tftp, dhcp] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const config = parseServePxeArgs(
@@ -100,7 +101,7 @@ async function appliance(
     "token-secret": "0123456789abcdef",
     "usage-bootstrap-authentication": "true",
   });
-  return { app: await startAppliance(config, { log: pino({ level: "silent" }), probes, secrets }), port: http };
+  return { app: await startAppliance(config, { log: pino({ level: "silent" }), probes, secrets }), port: http, state };
 }
 
 /** The Machine boots from us: its GRUB menu over HTTP from its lease IP (an `http.template` event). */
@@ -176,8 +177,9 @@ softTpmSuite("POST /attest with swtpm + tpm2-tools (the upstream agent's flow)",
   describe("appliance trusting the swtpm's own CA", () => {
     let app: RunningAppliance;
     let port: number;
+    let state: string;
     before(async () => {
-      ({ app, port } = await appliance(scratch, "own-ca", [`--tpm-ca-bundle=${ca.issuerCert}`]));
+      ({ app, port, state } = await appliance(scratch, "own-ca", [`--tpm-ca-bundle=${ca.issuerCert}`]));
     });
     after(async () => app?.close({ graceMs: 0 }));
 
@@ -222,6 +224,21 @@ softTpmSuite("POST /attest with swtpm + tpm2-tools (the upstream agent's flow)",
       const refusal = app.events.history(MACHINES.rsa.name).at(-1);
       assert.equal(refusal?.step, "attest.refuse");
       assert.equal(refusal?.reason, "ek-mismatch");
+    });
+
+    it("after `metalman tpm repin` (board swap) the new TPM attests and is pinned; the old one is then refused", async () => {
+      const out: string[] = [];
+      const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+      const code = await runTpmCli(["repin", MACHINES.rsa.name, "--state-dir", state, "--wait", "10"], {}, io);
+      assert.equal(code, 0, out.join(""));
+      assert.equal(app.inventory.get(MACHINES.rsa.name)?.status?.tpm?.ekPublicKey, undefined);
+      assert.ok(app.events.history(MACHINES.rsa.name).some((e) => e.step === "attest.repin" && e.result === "ok"));
+      const swapped = tpms.find((t) => t.dir.endsWith("tpm-rsa-other"))!;
+      const result = await agent(swapped, "rsa", port, MACHINES.rsa.ip);
+      assert.equal(result.status, 200, result.text);
+      assert.equal(result.token, TOKEN);
+      const old = tpms.find((t) => t.dir.endsWith("tpm-rsa"))!;
+      assert.equal((await agent(old, "rsa", port, MACHINES.rsa.ip)).status, 403);
     });
 
     it("ECC EK (P-256, ECDH + KDFe): the agent recovers K and opens the token", async () => {
