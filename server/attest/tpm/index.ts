@@ -9,10 +9,17 @@ export {
   type TpmHashName,
 } from "./constants.js";
 export { samePublicKey, tpmPublicToKeyObject, tpmPublicToSpkiPem } from "./ek-key.js";
+export {
+  type EkTemplateOptions,
+  ekPublicFromKey,
+  TCG_EK_ATTRIBUTES,
+  TCG_EK_AUTH_POLICY_SHA256,
+} from "./ek-template.js";
 export { TpmCredentialError, type TpmErrorReason, TpmFormatError } from "./errors.js";
 export { kdfa, kdfe } from "./kdf.js";
 export {
   activateCredentialInSoftware,
+  credentialBlobFromSeed,
   type MakeCredentialInput,
   type MakeCredentialOptions,
   type MakeCredentialResult,

@@ -76,12 +76,27 @@ export function makeCredential(input: MakeCredentialInput, options: MakeCredenti
     );
   }
   const { seed, encSecret } = ek.type === "rsa" ? rsaSeed(ek, options) : eccSeed(ek, options);
-  const encIdentity = wrapIdentity(ek, sym.keyBits, seed, input.objectName, input.credential);
-  const outerHmac = integrity(ek, seed, encIdentity, input.objectName);
   return {
-    credentialBlob: tpm2b(Buffer.concat([tpm2b(outerHmac), encIdentity])),
+    credentialBlob: idObjectFromSeed(ek, sym.keyBits, seed, input.objectName, input.credential),
     encryptedSecret: tpm2b(encSecret),
   };
+}
+
+/**
+ * The deterministic half of MakeCredential: the TPM2B_ID_OBJECT for a given seed. For test
+ * vectors only (a seed recovered from another implementation's output must give its exact bytes);
+ * the server always goes through makeCredential().
+ */
+export function credentialBlobFromSeed(input: MakeCredentialInput, seed: Buffer): Buffer {
+  const sym = checkEk(input.ekPublic);
+  checkName(input.objectName);
+  return idObjectFromSeed(input.ekPublic, sym.keyBits, seed, input.objectName, input.credential);
+}
+
+function idObjectFromSeed(ek: TpmPublic, keyBits: number, seed: Buffer, name: Buffer, credential: Buffer): Buffer {
+  const encIdentity = wrapIdentity(ek, keyBits, seed, name, credential);
+  const outerHmac = integrity(ek, seed, encIdentity, name);
+  return tpm2b(Buffer.concat([tpm2b(outerHmac), encIdentity]));
 }
 
 function checkEk(ek: TpmPublic): { keyBits: number } {
@@ -108,15 +123,21 @@ function rsaSeed(ek: TpmPublic & { type: "rsa" }, options: MakeCredentialOptions
   const seed = options.seed ?? randomBytes(size);
   if (seed.length !== size)
     throw new TpmCredentialError("seed", `${seed.length} bytes, nameAlg ${ek.nameAlg} needs ${size}`);
-  const encSecret = publicEncrypt(
-    {
-      key: tpmPublicToKeyObject(ek),
-      padding: constants.RSA_PKCS1_OAEP_PADDING,
-      oaepHash: ek.nameAlg, // node uses the same hash for MGF1
-      oaepLabel: identityLabel(),
-    },
-    seed,
-  );
+  let encSecret: Buffer;
+  try {
+    encSecret = publicEncrypt(
+      {
+        key: tpmPublicToKeyObject(ek),
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: ek.nameAlg, // node uses the same hash for MGF1
+        oaepLabel: identityLabel(),
+      },
+      seed,
+    );
+  } catch (err) {
+    // A well-formed but bogus modulus (one no TPM generates) is the client's fault, not ours.
+    throw new TpmCredentialError("ekPublic", `RSA-OAEP with this key failed (${(err as Error).message})`);
+  }
   return { seed, encSecret };
 }
 

@@ -181,6 +181,9 @@ export function decodeTpmtPublic(buf: Buffer, base = 0): TpmPublic {
     }
     const modAt = r.offset;
     const modulus = r.tpm2b("TPMT_PUBLIC.unique.rsa", MAX_RSA_BYTES);
+    if (modulus.length === keyBits / 8 && (modulus[modulus.length - 1] & 1) === 0) {
+      throw new TpmFormatError("inconsistent", "TPMT_PUBLIC.unique.rsa", modAt, "an even modulus is not an RSA key");
+    }
     if (modulus.length !== keyBits / 8 || (modulus[0] & 0x80) === 0) {
       throw new TpmFormatError(
         "inconsistent",
