@@ -6,7 +6,7 @@
  * Needs swtpm, swtpm-tools, tpm2-tools, openssl: skipped without them, failing under CI=true.
  */
 import assert from "node:assert/strict";
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -15,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { type RunningAppliance, startAppliance } from "../../../server/app/serve-pxe.js";
 import { openToken } from "../../../server/attest/seal.js";
+import { activateCredentialInSoftware, decodeTpm2bPublic, objectName } from "../../../server/attest/tpm/index.js";
 import { runTpmCli } from "../../../server/attest/tpm-cli.js";
 import type { AddressProbes } from "../../../server/config/derive-addresses.js";
 import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
@@ -239,6 +240,36 @@ softTpmSuite("POST /attest with swtpm + tpm2-tools (the upstream agent's flow)",
       assert.equal(result.token, TOKEN);
       const old = tpms.find((t) => t.dir.endsWith("tpm-rsa"))!;
       assert.equal((await agent(old, "rsa", port, MACHINES.rsa.ip)).status, 403);
+    });
+
+    it("the answer is useless without that TPM: a software key cannot activate it; unknown IP 404, empty or corrupt fields 400", async () => {
+      // A Machine of its own: m9a-rsa has spent its attempt budget (5 at once) above.
+      const tpm = await newTpm("spare");
+      const ek = await tpm.createEk("rsa");
+      const srk = await tpm.createSrk();
+      const payload = JSON.stringify({ ekPub: ek.pub.toString("base64"), srkPub: srk.pub.toString("base64") });
+      await boot(port, MACHINES.open.ip);
+      const res = await httpFrom(MACHINES.open.ip, port, "POST", "/attest", payload);
+      assert.equal(res.status, 200, res.text);
+      const json = JSON.parse(res.text) as Record<string, string>;
+      const software = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+      assert.throws(() =>
+        activateCredentialInSoftware({
+          ekPublic: decodeTpm2bPublic(ek.pub),
+          ekPrivate: software,
+          objectName: objectName(decodeTpm2bPublic(srk.pub)),
+          credentialBlob: Buffer.from(json.credentialBlob!, "base64"),
+          encryptedSecret: Buffer.from(json.encryptedSecret!, "base64"),
+        }),
+      );
+      assert.equal((await httpFrom("127.0.0.99", port, "POST", "/attest", payload)).status, 404);
+      assert.equal((await httpFrom(MACHINES.open.ip, port, "POST", "/attest", '{"ekPub":"","srkPub":""}')).status, 400);
+      const corrupt = JSON.stringify({
+        ekPub: ek.pub.toString("base64"),
+        srkPub: srk.pub.subarray(0, 50).toString("base64"),
+      });
+      const bad = await httpFrom(MACHINES.open.ip, port, "POST", "/attest", corrupt);
+      assert.deepEqual([bad.status, bad.text], [400, "invalid SRK public key\n"]);
     });
 
     it("ECC EK (P-256, ECDH + KDFe): the agent recovers K and opens the token", async () => {
