@@ -312,6 +312,23 @@ softTpmSuite("POST /attest with swtpm + tpm2-tools (the upstream agent's flow)",
     });
   });
 
+  describe("the same appliance state after a restart", () => {
+    let app: RunningAppliance;
+    let port: number;
+    before(async () => {
+      ({ app, port } = await appliance(scratch, "own-ca", [`--tpm-ca-bundle=${ca.issuerCert}`]));
+    });
+    after(async () => app?.close({ graceMs: 0 }));
+
+    it("keeps the pin (status is durable): the swapped-in TPM attests, the original one is still refused", async () => {
+      await boot(port, MACHINES.rsa.ip);
+      const pinnedNow = tpms.find((t) => t.dir.endsWith("tpm-rsa-other"))!;
+      assert.equal((await agent(pinnedNow, "rsa", port, MACHINES.rsa.ip)).status, 200);
+      const original = tpms.find((t) => t.dir.endsWith("tpm-rsa"))!;
+      assert.equal((await agent(original, "rsa", port, MACHINES.rsa.ip)).status, 403);
+    });
+  });
+
   describe("appliance trusting another CA (same name, other key)", () => {
     let app: RunningAppliance;
     let port: number;
