@@ -155,7 +155,7 @@ export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
       ...options.attest,
       backend: options.backend,
       events: options.events,
-      log: options.log,
+      log: options.log.child({ component: "attest" }),
       identify,
     });
   app.register(artifactsPlugin, {

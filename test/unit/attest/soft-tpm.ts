@@ -29,6 +29,7 @@ export const SOFT_TPM_TOOLS = [
   "tpm2_flushcontext",
   "tpm2_getcap",
   "tpm2_nvread",
+  "openssl",
 ] as const;
 
 export function missingTools(tools: readonly string[] = SOFT_TPM_TOOLS): string[] {
@@ -43,7 +44,7 @@ export function missingTools(tools: readonly string[] = SOFT_TPM_TOOLS): string[
 export function softTpmSuite(name: string, body: () => void): void {
   const missing = missingTools();
   if (missing.length === 0) return void describe(name, body);
-  const reason = `missing tools: ${missing.join(", ")} (apt-get install swtpm swtpm-tools tpm2-tools)`;
+  const reason = `missing tools: ${missing.join(", ")} (apt-get install swtpm swtpm-tools tpm2-tools openssl)`;
   if (process.env.CI === "true" || process.env.CI === "1") {
     describe(name, () => {
       it("swtpm and tpm2-tools are installed", () => {
