@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { type BoundedBody, boundedBodyParser } from "../http/bounded-body.js";
 import type { ClientIdentity } from "../http/client-identity.js";
+import type { HttpMetrics } from "../http/http-metrics.js";
 import { leaseMac, requesterIp } from "../http/request-identity.js";
 import { type AttestAnswer, AttestService, type AttestServiceOptions } from "./attest-service.js";
 
@@ -11,6 +12,8 @@ export interface AttestPluginOptions extends AttestServiceOptions {
   /** The netboot app's identity (source IP; X-Forwarded-For only from a trusted proxy). */
   identify: ClientIdentity;
   bodyLimitBytes?: number;
+  /** Malformed bodies are counted in `metalman_http_malformed_total{route="/attest"}`. */
+  metrics?: HttpMetrics;
 }
 
 /**
@@ -35,6 +38,7 @@ export const attestPlugin: FastifyPluginAsync<AttestPluginOptions> = async (app,
         .header("content-type", "application/json")
         .send(Buffer.from(`${JSON.stringify(answer.body)}\n`));
     }
+    if (answer.status === 400) options.metrics?.malformed.inc({ route: "/attest", reason: answer.reason });
     if (answer.retryAfterSeconds !== undefined) reply.header("retry-after", String(answer.retryAfterSeconds));
     // Go's http.Error format, like every machine-facing error (server/http/errors.ts).
     return reply

@@ -67,7 +67,7 @@ export interface AttestResponse {
 
 export type AttestAnswer =
   | { status: 200; body: AttestResponse }
-  | { status: 400 | 403 | 404 | 429 | 500 | 503; message: string; retryAfterSeconds?: number };
+  | { status: 400 | 403 | 404 | 429 | 500 | 503; message: string; reason: string; retryAfterSeconds?: number };
 
 /** Error messages: upstream's where upstream has the case (clients may match them). */
 export const ATTEST_MESSAGES = {
@@ -121,7 +121,7 @@ export class AttestService {
           reason,
           detail: quiet.suppressed ? { suppressed: quiet.suppressed } : undefined,
         });
-      return { status, message };
+      return { status, message, reason };
     };
 
     // 1-2: upstream decodes the body before looking the Machine up; keep that order for status codes.
@@ -149,7 +149,7 @@ export class AttestService {
       detail?: BootEvent["detail"],
     ): AttestAnswer => {
       events.emit({ ...base, step: "attest.refuse", result: "error", reason, detail });
-      return { status, message };
+      return { status, message, reason };
     };
 
     // 3: bounded work per Machine, and nothing for one whose state cannot be trusted.
@@ -167,6 +167,7 @@ export class AttestService {
       return {
         status: 429,
         message: ATTEST_MESSAGES.tooMany,
+        reason: "rate-limited",
         retryAfterSeconds: Math.ceil(attempt.retryAfterMs / 1000),
       };
     }
@@ -353,7 +354,7 @@ export class AttestService {
         reason,
         detail: quiet.suppressed ? { suppressed: quiet.suppressed } : undefined,
       });
-    return { status, message };
+    return { status, message, reason };
   }
 
   /** Why the last attempt was refused, in status for the console (best effort: the answer does not wait on it failing). */

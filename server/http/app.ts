@@ -157,6 +157,7 @@ export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
       events: options.events,
       log: options.log.child({ component: "attest" }),
       identify,
+      metrics,
     });
   app.register(artifactsPlugin, {
     backend: options.backend,

@@ -62,11 +62,12 @@ function harness(
     tokens: new KubeadmSecretTokenSource({ secrets: tokenSecrets(), defaultSecretName: "bootstrap-token-abcdef" }),
     ...options.attest,
   };
+  const registry = new Registry();
   const app = buildNetbootApp({
     log,
     backend,
     events,
-    metrics: new Registry(),
+    metrics: registry,
     resolver: new NetbootResolver({
       images: new DirImageStore({ baseDirOf: () => "/", imageRoots: ["/nonexistent"], log: pino({ level: "silent" }) }),
       render: () => "",
@@ -75,7 +76,7 @@ function harness(
     attest,
   });
   if (options.boot !== false) events.emit({ step: "dhcp.ack", result: "ok", machine: "node-a", ip: IP });
-  return { app, backend, events, lines };
+  return { app, backend, events, lines, registry };
 }
 
 function body(ek = rsaKey("ek"), srk = rsaKey("srk"), extra: Record<string, unknown> = {}) {
@@ -172,6 +173,8 @@ describe("POST /attest: refusals in upstream's order and codes", () => {
       assert.equal(res.body, text, payload);
       assert.equal(res.headers["content-type"], "text/plain; charset=utf-8");
     }
+    const counted = await h.registry.getSingleMetricAsString("metalman_http_malformed_total");
+    assert.match(counted, /route="\/attest",reason="invalid-body"} 4/);
     const stranger = h.events.recent().find((e) => e.reason === "unknown-client");
     assert.equal(stranger?.machine, undefined, "an unknown IP is a stranger's event");
   });
