@@ -74,6 +74,13 @@ export const CURVE_BY_ID: ReadonlyMap<number, { name: TpmCurveName; size: number
   [0x0005, { name: "P-521", size: 66 }],
 ]);
 
+/** OpenSSL names of the curves, for node:crypto's ECDH class (much cheaper than a KeyObject per use). */
+export const OPENSSL_CURVE: Readonly<Record<TpmCurveName, string>> = {
+  "P-256": "prime256v1",
+  "P-384": "secp384r1",
+  "P-521": "secp521r1",
+};
+
 export const ID_BY_CURVE: Readonly<Record<TpmCurveName, number>> = {
   "P-256": 0x0003,
   "P-384": 0x0004,

@@ -2,21 +2,21 @@ import {
   constants,
   createCipheriv,
   createDecipheriv,
+  createECDH,
   createHmac,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
   type KeyObject,
   privateDecrypt,
   publicEncrypt,
   randomBytes,
   timingSafeEqual,
 } from "node:crypto";
-import { CREDENTIAL_FILE_MAGIC, CREDENTIAL_FILE_VERSION, hashSize, ObjectAttr } from "./constants.js";
+import { CREDENTIAL_FILE_MAGIC, CREDENTIAL_FILE_VERSION, hashSize, ObjectAttr, OPENSSL_CURVE } from "./constants.js";
 import { tpmPublicToKeyObject } from "./ek-key.js";
 import { TpmCredentialError, TpmFormatError } from "./errors.js";
 import { kdfa, kdfe } from "./kdf.js";
-import { checkObjectName, curveSize, leftPad, type TpmEccPublic, type TpmPublic } from "./public.js";
+import { checkObjectName, curveSize, leftPad, type TpmEccPublic, type TpmPublic, uncompressedPoint } from "./public.js";
 import { TpmReader, tpm2b, u32be } from "./reader.js";
 
 /**
@@ -143,18 +143,29 @@ function rsaSeed(ek: TpmPublic & { type: "rsa" }, options: MakeCredentialOptions
 
 function eccSeed(ek: TpmEccPublic, options: MakeCredentialOptions): { seed: Buffer; encSecret: Buffer } {
   if (options.seed) throw new TpmCredentialError("seed", "an ECC EK derives the seed from ECDH; inject `ephemeral`");
-  const ephemeral = options.ephemeral ?? generateKeyPairSync("ec", { namedCurve: ek.curve }).privateKey;
-  const eph = ephemeral.export({ format: "jwk" });
-  if (ephemeral.type !== "private" || eph.kty !== "EC" || eph.crv !== ek.curve) {
-    throw new TpmCredentialError("ephemeral", `must be an EC private key on ${ek.curve}`);
+  const ecdh = createECDH(OPENSSL_CURVE[ek.curve]);
+  if (options.ephemeral) {
+    const eph = options.ephemeral.type === "private" ? options.ephemeral.export({ format: "jwk" }) : undefined;
+    if (eph?.kty !== "EC" || eph.crv !== ek.curve || !eph.d) {
+      throw new TpmCredentialError("ephemeral", `must be an EC private key on ${ek.curve}`);
+    }
+    ecdh.setPrivateKey(Buffer.from(eph.d, "base64url"));
+  } else {
+    ecdh.generateKeys();
   }
   const size = curveSize(ek.curve);
-  const ephX = Buffer.from(eph.x!, "base64url");
-  const ephY = Buffer.from(eph.y!, "base64url");
-  const z = diffieHellman({ privateKey: ephemeral, publicKey: tpmPublicToKeyObject(ek) });
+  const ephPoint = ecdh.getPublicKey(); // 04 || x || y, each at the field size
+  const ephX = ephPoint.subarray(1, 1 + size);
+  const ephY = ephPoint.subarray(1 + size);
+  let z: Buffer;
+  try {
+    z = ecdh.computeSecret(uncompressedPoint(ek));
+  } catch (err) {
+    throw new TpmCredentialError("ekPublic", `ECDH with this point failed (${(err as Error).message})`);
+  }
   const seed = eccSeedFromZ(ek, z, ephX);
-  // TPMS_ECC_POINT of the ephemeral public key, coordinates at the curve's size.
-  const encSecret = Buffer.concat([tpm2b(leftPad(ephX, size)), tpm2b(leftPad(ephY, size))]);
+  // TPMS_ECC_POINT of the ephemeral public key.
+  const encSecret = Buffer.concat([tpm2b(ephX), tpm2b(ephY)]);
   return { seed, encSecret };
 }
 

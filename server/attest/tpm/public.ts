@@ -1,4 +1,4 @@
-import { createHash, createPublicKey } from "node:crypto";
+import { createHash, ECDH } from "node:crypto";
 import {
   ALG_BY_HASH,
   CURVE_BY_ID,
@@ -7,6 +7,7 @@ import {
   ID_BY_CURVE,
   NAME_ALGS,
   ObjectAttr,
+  OPENSSL_CURVE,
   RESERVED_OBJECT_ATTRS,
   TpmAlg,
   type TpmCurveName,
@@ -366,21 +367,19 @@ function readKdf(r: TpmReader): TpmKdfScheme | null {
 }
 
 function pointOnCurve(p: TpmEccPublicFields): boolean {
-  const size = CURVE_BY_ID.get(ID_BY_CURVE[p.curve])!.size;
   try {
-    createPublicKey({
-      key: {
-        kty: "EC",
-        crv: p.curve,
-        x: leftPad(p.x, size).toString("base64url"),
-        y: leftPad(p.y, size).toString("base64url"),
-      },
-      format: "jwk",
-    });
+    // OpenSSL's EC_POINT_oct2point refuses a point that is not on the curve.
+    ECDH.convertKey(uncompressedPoint(p), OPENSSL_CURVE[p.curve]);
     return true;
   } catch {
     return false;
   }
+}
+
+/** SEC 1 uncompressed encoding 04 || x || y, coordinates padded to the curve's field size. */
+export function uncompressedPoint(p: { curve: TpmCurveName; x: Buffer; y: Buffer }): Buffer {
+  const size = curveSize(p.curve);
+  return Buffer.concat([Buffer.from([4]), leftPad(p.x, size), leftPad(p.y, size)]);
 }
 
 // ---------------------------------------------------------------- encode

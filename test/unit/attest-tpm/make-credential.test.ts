@@ -127,13 +127,20 @@ describe("MakeCredential: every supported EK shape opens only with the right key
     label: string;
     key: "rsa" | "ec";
     size: number | string;
-    nameAlg: "sha256" | "sha384";
+    nameAlg: "sha256" | "sha384" | "sha512";
     symBits: 128 | 256;
   }> = [
     { label: "RSA-2048 / SHA-256 / AES-128", key: "rsa", size: 2048, nameAlg: "sha256", symBits: 128 },
     { label: "RSA-3072 / SHA-384 / AES-256", key: "rsa", size: 3072, nameAlg: "sha384", symBits: 256 },
     { label: "P-256 / SHA-256 / AES-128", key: "ec", size: "P-256", nameAlg: "sha256", symBits: 128 },
     { label: "P-384 / SHA-384 / AES-256", key: "ec", size: "P-384", nameAlg: "sha384", symBits: 256 },
+    {
+      label: "P-521 / SHA-512 / AES-256 (software only: no lab TPM makes one)",
+      key: "ec",
+      size: "P-521",
+      nameAlg: "sha512",
+      symBits: 256,
+    },
   ];
   for (const s of shapes) {
     it(s.label, () => {
@@ -142,10 +149,10 @@ describe("MakeCredential: every supported EK shape opens only with the right key
           ? generateKeyPairSync("rsa", { modulusLength: s.size as number })
           : generateKeyPairSync("ec", { namedCurve: s.size as string });
       const ek: TpmPublic = ekPublicFromKey(pair.publicKey, { nameAlg: s.nameAlg, symBits: s.symBits });
-      const credential = Buffer.alloc(s.nameAlg === "sha256" ? 32 : 48, 0xa5);
-      const name = s.nameAlg === "sha256" ? srkName : hex(v.ECC_SRK384_NAME);
+      const digest = { sha256: 32, sha384: 48, sha512: 64 }[s.nameAlg];
+      const credential = Buffer.alloc(digest, 0xa5);
+      const name = s.nameAlg === "sha384" ? hex(v.ECC_SRK384_NAME) : srkName;
       const c = makeCredential({ ekPublic: ek, objectName: name, credential });
-      const digest = s.nameAlg === "sha256" ? 32 : 48;
       assert.equal(c.credentialBlob.length, 2 + 2 + digest + 2 + credential.length);
       const got = activateCredentialInSoftware({ ...c, ekPublic: ek, ekPrivate: pair.privateKey, objectName: name });
       assert.ok(got.credential.equals(credential));
