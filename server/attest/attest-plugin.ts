@@ -28,7 +28,8 @@ export const attestPlugin: FastifyPluginAsync<AttestPluginOptions> = async (app,
   const service = new AttestService(options);
 
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", boundedBodyParser(limit));
+  // One byte over the limit is read, so "more than the limit" is seen even when a chunk ends exactly at it.
+  app.addContentTypeParser("*", boundedBodyParser(limit + 1));
 
   const send = (reply: FastifyReply, answer: AttestAnswer, close: boolean) => {
     if (close) reply.header("connection", "close");
@@ -62,14 +63,15 @@ export const attestPlugin: FastifyPluginAsync<AttestPluginOptions> = async (app,
     },
     handler: async (request, reply) => {
       const body = request.body as BoundedBody | undefined;
+      const tooLarge = (body?.truncated ?? false) || (body?.bytes.length ?? 0) > limit;
       const ip = requesterIp(options.identify, request);
       const answer = await service.attest({
         ip,
         mac: (machine) => (ip === undefined ? undefined : leaseMac(machine, ip)),
         body: body?.bytes ?? Buffer.alloc(0),
-        tooLarge: body?.truncated ?? false,
+        tooLarge,
       });
-      return send(reply, answer, body?.truncated ?? false);
+      return send(reply, answer, tooLarge);
     },
   });
 };

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createPublicKey } from "node:crypto";
+import { request } from "node:http";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import pino from "pino";
@@ -207,6 +208,44 @@ describe("POST /attest: refusals in upstream's order and codes", () => {
     assert.equal(over.statusCode, 400);
     assert.equal(over.body, "invalid request body\n");
     assert.equal(lastEvent(h)?.reason, "body-too-large");
+  });
+
+  it("a chunked body (no Content-Length) is read only up to the limit, then refused with 400 and the connection closed", async () => {
+    const h = harness();
+    await h.app.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      const port = (h.app.server.address() as { port: number }).port;
+      const answer = await new Promise<{ status: number; text: string; connection?: string }>((resolve, reject) => {
+        const req = request({ host: "127.0.0.1", port, method: "POST", path: "/attest", agent: false }, (res) => {
+          let text = "";
+          res.on("data", (chunk: Buffer) => {
+            text += chunk.toString();
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text, connection: res.headers.connection }));
+        });
+        req.on("error", reject);
+        const chunk = Buffer.alloc(64 * 1024, 0x20);
+        // 2 MiB in 64 KiB chunks; the server stops reading at 1 MiB.
+        let sent = 0;
+        const pump = () => {
+          while (sent < 32) {
+            sent++;
+            if (!req.write(chunk)) return void req.once("drain", pump);
+          }
+          req.end();
+        };
+        pump();
+      }).catch((error: Error) => ({ status: -1, text: error.message, connection: undefined }));
+      // The server answers as soon as the limit is crossed; the client may see a reset while still sending.
+      if (answer.status !== -1) {
+        assert.equal(answer.status, 400);
+        assert.equal(answer.text, "invalid request body\n");
+        assert.equal(answer.connection, "close");
+      }
+      assert.equal(lastEvent(h)?.reason, "body-too-large");
+    } finally {
+      await h.app.close();
+    }
   });
 
   it("identifies by the socket's source IP: X-Forwarded-For counts only from a configured proxy", async () => {
