@@ -45,16 +45,27 @@ export function tpmPublicToSpkiPem(p: TpmPublic): string {
   return tpmPublicToKeyObject(p).export({ type: "spki", format: "pem" }).toString();
 }
 
+function parsePublicKey(stored: string | Buffer | KeyObject): KeyObject {
+  if (typeof stored === "string") return createPublicKey(stored);
+  if (!Buffer.isBuffer(stored)) return stored;
+  // A Buffer is SPKI DER (an X.509 certificate's subjectPublicKeyInfo, e.g. from @peculiar/x509), or PEM text.
+  try {
+    return createPublicKey({ key: stored, format: "der", type: "spki" });
+  } catch {
+    return createPublicKey(stored);
+  }
+}
+
 /**
- * True when `stored` (a PEM/SPKI public key, or a KeyObject) is the same key as the TPM public
- * area `p`: same type and, for RSA, same modulus and exponent; for EC, same curve and point.
- * Other TPMT_PUBLIC fields (attributes, policy) are not part of the key and are not compared.
- * Throws TpmCredentialError when `stored` cannot be parsed as a public key.
+ * True when `stored` (PEM text, SPKI DER or PEM in a Buffer, or a KeyObject) is the same key as
+ * the TPM public area `p`: same type and, for RSA, same modulus and exponent; for EC, same curve
+ * and point. Other TPMT_PUBLIC fields (attributes, policy) are not part of the key and are not
+ * compared. Throws TpmCredentialError when `stored` cannot be parsed as a public key.
  */
 export function samePublicKey(stored: string | Buffer | KeyObject, p: TpmPublic): boolean {
   let key: KeyObject;
   try {
-    key = typeof stored === "string" || Buffer.isBuffer(stored) ? createPublicKey(stored) : stored;
+    key = parsePublicKey(stored);
   } catch (err) {
     throw new TpmCredentialError("storedPublicKey", `not a PEM/SPKI public key (${(err as Error).message})`);
   }
@@ -64,4 +75,11 @@ export function samePublicKey(stored: string | Buffer | KeyObject, p: TpmPublic)
   if (a.kty !== b.kty) return false;
   if (b.kty === "RSA") return a.n === b.n && a.e === b.e;
   return a.crv === b.crv && a.x === b.x && a.y === b.y;
+}
+
+/** One line for logs, events and the console: "RSA-2048 nameAlg SHA-256 AES-128-CFB" / "ECC P-256 ...". */
+export function describeTpmPublic(p: TpmPublic): string {
+  const key = p.type === "rsa" ? `RSA-${p.keyBits}` : `ECC ${p.curve}`;
+  const sym = p.symmetric ? ` AES-${p.symmetric.keyBits}-${p.symmetric.mode.toUpperCase()}` : "";
+  return `${key} nameAlg ${p.nameAlg.toUpperCase().replace("SHA", "SHA-")}${sym}`;
 }

@@ -8,7 +8,7 @@ export {
   type TpmCurveName,
   type TpmHashName,
 } from "./constants.js";
-export { samePublicKey, tpmPublicToKeyObject, tpmPublicToSpkiPem } from "./ek-key.js";
+export { describeTpmPublic, samePublicKey, tpmPublicToKeyObject, tpmPublicToSpkiPem } from "./ek-key.js";
 export {
   type EkTemplateOptions,
   ekPublicFromKey,

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
+import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { describe, it } from "node:test";
 import {
   checkObjectName,
   decodeTpm2bPublic,
   decodeTpmtPublic,
+  describeTpmPublic,
   ekPublicFromKey,
   encodeTpm2bPublic,
   encodeTpmtPublic,
@@ -113,6 +114,13 @@ describe("TPM2B_PUBLIC decode: real swtpm objects", () => {
     assert.ok(samePublicKey(pem, ecc));
     assert.equal(samePublicKey(v.RSA_EK_PEM, ecc), false, "an RSA pin never matches an ECC EK");
     assert.equal(samePublicKey(pem, ek), false);
+    // SPKI DER (what an EK certificate's public key exports to) and PEM in a Buffer work too.
+    const der = createPublicKey(v.RSA_EK_PEM).export({ type: "spki", format: "der" });
+    assert.ok(samePublicKey(der, ek));
+    assert.ok(samePublicKey(Buffer.from(v.RSA_EK_PEM), ek));
+    assert.equal(samePublicKey(der, ecc), false);
+    assert.equal(describeTpmPublic(ek), "RSA-2048 nameAlg SHA-256 AES-128-CFB");
+    assert.equal(describeTpmPublic(decodeTpm2bPublic(hex(v.ECC384_EK_PUB))), "ECC P-384 nameAlg SHA-384 AES-256-CFB");
     const other = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey;
     assert.equal(samePublicKey(other, ek), false, "another modulus is another EK");
     assert.throws(() => samePublicKey("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", ek));
