@@ -1,3 +1,4 @@
+import { runTpmCli } from "../attest/tpm-cli.js";
 import { systemAddressProbes } from "../config/address-probes.js";
 import { ConfigError, parseServePxeArgs, servePxeUsage } from "../config/serve-pxe-config.js";
 import { createLogger } from "./logger.js";
@@ -12,6 +13,7 @@ Usage:
   metalman state COMMAND       inspect and repair Machine state (quarantine, deleted Machines)
   metalman machine COMMAND     list, show, power, reboot, repave Machines (through a running serve-pxe)
   metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
+  metalman tpm repin MACHINE   forget (or replace) a Machine's pinned TPM after a board swap
   metalman help                this text (metalman serve-pxe --help for the flags)
 `;
 
@@ -36,6 +38,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
         stdout: (s) => process.stdout.write(s),
         stderr: (s) => process.stderr.write(s),
       });
+    case "tpm":
+      return runTpmCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     case undefined:
     case "help":
     case "-h":

@@ -4,6 +4,9 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { unixSocketIdentity } from "../api/actor.js"; // management API (docs/management-api.md)
 import { buildManagementApp } from "../api/app.js"; // management API
 import { apiSocketPath, claimUnixSocket } from "../api/unix-socket.js"; // management API
+import { attestSetup } from "../attest/attest-setup.js";
+import { pollRepinRequests } from "../attest/repin-requests.js";
+import type { TokenSource } from "../attest/token-source.js";
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
@@ -17,6 +20,7 @@ import type { ReadinessReport } from "../http/health.js";
 import { DirImageStore } from "../images/dir-image-store.js";
 import { FileDiscoveryStore } from "../inventory/discovery-store.js";
 import { FileInventory } from "../inventory/file-inventory.js";
+import type { SecretReader } from "../inventory/secrets.js";
 import { NetbootResolver } from "../netboot/resolver.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
@@ -47,7 +51,13 @@ export interface RunningAppliance {
  */
 export async function startAppliance(
   config: ServePxeConfig,
-  deps: { log: Logger; probes: AddressProbes },
+  deps: {
+    log: Logger;
+    probes: AddressProbes;
+    /** attest (issue 9): Secrets for the standalone bootstrap-token source; a cluster token source. */
+    secrets?: SecretReader;
+    tokens?: TokenSource;
+  },
 ): Promise<RunningAppliance> {
   const { log } = deps;
   const addresses = deriveAddresses(config, deps.probes);
@@ -159,7 +169,11 @@ export async function startAppliance(
       return { ready: Object.values(checks).every((c) => c.ok), checks };
     };
 
+    // attest (issue 9): POST /attest. Standalone, the bootstrap token comes from a kubeadm-shaped
+    // Secret in the inventory folder (inventory.secrets); tests and the cluster sync may inject their own.
+    const attest = await attestSetup(config, { secrets: deps.secrets ?? inventory.secrets, tokens: deps.tokens });
     const http = buildNetbootApp({
+      attest,
       log,
       backend: inventory,
       resolver,
@@ -243,6 +257,10 @@ export async function startAppliance(
     apiSocket.attach(api.routing);
     drainers.push(() => api.close());
 
+    // attest (issue 9): `metalman tpm repin` requests (<stateDir>/attest/requests).
+    unsubscribers.push(
+      pollRepinRequests(config.stateDir, inventory, events, (err) => log.warn({ err }, "tpm repin request failed")),
+    );
     // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
     unsubscribers.push(
       inventory.watch((change) => {
@@ -259,7 +277,7 @@ export async function startAppliance(
       close: closeAll,
       describe: () => [
         `serve-url     ${addresses.serveUrl}`,
-        `http          ${config.bindAddress}:${config.httpPort}  (artifacts, /pxe/disable, /cloudinit/log, /metrics)`,
+        `http          ${config.bindAddress}:${config.httpPort}  (artifacts, /pxe/disable, /cloudinit/log, /attest, /metrics)`,
         `tftp          ${config.bindAddress}:${config.tftpPort}`,
         `dhcp          ${transport.description}${bootServerTransport ? ` + ${bootServerTransport.description}` : ""}  mode=${addresses.dhcpMode} server-ip=${addresses.serverIp}`,
         `health        ${config.healthBindAddress}:${config.healthPort}  (/healthz, /readyz with details)`,

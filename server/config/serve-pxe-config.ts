@@ -58,6 +58,19 @@ export interface ServePxeConfig {
   logLevel: LogLevel;
   /** env METALMAN_APISERVER_URL (overrides the cluster-info URL). */
   apiserverUrl?: string;
+  // -- attestation (POST /attest, docs/attestation.md)
+  /** Absolute. PEM bundle of TPM manufacturer CAs that EK certificates are verified against. */
+  tpmCaBundle?: string;
+  /** Check an EK certificate the agent sends (default true). */
+  verifyEkCert: boolean;
+  /** Refuse every Machine without a verified EK certificate (default false; per Machine: annotation). */
+  requireEkCert: boolean;
+  /** A Machine may attest this long after its last boot or repave (0 = any time). */
+  attestWindowMs: number;
+  /** Standalone token source: the kube-system Secret used when a Machine names none. */
+  bootstrapTokenSecret: string;
+  /** Absolute. PEM sent to attesting Machines as `clusterCA`. */
+  clusterCaFile?: string;
 }
 
 /** The one error a bad command line or config file produces; the message names the field. */
@@ -242,6 +255,48 @@ const FLAGS: readonly FlagSpec[] = [
     help: "CIDR whose X-Forwarded-For is believed (repeatable)",
   },
   { flag: "log-level", key: "logLevel", kind: "string", defaultText: "info", help: LOG_LEVELS.join("|") },
+  {
+    flag: "tpm-ca-bundle",
+    key: "tpmCaBundle",
+    kind: "path",
+    defaultText: "none",
+    help: "PEM file of TPM manufacturer CAs; EK certificates sent to /attest are verified against it",
+  },
+  {
+    flag: "verify-ek-cert",
+    key: "verifyEkCert",
+    kind: "bool",
+    defaultText: "true",
+    help: "check an EK certificate sent to /attest (its key must be the EK; signed by --tpm-ca-bundle)",
+  },
+  {
+    flag: "require-ek-cert",
+    key: "requireEkCert",
+    kind: "bool",
+    defaultText: "false",
+    help: "refuse /attest without a verified EK certificate (per Machine: annotation metalman.unbounded-cloud.io/require-ek-cert)",
+  },
+  {
+    flag: "attest-window",
+    key: "attestWindow",
+    kind: "duration",
+    defaultText: "1h",
+    help: "a Machine may attest this long after its last PXE boot or repave (0s = any time)",
+  },
+  {
+    flag: "bootstrap-token-secret",
+    key: "bootstrapTokenSecret",
+    kind: "string",
+    defaultText: '""',
+    help: "kube-system Secret bootstrap-token-<id> handed to Machines without spec.kubernetes.bootstrapTokenRef",
+  },
+  {
+    flag: "cluster-ca",
+    key: "clusterCa",
+    kind: "path",
+    defaultText: "none",
+    help: "PEM file sent to attesting Machines as clusterCA",
+  },
 ];
 
 /** Usage text for `metalman serve-pxe --help`. */
@@ -373,6 +428,10 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     shutdownGraceMs: 20_000,
     trustedProxies: [],
     logLevel: "info",
+    verifyEkCert: true,
+    requireEkCert: false,
+    attestWindowMs: 3_600_000,
+    bootstrapTokenSecret: "",
   };
 }
 
@@ -584,6 +643,29 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
           );
         return formatCidr(cidr);
       });
+      return;
+    case "tpmCaBundle":
+    case "clusterCa":
+      if (text.trim() === "") throw new ConfigError(`${field}: must name a file`);
+      config[key === "tpmCaBundle" ? "tpmCaBundle" : "clusterCaFile"] = path.resolve(item.baseDir, text);
+      return;
+    case "verifyEkCert":
+    case "requireEkCert":
+      config[key] = item.value === true;
+      return;
+    case "attestWindow": {
+      const ms = parseGoDuration(text);
+      if (ms === undefined || ms < 0 || ms > 7 * 24 * 3_600_000)
+        throw new ConfigError(`${field}: must be a Go duration from 0s to 168h like 1h, got ${got}`);
+      config.attestWindowMs = ms;
+      return;
+    }
+    case "bootstrapTokenSecret":
+      if (text !== "" && !/^bootstrap-token-[a-z0-9]{6}$/.test(text))
+        throw new ConfigError(
+          `${field}: must be a kubeadm bootstrap token Secret name bootstrap-token-<id>, got ${got}`,
+        );
+      config.bootstrapTokenSecret = text;
       return;
     case "logLevel":
       if (!(LOG_LEVELS as readonly string[]).includes(text)) {

@@ -1,6 +1,8 @@
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import { attestPlugin } from "../attest/attest-plugin.js";
+import type { AttestSetup } from "../attest/attest-setup.js";
 import { createTrustedProxyMatcher } from "../config/trusted-proxy.js";
 import type { BootEventBus } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
@@ -55,6 +57,8 @@ export interface NetbootAppOptions {
   sendfileAddonPath?: string;
   /** Total and per-client-address connection caps (connection-limits.ts); trusted proxies are exempt per client. */
   connectionLimits?: Partial<ConnectionLimits>;
+  /** When given, `POST /attest` is served (server/attest, docs/attestation.md). */
+  attest?: AttestSetup;
 }
 
 export interface HealthAppOptions {
@@ -70,6 +74,7 @@ export interface HealthAppOptions {
 const NETBOOT_METHODS: Record<string, string> = {
   "/pxe/disable": "GET, POST",
   "/cloudinit/log": "POST",
+  "/attest": "POST",
   "/healthz": "GET, HEAD",
   "/readyz": "GET, HEAD",
   "/metrics": "GET, HEAD",
@@ -145,6 +150,15 @@ export function buildNetbootApp(options: NetbootAppOptions): FastifyInstance {
     metrics,
     now: options.now,
   });
+  if (options.attest)
+    app.register(attestPlugin, {
+      ...options.attest,
+      backend: options.backend,
+      events: options.events,
+      log: options.log.child({ component: "attest" }),
+      identify,
+      metrics,
+    });
   app.register(artifactsPlugin, {
     backend: options.backend,
     resolver: options.resolver,
