@@ -12,8 +12,8 @@ import { type KeyObject, X509Certificate } from "node:crypto";
  * Not checked (docs/attestation.md): revocation (CRL/OCSP), the TCG EK certificate profile
  * (SAN with the TPM model, the EK-certificate EKU), platform certificates.
  *
- * X.509 parsing and signature checks are OpenSSL's, through node:crypto. (@peculiar/x509, in
- * the lockfile, cannot be loaded here: it needs a Reflect metadata polyfill that is not installed.)
+ * X.509 parsing and signature checks are OpenSSL's, through node:crypto (@peculiar/x509 needs a
+ * Reflect metadata polyfill; docs/decisions.md).
  */
 export type EkCertResult =
   | { status: "absent" }
