@@ -8,7 +8,7 @@ import type {
   OperationTarget,
 } from "../../inventory/machine-operation.js";
 import { type Condition, type Machine, SITE_LABEL } from "../../inventory/types.js";
-import { type BmcDriver, BmcError } from "../driver.js";
+import { type BmcDriver, BmcError, type BootOverride } from "../driver.js";
 import { asBmcError, describeBmcError, RecordedDriver } from "./bmc-calls.js";
 import { BOOT_OVERRIDE_CONTINUOUS, REPAVED } from "./conditions.js";
 import type { FlowContext, Requeue } from "./machine-flow.js";
@@ -305,7 +305,7 @@ export class OperationFlow {
         },
         this.#now(),
       );
-      let set;
+      let set: BootOverride;
       try {
         set = await bmc.setBootOverride({ target: "Pxe", enabled: "Once" });
       } catch (err) {
