@@ -48,6 +48,8 @@ export class BmcReconciler {
   readonly #timers = new Map<string, { at: number; handle: unknown }>();
   readonly #drivers = new Map<string, { key: string; driver: BmcDriver }>();
   readonly #failures = new Map<string, number>();
+  /** After a failure a key waits out its back-off, even when its own status write re-triggers it. */
+  readonly #backoffUntil = new Map<string, number>();
   /** The quarantine message last reported per Machine: one refusal event per quarantine, not per event. */
   readonly #refused = new Map<string, string>();
   readonly #unsubscribe: Array<() => void> = [];
@@ -116,6 +118,11 @@ export class BmcReconciler {
 
   #enqueue(key: string): void {
     if (this.#stopped) return;
+    const until = this.#backoffUntil.get(key);
+    if (until !== undefined && until > this.#clock.now()) {
+      this.#schedule(key, until - this.#clock.now());
+      return;
+    }
     if (this.#running.has(key)) {
       this.#dirty.add(key);
       return;
@@ -141,10 +148,12 @@ export class BmcReconciler {
         ? await this.#reconcileMachine(key.slice(2))
         : await this.#reconcileOperation(key.slice(2));
       this.#failures.delete(key);
+      this.#backoffUntil.delete(key);
     } catch (err) {
       const failures = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, failures);
       requeue = Math.min(this.#options.errorBackoffMaxMs, this.#options.errorBackoffMinMs * 2 ** (failures - 1));
+      this.#backoffUntil.set(key, this.#clock.now() + requeue);
       this.#log.debug({ err, key, failures, retryInMs: requeue }, "BMC reconcile failed; backing off");
       if (key.startsWith("m/")) {
         await this.#machineFlow.noteFailure(key.slice(2), err).catch((e: unknown) => {
@@ -154,7 +163,7 @@ export class BmcReconciler {
     } finally {
       this.#running.delete(key);
     }
-    if (this.#dirty.delete(key)) this.#queue.add(key);
+    if (this.#dirty.delete(key) && !this.#backoffUntil.has(key)) this.#queue.add(key);
     else this.#schedule(key, requeue);
     this.#pump();
     if (this.#queue.size === 0 && this.#running.size === 0) {
@@ -174,6 +183,7 @@ export class BmcReconciler {
     if (existing) this.#clock.clearTimeout(existing.handle);
     const handle = this.#clock.setTimeout(() => {
       this.#timers.delete(key);
+      this.#backoffUntil.delete(key);
       this.#enqueue(key);
     }, ms);
     this.#timers.set(key, { at, handle });
