@@ -131,7 +131,7 @@ describe("MachineOperation host operations", () => {
     r.driver.settle();
     await r.advance(10_000);
     assert.equal(r.inv.operations.get("first")?.status?.phase, "Complete");
-    r.driver.lag = false;
+    r.driver.settle(); // the On sent meanwhile takes effect
     await r.advance(10_000);
     assert.equal(r.inv.operations.get("second")?.status?.phase, "Complete");
     assert.equal(r.driver.state, "On");
