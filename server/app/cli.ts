@@ -1,3 +1,4 @@
+import { runBmcEmulator } from "../bmc/emulator/run.js"; // bmc-emulator (issue 6)
 import { systemAddressProbes } from "../config/address-probes.js";
 import { ConfigError, parseServePxeArgs, servePxeUsage } from "../config/serve-pxe-config.js";
 import { createLogger } from "./logger.js";
@@ -9,6 +10,7 @@ const USAGE = `metalman: bare-metal PXE appliance (DHCP, TFTP, HTTP netboot)
 Usage:
   metalman serve-pxe [flags]   serve netboot to the Machines of an inventory
   metalman state COMMAND       inspect and repair Machine state (quarantine, deleted Machines)
+  metalman bmc-emulator        Redfish BMC emulator for tests and demos (dev tool)
   metalman help                this text (metalman serve-pxe --help for the flags)
 `;
 
@@ -26,6 +28,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
         stdout: (s) => process.stdout.write(s),
         stderr: (s) => process.stderr.write(s),
       });
+    case "bmc-emulator": // issue 6: dev tool
+      return runBmcEmulator(rest, env);
     case undefined:
     case "help":
     case "-h":
