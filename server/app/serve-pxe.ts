@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
@@ -42,7 +43,8 @@ export interface RunningAppliance {
  */
 export async function startAppliance(
   config: ServePxeConfig,
-  deps: { log: Logger; probes: AddressProbes },
+  // bmcDrivers (issue 6): the Redfish/IPMI driver factory; without it no BMC flow runs.
+  deps: { log: Logger; probes: AddressProbes; bmcDrivers?: DriverFactory },
 ): Promise<RunningAppliance> {
   const { log } = deps;
   const addresses = deriveAddresses(config, deps.probes);
@@ -218,6 +220,19 @@ export async function startAppliance(
     await health.listen({ host: config.healthBindAddress, port: config.healthPort });
     // Closed at once: probes see us go (and /readyz already fails).
     drainers.push(() => health.close());
+
+    // BMC flows (issue 6, docs/bmc-flows.md): only when a driver factory is given.
+    if (deps.bmcDrivers) {
+      const bmc = new BmcReconciler({
+        backend: inventory,
+        driverFor: deps.bmcDrivers,
+        events,
+        log: log.child({ component: "bmc" }),
+        options: { site: config.site },
+      });
+      bmc.start();
+      closers.push(() => bmc.stop());
+    }
 
     // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
     unsubscribers.push(
