@@ -13,7 +13,7 @@ import { machineYaml, PASSWORD, rig } from "./setup.js";
 
 const MIN = 60_000;
 
-describe("BMC counter flows", () => {
+describe("BMC counter flows", { timeout: 60_000 }, () => {
   it("reboot: ForceOff, wait Off, On, wait On, with upstream's PoweredOff states; exactly once", async (t) => {
     const r = await rig(t);
     r.driver.lag = true;

@@ -16,7 +16,7 @@ function op(name: string, kind: OperationKind, extra: Partial<MachineOperation["
   return { metadata: { name }, spec: { machineRef: "node-01", operationKind: kind, ...extra } };
 }
 
-describe("MachineOperation host operations", () => {
+describe("MachineOperation host operations", { timeout: 60_000 }, () => {
   it("HostReboot: disables the override, ForceOff until Off, On until On; targets, stages, Completed; TTL deletes it", async (t) => {
     const r = await rig(t);
     r.driver.lag = true;
