@@ -1,7 +1,8 @@
 /**
  * Issue 6 proof (e2e): bump repaveCounter on a Machine whose BMC is the emulator backed by a
  * qemu VM. The appliance power-cycles the VM through Redfish with a one-time PXE override;
- * the VM (SeaBIOS + iPXE, boot order "disk only", so only the override can make it PXE-boot)
+ * the VM (SeaBIOS + iPXE; a bootable disk that only halts comes first, so only the override
+ * can make it PXE-boot)
  * boots the lab payload from the appliance, whose /pxe/disable completes the repave; the
  * override is consumed; every step is on the Machine's event stream; no password in the log.
  */
@@ -36,6 +37,14 @@ const missing = missingPrerequisites(
   ],
 );
 const skipReason = process.env.CI !== "true" && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
+
+/** 1 MiB raw disk whose boot sector is `hlt; jmp $-1` (sleeps, no CPU burnt) with the 55 AA signature. */
+function haltDisk(): Buffer {
+  const disk = Buffer.alloc(1024 * 1024);
+  disk.set([0xf4, 0xeb, 0xfd], 0);
+  disk.set([0x55, 0xaa], 510);
+  return disk;
+}
 
 function machineYaml(imageDir: string, repave: number): string {
   return `apiVersion: unbounded-cloud.io/v1alpha3
@@ -74,11 +83,14 @@ describe("repave through the VM-backed BMC emulator (QEMU TCG)", { skip: skipRea
     run("ip", ["netns", "exec", NS, "ip", "tuntap", "add", "dev", TAP, "mode", "tap"]);
     run("ip", ["netns", "exec", NS, "ip", "link", "set", TAP, "master", BRIDGE]);
     run("ip", ["netns", "exec", NS, "ip", "link", "set", TAP, "up"]);
+    const disk = path.join(work, "halt.img");
+    writeFileSync(disk, haltDisk());
     const qemuArgs = [
       ...["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1", "-nodefaults", "-display", "none"],
       ...["-monitor", "none", "-serial", `file:${path.join(work, "serial.log")}`],
-      // Disk only: without the BMC's one-time override this VM never boots from the network.
-      ...["-boot", "order=c"],
+      // A bootable disk that only halts, booted first: without the BMC's one-time override
+      // this VM never reaches its NIC (SeaBIOS falls through to the NIC when no disk boots).
+      ...["-drive", `file=${disk},format=raw,if=ide`, "-boot", "order=c"],
       ...[
         "-netdev",
         `tap,id=n0,ifname=${TAP},script=no,downscript=no`,
@@ -134,7 +146,12 @@ describe("repave through the VM-backed BMC emulator (QEMU TCG)", { skip: skipRea
     const events = () => jsonLines(server?.lines ?? []).filter((r) => r.machine === VM.name);
     // No repave pending yet: the VM idles without a network boot.
     await waitUntil(() => events().some((r) => r.step === "bmc.power-state"), 30_000);
-    assert.ok(!events().some((r) => typeof r.step === "string" && r.step.startsWith("dhcp.")));
+    // SeaBIOS + iPXE would send its first DISCOVER within ~10 s: give it 25 s to not do so.
+    await new Promise((resolve) => setTimeout(resolve, 25_000));
+    assert.ok(
+      !events().some((r) => typeof r.step === "string" && r.step.startsWith("dhcp.")),
+      "the VM PXE-booted without the override",
+    );
     writeFileSync(path.join(inventory, `${VM.name}.yaml`), machineYaml(imageDir, 1));
     const done = await waitUntil(
       () => events().some((r) => r.step === "pxe.disable" && r.result === "ok"),
