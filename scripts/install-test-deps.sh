@@ -31,4 +31,6 @@ LAB_APT_UPDATED=1 bash "$lab/vm-install.sh" pxe tpm
 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends isc-dhcp-relay python3 tcpdump iptables >/dev/null
 # isc-dhcp-relay's postinst may start a system relay: the tests run their own, in namespaces.
 pkill -x dhcrelay 2>/dev/null || true
+# BMC emulator checks (issue 6): DMTF's redfishtool as the independent Redfish client.
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends redfishtool >/dev/null
 echo "install-test-deps: done"

@@ -1,4 +1,5 @@
 import { runTpmCli } from "../attest/tpm-cli.js";
+import { runBmcEmulator } from "../bmc/emulator/run.js"; // bmc-emulator (issue 6)
 import { systemAddressProbes } from "../config/address-probes.js";
 import { ConfigError, parseServePxeArgs, servePxeUsage } from "../config/serve-pxe-config.js";
 import { createLogger } from "./logger.js";
@@ -14,6 +15,7 @@ Usage:
   metalman machine COMMAND     list, show, power, reboot, repave Machines (through a running serve-pxe)
   metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
   metalman tpm repin MACHINE   forget (or replace) a Machine's pinned TPM after a board swap
+  metalman bmc-emulator        Redfish BMC emulator for tests and demos (dev tool)
   metalman help                this text (metalman serve-pxe --help for the flags)
 `;
 
@@ -40,6 +42,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
       });
     case "tpm":
       return runTpmCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
+    case "bmc-emulator": // issue 6: dev tool
+      return runBmcEmulator(rest, env);
     case undefined:
     case "help":
     case "-h":

@@ -7,6 +7,8 @@ import { apiSocketPath, claimUnixSocket } from "../api/unix-socket.js"; // manag
 import { attestSetup } from "../attest/attest-setup.js";
 import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
+import { redfishDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (issue 6)
+import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
@@ -57,6 +59,11 @@ export async function startAppliance(
     /** attest (issue 9): Secrets for the standalone bootstrap-token source; a cluster token source. */
     secrets?: SecretReader;
     tokens?: TokenSource;
+    /**
+     * BMC flows (issue 6): the Redfish/IPMI driver factory; default: the Redfish driver for
+     * Machines with spec.pxe.redfish. `false`: no BMC flows (tests that drive operations themselves).
+     */
+    bmcDrivers?: DriverFactory | false;
   },
 ): Promise<RunningAppliance> {
   const { log } = deps;
@@ -261,6 +268,27 @@ export async function startAppliance(
     unsubscribers.push(
       pollRepinRequests(config.stateDir, inventory, events, (err) => log.warn({ err }, "tpm repin request failed")),
     );
+    // BMC flows (issue 6, docs/bmc-flows.md): the Redfish driver for Machines with spec.pxe.redfish,
+    // unless a test injects its own factory (or turns the flows off).
+    if (deps.bmcDrivers !== false) {
+      const bmc = new BmcReconciler({
+        backend: inventory,
+        driverFor:
+          deps.bmcDrivers ??
+          redfishDriverFactory({
+            backend: inventory,
+            secrets: inventory.secrets,
+            events,
+            log: log.child({ component: "bmc" }),
+          }),
+        events,
+        log: log.child({ component: "bmc" }),
+        options: { site: config.site },
+      });
+      bmc.start();
+      closers.push(() => bmc.stop());
+    }
+
     // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
     unsubscribers.push(
       inventory.watch((change) => {
