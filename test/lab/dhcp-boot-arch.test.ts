@@ -9,13 +9,13 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, it } from "node:test";
-import { udhcpcLease } from "./dhcp-lab-clients.js";
 import {
   Appliance,
   type DhcpLeaseSeen,
   labSuite,
   makeScratchDir,
   removeDir,
+  runUdhcpc,
   setMac,
   type VethLab,
   vethLabDown,
@@ -71,7 +71,8 @@ labSuite("DHCP boot file by client architecture (udhcpc, option 93 and user clas
 
   async function lease(arch: number, extra: { ipxe?: boolean } = {}): Promise<DhcpLeaseSeen> {
     assert.ok(lab && scratch);
-    return udhcpcLease({
+    return runUdhcpc({
+      requestHostname: true,
       ns: lab.clientNs,
       dev: lab.clientIf,
       scratchDir: scratch,

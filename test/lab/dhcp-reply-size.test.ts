@@ -10,13 +10,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
-import { udhcpcLease } from "./dhcp-lab-clients.js";
 import {
   Appliance,
   labSuite,
   makeScratchDir,
   removeDir,
   runDhclient,
+  runUdhcpc,
   setMac,
   type VethLab,
   vethLabDown,
@@ -61,7 +61,13 @@ labSuite("DHCP reply size: 548-byte clients get overloaded replies (udhcpc, dhcl
 
   it("udhcpc (option 57 = 576) gets the lease with all 60 DNS servers, the host name and the boot file", async () => {
     assert.ok(lab && scratch && appliance);
-    const lease = await udhcpcLease({ ns: lab.clientNs, dev: lab.clientIf, scratchDir: scratch, tries: 3 });
+    const lease = await runUdhcpc({
+      requestHostname: true,
+      ns: lab.clientNs,
+      dev: lab.clientIf,
+      scratchDir: scratch,
+      tries: 3,
+    });
     const why = `${lease.output}\n--- metalman ---\n${appliance.process.tail()}`;
     assert.equal(lease.ok, true, `no lease (a reply over 548 bytes is dropped as oversized)\n${why}`);
     assert.equal(lease.ip, LEASE_IP, why);
