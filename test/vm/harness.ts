@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createWriteStream, existsSync } from "node:fs";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /**
@@ -115,4 +116,120 @@ export function jsonLines(lines: readonly string[]): Record<string, unknown>[] {
     }
   }
   return records;
+}
+
+/** A boot event names a file when one of its string fields is that path (with or without a leading folder). */
+export function mentionsFile(record: Record<string, unknown>, file: string): boolean {
+  return Object.values(record).some(
+    (value) => typeof value === "string" && (value === file || value.endsWith(`/${file}`) || value === `${file}.tmpl`),
+  );
+}
+
+export interface NetnsApplianceOptions {
+  /** The namespace (bridge already up) the appliance runs in. */
+  ns: string;
+  /** dist/server/main.js. */
+  serverMain: string;
+  /** The test's work folder: state/, cache/ and server.log go here, and it is the image root. */
+  work: string;
+  inventory: string;
+  serverIp: string;
+  serveUrl: string;
+  httpPort: number;
+  healthPort: number;
+  /** The DHCP mode flags (`--dhcp-interface br0`, `--dhcp-mode proxy`, ...). */
+  dhcpArgs: string[];
+  logLevel: string;
+}
+
+/**
+ * `serve-pxe` inside the namespace (TFTP on 69, DHCP on 67). `ip netns exec` execs node in
+ * place, so the PID held is the server itself. Returned at once, so the caller can stop it
+ * whatever happens next; see waitApplianceHealthy.
+ */
+export function startApplianceInNetns(o: NetnsApplianceOptions): LoggedProcess {
+  return new LoggedProcess(
+    "ip",
+    [
+      ...["netns", "exec", o.ns, process.execPath, o.serverMain, "serve-pxe"],
+      ...[
+        "--inventory",
+        o.inventory,
+        "--state-dir",
+        path.join(o.work, "state"),
+        "--cache-dir",
+        path.join(o.work, "cache"),
+      ],
+      ...["--bind-address", o.serverIp, "--serve-url", o.serveUrl, "--http-port", String(o.httpPort)],
+      ...["--tftp-port", "69", "--health-port", String(o.healthPort), "--dhcp-port", "67"],
+      ...o.dhcpArgs,
+      ...["--log-level", o.logLevel],
+      // dir: images only under an image root (docs/security.md): the work folder holds the image.
+      ...["--image-root", o.work],
+    ],
+    path.join(o.work, "server.log"),
+  );
+}
+
+/** Bounded wait (30 s) for /healthz from inside the namespace; false when the server exited or never answered. */
+export async function waitApplianceHealthy(
+  server: LoggedProcess,
+  o: Pick<NetnsApplianceOptions, "ns" | "serverIp" | "healthPort">,
+): Promise<boolean> {
+  const healthy = await waitUntil(() => {
+    if (!server.running) return true;
+    const probe = ["netns", "exec", o.ns, "curl", "-sf", "-m", "2", `http://${o.serverIp}:${o.healthPort}/healthz`];
+    try {
+      run("ip", probe, { timeoutMs: 5000 });
+      return true;
+    } catch {
+      return false;
+    }
+  }, 30_000);
+  return healthy && server.running;
+}
+
+export interface PxeVmRun {
+  code: number | null;
+  process: LoggedProcess;
+  /** The VM's serial console. */
+  serial: string;
+  /** QEMU start to the wait pattern, as pxe-vm.sh reports it (NaN when it did not). */
+  seconds: number;
+}
+
+/**
+ * One firmware boot with the shared lab's pxe-vm.sh on the namespace's bridge, until `wait`
+ * shows on the serial console (or its timeout). The process is in `running` while it runs, so
+ * the suite's after() can stop it.
+ */
+export async function runPxeVm(o: {
+  script: string;
+  work: string;
+  /** Names the serial and pxe-vm log files. */
+  label: string;
+  firmware: "uefi" | "bios";
+  mac: string;
+  serverIp: string;
+  bridge: string;
+  ns: string;
+  wait: string;
+  timeoutS: number;
+  running: Set<LoggedProcess>;
+}): Promise<PxeVmRun> {
+  const serialLog = path.join(o.work, `serial-${o.label}.log`);
+  const vmProcess = new LoggedProcess(
+    o.script,
+    [
+      ...[o.firmware, o.serverIp, o.bridge, serialLog, "--netns", o.ns, "--mac", o.mac],
+      ...["--wait", o.wait, "--timeout", String(o.timeoutS)],
+    ],
+    path.join(o.work, `pxe-vm-${o.label}.log`),
+  );
+  o.running.add(vmProcess);
+  const code = await vmProcess.exited();
+  o.running.delete(vmProcess);
+  const serial = readFileSync(serialLog, "latin1");
+  const elapsed = /RESULT=\S+ .*elapsed=([0-9.]+)s/.exec(vmProcess.lines.join("\n"));
+  return { code, process: vmProcess, serial, seconds: elapsed ? Number(elapsed[1]) : Number.NaN };
 }

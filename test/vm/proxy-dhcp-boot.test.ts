@@ -6,7 +6,17 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { repoRoot, sharedDir } from "../support/paths.js";
-import { jsonLines, LoggedProcess, missingPrerequisites, run, waitUntil } from "./harness.js";
+import {
+  jsonLines,
+  LoggedProcess,
+  mentionsFile,
+  missingPrerequisites,
+  run,
+  runPxeVm,
+  startApplianceInNetns,
+  waitApplianceHealthy,
+  waitUntil,
+} from "./harness.js";
 
 /**
  * proxyDHCP (issue 5 §1.2) with real firmware: dnsmasq plays the site's DHCP server (addresses
@@ -100,12 +110,6 @@ function machineYaml(vm: VmMachine, imageDir: string): string {
     "    repaveCounter: 1",
     "",
   ].join("\n");
-}
-
-function mentionsFile(record: Record<string, unknown>, file: string): boolean {
-  return Object.values(record).some(
-    (value) => typeof value === "string" && (value === file || value.endsWith(`/${file}`) || value === `${file}.tmpl`),
-  );
 }
 
 describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: skipReason, timeout: 900_000 }, () => {
@@ -202,29 +206,15 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
       path.join(work, "dnsmasq.log"),
     );
 
-    server = new LoggedProcess(
-      "ip",
-      [
-        ...["netns", "exec", ns, process.execPath, serverMain, "serve-pxe"],
-        ...["--inventory", inventory, "--state-dir", path.join(work, "state"), "--cache-dir", path.join(work, "cache")],
-        ...["--bind-address", SERVER_IP, "--serve-url", SERVE_URL, "--http-port", String(HTTP_PORT)],
-        ...["--tftp-port", "69", "--health-port", String(HEALTH_PORT), "--dhcp-port", "67"],
-        ...["--dhcp-mode", "proxy", "--dhcp-interface", BRIDGE, "--log-level", "debug"],
-        ...["--image-root", work],
-      ],
-      path.join(work, "server.log"),
-    );
-    const healthy = await waitUntil(() => {
-      if (!server?.running) return true;
-      const probe = ["netns", "exec", ns, "curl", "-sf", "-m", "2", `http://${SERVER_IP}:${HEALTH_PORT}/healthz`];
-      try {
-        run("ip", probe, { timeoutMs: 5000 });
-        return true;
-      } catch {
-        return false;
-      }
-    }, 30_000);
-    assert.ok(healthy && server.running, `metalman did not become healthy:\n${server.tail()}`);
+    server = startApplianceInNetns({
+      ...{ ns, serverMain, work, inventory, serverIp: SERVER_IP, serveUrl: SERVE_URL },
+      httpPort: HTTP_PORT,
+      healthPort: HEALTH_PORT,
+      dhcpArgs: ["--dhcp-mode", "proxy", "--dhcp-interface", BRIDGE],
+      logLevel: "debug",
+    });
+    const healthy = await waitApplianceHealthy(server, { ns, serverIp: SERVER_IP, healthPort: HEALTH_PORT });
+    assert.ok(healthy, `metalman did not become healthy:\n${server.tail()}`);
     assert.ok(site.running, `dnsmasq did not start:\n${site.tail()}`);
     assert.ok(
       server.lines.some((l) => l.includes(":4011")),
@@ -250,20 +240,24 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
     vm: VmMachine,
     wait = "LAB-PXE-MARKER (done|no-nic)",
   ): Promise<{ serial: string; seconds: number; events: Record<string, unknown>[] }> {
-    const serialLog = path.join(work, `serial-${vm.name}.log`);
-    const vmProcess = new LoggedProcess(
-      path.join(lab, "pxe-vm.sh"),
-      [
-        ...[vm.firmware, SERVER_IP, BRIDGE, serialLog, "--netns", ns, "--mac", vm.mac],
-        ...["--wait", wait, "--timeout", String(VM_TIMEOUT_S)],
-      ],
-      path.join(work, `pxe-vm-${vm.name}.log`),
-    );
-    vms.add(vmProcess);
-    const code = await vmProcess.exited();
-    vms.delete(vmProcess);
-    const serial = readFileSync(serialLog, "latin1");
-    const elapsed = /RESULT=\S+ .*elapsed=([0-9.]+)s/.exec(vmProcess.lines.join("\n"));
+    const {
+      code,
+      process: vmProcess,
+      serial,
+      seconds,
+    } = await runPxeVm({
+      script: path.join(lab, "pxe-vm.sh"),
+      work,
+      label: vm.name,
+      firmware: vm.firmware,
+      mac: vm.mac,
+      serverIp: SERVER_IP,
+      bridge: BRIDGE,
+      ns,
+      wait,
+      timeoutS: VM_TIMEOUT_S,
+      running: vms,
+    });
     const forMachine = () =>
       jsonLines(server?.lines ?? []).filter(
         (r) => typeof r.step === "string" && (r.machine === vm.name || r.mac === vm.mac),
@@ -279,7 +273,7 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
     );
     if (wait.includes("LAB-PXE-MARKER"))
       await waitUntil(() => forMachine().some((r) => r.step === "pxe.disable"), 5000);
-    return { serial, seconds: elapsed ? Number(elapsed[1]) : Number.NaN, events: forMachine() };
+    return { serial, seconds, events: forMachine() };
   }
 
   function contextOf(serial: string): string {
