@@ -918,6 +918,45 @@ export async function startOneMachineLab(
   }
 }
 
+/**
+ * Interface-mode DHCP with a real client: veth lab (the client gets its address by DHCP), a
+ * small image (`metadataYaml` replaces its metadata.yaml when given), one Machine whose lease
+ * is for the client's MAC, the appliance on the server's veth, and the client's MAC set.
+ * Cleans up what it started when a step fails; stop with stopOneMachineLab.
+ */
+export async function startDhcpMachineLab(
+  prefix: string,
+  machine: { name: string; lease: LeaseSpec },
+  options: { metadataYaml?: string; logLevel?: string } = {},
+): Promise<OneMachineLab> {
+  const scratch = await makeScratchDir(prefix);
+  let lab: VethLab | undefined;
+  let appliance: Appliance | undefined;
+  try {
+    lab = await vethLabUp(prefix, { staticClient: false });
+    const image = await writeImage(scratch, 1024 * 1024);
+    if (options.metadataYaml !== undefined) {
+      await writeFile(path.join(image.diskDir, "metadata.yaml"), options.metadataYaml);
+    }
+    const inventoryDir = await writeInventory(scratch, image, [{ name: machine.name, leases: [machine.lease] }]);
+    appliance = await Appliance.start(
+      {
+        ns: lab.serverNs,
+        bindAddress: lab.serverIp,
+        inventoryDir,
+        dhcpInterface: lab.serverIf,
+        ...(options.logLevel !== undefined ? { logLevel: options.logLevel } : {}),
+      },
+      scratch,
+    );
+    await setMac(lab.clientNs, lab.clientIf, machine.lease.mac);
+    return { lab, scratch, image, appliance };
+  } catch (error) {
+    await stopOneMachineLab({ lab, scratch, appliance });
+    throw error;
+  }
+}
+
 export async function stopOneMachineLab(fixture: Partial<OneMachineLab>): Promise<void> {
   await fixture.appliance?.stop();
   await vethLabDown(fixture.lab);
