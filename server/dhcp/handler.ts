@@ -21,6 +21,7 @@ import {
   u8Option,
   u32Option,
 } from "./options.js";
+import { replyTo } from "./reply-packet.js";
 import { inLeaseSubnet, isLeaseHolderUnicast, replyDestination } from "./reply-route.js";
 import { fitReply, replySizeLimit } from "./reply-size.js";
 import {
@@ -386,30 +387,6 @@ function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps, serverId: string):
   return relayed
     ? { packet, type: "nak", address: request.giaddr, port: deps.relayPort ?? 67 }
     : { packet, type: "nak", address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
-}
-
-/**
- * A BOOTREPLY for `request`: transaction, hardware address, flags and relay address copied
- * (RFC 2131 §4.3.1 table 3); addresses, server name and file empty unless given.
- */
-function replyTo(request: DhcpPacket, fields: Partial<DhcpPacket> & Pick<DhcpPacket, "options">): DhcpPacket {
-  return {
-    op: 2,
-    htype: request.htype,
-    hlen: request.hlen,
-    hops: 0,
-    xid: request.xid,
-    secs: 0,
-    flags: request.flags,
-    ciaddr: ZERO_IPV4,
-    yiaddr: ZERO_IPV4,
-    siaddr: ZERO_IPV4,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
-    sname: "",
-    file: "",
-    ...fields,
-  };
 }
 
 /** PXE 2.1 vendor option 43: sub-option 6 (PXE_DISCOVERY_CONTROL) = 8, then End. */

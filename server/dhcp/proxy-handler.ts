@@ -17,6 +17,7 @@ import {
   stringOption,
   u8Option,
 } from "./options.js";
+import { replyTo } from "./reply-packet.js";
 import {
   type ClientFacts,
   clientDetail,
@@ -211,24 +212,14 @@ function buildProxyReply(
   const uuid = request.options.get(OptionCode.ClientMachineId);
   if (uuid) options.set(OptionCode.ClientMachineId, uuid);
 
-  const packet: DhcpPacket = {
-    op: 2,
-    htype: request.htype,
-    hlen: request.hlen,
-    hops: 0,
-    xid: request.xid,
-    secs: 0,
-    flags: request.flags,
+  const packet = replyTo(request, {
     ciaddr: offer ? ZERO_IPV4 : request.ciaddr,
-    yiaddr: ZERO_IPV4,
     siaddr: deps.serverIp,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
     sname: deps.serverIp,
     // Some firmware reads only the BOOTP field; a name that does not fit stays in option 67 only.
     file: Buffer.byteLength(boot.file, "latin1") < 128 ? boot.file : "",
     options: orderByRequestList(options, request),
-  };
+  });
   return { packet, type: offer ? "offer" : "ack", ...destination(request, ctx, deps) };
 }
 
