@@ -82,50 +82,30 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 
 /* Returns an open fd, or -errno with *failed_call naming the failing step. */
 static int open_device_socket(const char *ifname, int port, const char **failed_call) {
-  int one = 1;
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *failed_call = "socket";
-    return -errno;
-  }
+  int fd = udp_socket_new(failed_call);
+  if (fd < 0) return -errno;
   /* SO_REUSEADDR: one socket per interface may share 0.0.0.0:67 (each pinned to its own device),
      and a restart does not have to wait for the old socket. */
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_REUSEADDR)";
-    goto fail;
-  }
-  /* SO_BROADCAST: without it the kernel refuses sendto(255.255.255.255) with EACCES. */
-  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_BROADCAST)";
-    goto fail;
-  }
+  if (!udp_enable_option(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt(SO_REUSEADDR)", failed_call) ||
+      /* SO_BROADCAST: without it the kernel refuses sendto(255.255.255.255) with EACCES. */
+      !udp_enable_option(fd, SOL_SOCKET, SO_BROADCAST, "setsockopt(SO_BROADCAST)", failed_call))
+    return udp_close_failed(fd);
   /* SO_BINDTODEVICE: receive only what arrives on this NIC (a 0.0.0.0 socket otherwise hears the
      broadcasts of every NIC) and send out of this NIC without a route lookup, which is what
      makes a limited broadcast work without a default route. Needs CAP_NET_RAW. */
   if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname)) < 0) {
     *failed_call = "setsockopt(SO_BINDTODEVICE)";
-    goto fail;
+    return udp_close_failed(fd);
   }
   /* IP_PKTINFO: report the arrival interface and header destination of each datagram, so the
-     server can tell a broadcast from a unicast and log the interface. */
-  if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(IP_PKTINFO)";
-    goto fail;
-  }
-  /* Bind the wildcard address: broadcast DISCOVERs (to 255.255.255.255) never match a socket
-     bound to the interface's own address. */
-  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  local.sin_addr.s_addr = htonl(INADDR_ANY);
-  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
-    *failed_call = "bind";
-    goto fail;
-  }
+     server can tell a broadcast from a unicast and log the interface. Bind the wildcard
+     address: broadcast DISCOVERs (to 255.255.255.255) never match a socket bound to the
+     interface's own address. */
+  struct in_addr any = {.s_addr = htonl(INADDR_ANY)};
+  if (!udp_enable_option(fd, IPPROTO_IP, IP_PKTINFO, "setsockopt(IP_PKTINFO)", failed_call) ||
+      !udp_bind(fd, any, port, failed_call))
+    return udp_close_failed(fd);
   return fd;
-fail: {
-  int err = errno;
-  close(fd);
-  return -err;
-}
 }
 
 static bool get_string_arg(napi_env env, napi_value value, char *out, size_t size, const char *what) {
@@ -153,17 +133,10 @@ static napi_value set_int_property(napi_env env, napi_value object, const char *
 /* new DeviceSocket(interfaceName, port, onMessage, onError?) */
 static napi_value construct(napi_env env, napi_callback_info info) {
   size_t argc = 4;
-  napi_value argv[4], this_value, new_target;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this_value, NULL));
-  NAPI_CALL(env, napi_get_new_target(env, info, &new_target));
-  if (new_target == NULL) {
-    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "DeviceSocket must be called with new");
+  napi_value argv[4], this_value;
+  if (!poll_socket_constructor_args(env, info, &argc, argv, &this_value, "DeviceSocket", 3,
+                                    "DeviceSocket(interfaceName, port, onMessage, onError?)"))
     return NULL;
-  }
-  if (argc < 3) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "DeviceSocket(interfaceName, port, onMessage, onError?)");
-    return NULL;
-  }
   char ifname[IFNAMSIZ];
   int port;
   if (!get_string_arg(env, argv[0], ifname, sizeof ifname, "interfaceName")) return NULL;
@@ -202,20 +175,12 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   return this_value;
 }
 
-static PollSocket *unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
-  return poll_socket_unwrap(env, info, argc, argv, "not a DeviceSocket");
-}
-
 /* socket.send(data, address, port): one sendto(); throws with the errno code on failure. */
 static napi_value send_datagram(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  PollSocket *self = unwrap(env, info, &argc, argv);
-  if (self == NULL) return NULL;
-  if (self->closed) {
-    napi_throw_error(env, "ERR_SOCKET_DGRAM_NOT_RUNNING", "DeviceSocket is closed");
-    return NULL;
-  }
+  PollSocket *self = poll_socket_unwrap(env, info, &argc, argv, "DeviceSocket");
+  if (self == NULL || !poll_socket_check_open(env, self, "DeviceSocket")) return NULL;
   if (argc < 3) {
     napi_throw_type_error(env, "ERR_MISSING_ARGS", "send(data, address, port)");
     return NULL;
@@ -254,7 +219,7 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
 
 static napi_value close_method(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  PollSocket *self = unwrap(env, info, &argc, NULL);
+  PollSocket *self = poll_socket_unwrap(env, info, &argc, NULL, "DeviceSocket");
   if (self != NULL) poll_socket_close(self);
   return NULL;
 }

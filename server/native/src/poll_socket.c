@@ -6,6 +6,8 @@
 #include "poll_socket.h"
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -150,18 +152,77 @@ void poll_socket_drain(PollSocket *self, int status, int max, int (*receive_one)
 }
 
 PollSocket *poll_socket_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
-                               const char *not_this_message) {
+                               const char *class_name) {
   napi_value this_value;
   void *data = NULL;
   if (napi_get_cb_info(env, info, argc, argv, &this_value, NULL) != napi_ok ||
       napi_unwrap(env, this_value, &data) != napi_ok || data == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_THIS", not_this_message);
+    char message[64];
+    snprintf(message, sizeof message, "not a %s", class_name);
+    napi_throw_type_error(env, "ERR_INVALID_THIS", message);
     return NULL;
   }
   return (PollSocket *)data;
 }
 
-/* ---------- setup ---------- */
+bool poll_socket_check_open(napi_env env, PollSocket *self, const char *class_name) {
+  if (!self->closed) return true;
+  char message[64];
+  snprintf(message, sizeof message, "%s is closed", class_name);
+  napi_throw_error(env, "ERR_SOCKET_DGRAM_NOT_RUNNING", message);
+  return false;
+}
+
+bool poll_socket_constructor_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
+                                  napi_value *this_value, const char *class_name, size_t required, const char *usage) {
+  napi_value new_target;
+  if (napi_get_cb_info(env, info, argc, argv, this_value, NULL) != napi_ok ||
+      napi_get_new_target(env, info, &new_target) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, "ERR_NAPI", "Node-API call failed: constructor arguments");
+    return false;
+  }
+  if (new_target == NULL) {
+    char message[64];
+    snprintf(message, sizeof message, "%s must be called with new", class_name);
+    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", message);
+    return false;
+  }
+  if (*argc < required) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", usage);
+    return false;
+  }
+  return true;
+}
+
+/* ---------- socket setup ---------- */
+
+int udp_socket_new(const char **failed_call) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) *failed_call = "socket";
+  return fd;
+}
+
+bool udp_enable_option(int fd, int level, int name, const char *what, const char **failed_call) {
+  int one = 1;
+  if (setsockopt(fd, level, name, &one, sizeof one) == 0) return true;
+  *failed_call = what;
+  return false;
+}
+
+bool udp_bind(int fd, struct in_addr address, int port, const char **failed_call) {
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = address};
+  if (bind(fd, (struct sockaddr *)&local, sizeof local) == 0) return true;
+  *failed_call = "bind";
+  return false;
+}
+
+int udp_close_failed(int fd) {
+  int err = errno;
+  close(fd);
+  return -err;
+}
 
 PollSocket *poll_socket_attach(napi_env env, napi_value this_value, int fd, size_t size, size_t recv_buffer_size,
                                const char *resource_name, const napi_value *callbacks, size_t callback_count,

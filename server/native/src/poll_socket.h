@@ -93,8 +93,29 @@ ssize_t poll_socket_recv_pktinfo(PollSocket *self, size_t size, struct sockaddr_
 void poll_socket_drain(PollSocket *self, int status, int max, int (*receive_one)(PollSocket *), int error_index,
                        const char *syscall);
 
-/* The state behind `this`, or NULL with a TypeError(ERR_INVALID_THIS, `not_this_message`) thrown. */
+/* The state behind `this`, or NULL with TypeError(ERR_INVALID_THIS, "not a <class_name>") thrown. */
 PollSocket *poll_socket_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
-                               const char *not_this_message);
+                               const char *class_name);
+
+/* False, with Error(ERR_SOCKET_DGRAM_NOT_RUNNING, "<class_name> is closed") thrown, once closed. */
+bool poll_socket_check_open(napi_env env, PollSocket *self, const char *class_name);
+
+/*
+ * A constructor's arguments: `new` required (TypeError ERR_CONSTRUCT_CALL_REQUIRED), at least
+ * `required` of them (TypeError ERR_MISSING_ARGS with `usage`). False with the error thrown.
+ */
+bool poll_socket_constructor_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
+                                  napi_value *this_value, const char *class_name, size_t required, const char *usage);
+
+/*
+ * Socket setup steps: each returns false with *failed_call naming the step (the syscall name as
+ * errors report it) and errno set. A new non-blocking, close-on-exec AF_INET datagram socket
+ * (-1 on failure); setsockopt(level, name, 1); bind to address:port; close after a failed step,
+ * returning -errno of that step.
+ */
+int udp_socket_new(const char **failed_call);
+bool udp_enable_option(int fd, int level, int name, const char *what, const char **failed_call);
+bool udp_bind(int fd, struct in_addr address, int port, const char **failed_call);
+int udp_close_failed(int fd);
 
 #endif

@@ -80,52 +80,24 @@ static void listener_on_poll(uv_poll_t *handle, int status, int events) {
 }
 
 static int open_listener_socket(struct in_addr address, int port, bool reuse, const char **failed_call) {
-  int one = 1;
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *failed_call = "socket";
-    return -errno;
-  }
-  if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_REUSEADDR)";
-    goto fail;
-  }
-  if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(IP_PKTINFO)";
-    goto fail;
-  }
-  /* Replies to a relay may go to a subnet broadcast giaddr (a misconfiguration, but not ours to fail). */
-  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_BROADCAST)";
-    goto fail;
-  }
-  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = address};
-  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
-    *failed_call = "bind";
-    goto fail;
-  }
+  int fd = udp_socket_new(failed_call);
+  if (fd < 0) return -errno;
+  if ((reuse && !udp_enable_option(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt(SO_REUSEADDR)", failed_call)) ||
+      !udp_enable_option(fd, IPPROTO_IP, IP_PKTINFO, "setsockopt(IP_PKTINFO)", failed_call) ||
+      /* Replies to a relay may go to a subnet broadcast giaddr (a misconfiguration, but not ours to fail). */
+      !udp_enable_option(fd, SOL_SOCKET, SO_BROADCAST, "setsockopt(SO_BROADCAST)", failed_call) ||
+      !udp_bind(fd, address, port, failed_call))
+    return udp_close_failed(fd);
   return fd;
-fail: {
-  int err = errno;
-  close(fd);
-  return -err;
-}
 }
 
 /* new UdpListener(localAddress, port, onMessage, onError, reuseAddress?) */
 static napi_value listener_construct(napi_env env, napi_callback_info info) {
   size_t argc = 5;
-  napi_value argv[5], this_value, new_target;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this_value, NULL));
-  NAPI_CALL(env, napi_get_new_target(env, info, &new_target));
-  if (new_target == NULL) {
-    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "UdpListener must be called with new");
+  napi_value argv[5], this_value;
+  if (!poll_socket_constructor_args(env, info, &argc, argv, &this_value, "UdpListener", 4,
+                                    "UdpListener(localAddress, port, onMessage, onError, reuseAddress?)"))
     return NULL;
-  }
-  if (argc < 4) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "UdpListener(localAddress, port, onMessage, onError, reuseAddress?)");
-    return NULL;
-  }
   struct in_addr address;
   int port;
   if (!get_ipv4_arg(env, argv[0], &address, "localAddress") || !get_port_arg(env, argv[1], &port)) return NULL;
@@ -156,20 +128,12 @@ static napi_value listener_construct(napi_env env, napi_callback_info info) {
   return this_value;
 }
 
-static PollSocket *listener_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
-  return poll_socket_unwrap(env, info, argc, argv, "not a UdpListener");
-}
-
 /* listener.send(data, address, port, sourceAddress?) */
 static napi_value listener_send(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  PollSocket *self = listener_unwrap(env, info, &argc, argv);
-  if (self == NULL) return NULL;
-  if (self->closed) {
-    napi_throw_error(env, "ERR_SOCKET_DGRAM_NOT_RUNNING", "UdpListener is closed");
-    return NULL;
-  }
+  PollSocket *self = poll_socket_unwrap(env, info, &argc, argv, "UdpListener");
+  if (self == NULL || !poll_socket_check_open(env, self, "UdpListener")) return NULL;
   if (argc < 3) {
     napi_throw_type_error(env, "ERR_MISSING_ARGS", "send(data, address, port, sourceAddress?)");
     return NULL;
@@ -216,7 +180,7 @@ static napi_value listener_send(napi_env env, napi_callback_info info) {
 
 static napi_value listener_close_method(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  PollSocket *self = listener_unwrap(env, info, &argc, NULL);
+  PollSocket *self = poll_socket_unwrap(env, info, &argc, NULL, "UdpListener");
   if (self != NULL) poll_socket_close(self);
   return NULL;
 }

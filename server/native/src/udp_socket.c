@@ -158,33 +158,18 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
 /* Returns an open fd, or -errno with *failed_call naming the failing step. */
 static int open_connected_socket(struct in_addr local_address, int local_port, struct in_addr peer_address,
                                  int peer_port, const char **failed_call) {
-  int one = 1;
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *failed_call = "socket";
-    return -errno;
-  }
+  int fd = udp_socket_new(failed_call);
+  if (fd < 0) return -errno;
   /* SO_REUSEADDR: the transfer's unconnected "strangers" socket shares this port. */
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_REUSEADDR)";
-    goto fail;
-  }
-  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)local_port), .sin_addr = local_address};
-  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
-    *failed_call = "bind";
-    goto fail;
-  }
+  if (!udp_enable_option(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt(SO_REUSEADDR)", failed_call) ||
+      !udp_bind(fd, local_address, local_port, failed_call))
+    return udp_close_failed(fd);
   struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons((uint16_t)peer_port), .sin_addr = peer_address};
   if (connect(fd, (struct sockaddr *)&peer, sizeof peer) < 0) {
     *failed_call = "connect";
-    goto fail;
+    return udp_close_failed(fd);
   }
   return fd;
-fail: {
-  int err = errno;
-  close(fd);
-  return -err;
-}
 }
 
 static napi_value send_datagram(napi_env env, napi_callback_info info);
@@ -192,18 +177,11 @@ static napi_value send_datagram(napi_env env, napi_callback_info info);
 /* new UdpSocket(localAddress, localPort, peerAddress, peerPort, onDatagram, onError, onWritable) */
 static napi_value construct(napi_env env, napi_callback_info info) {
   size_t argc = 7;
-  napi_value argv[7], this_value, new_target;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this_value, NULL));
-  NAPI_CALL(env, napi_get_new_target(env, info, &new_target));
-  if (new_target == NULL) {
-    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "UdpSocket must be called with new");
+  napi_value argv[7], this_value;
+  if (!poll_socket_constructor_args(
+          env, info, &argc, argv, &this_value, "UdpSocket", 7,
+          "UdpSocket(localAddress, localPort, peerAddress, peerPort, onDatagram, onError, onWritable)"))
     return NULL;
-  }
-  if (argc < 7) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS",
-                          "UdpSocket(localAddress, localPort, peerAddress, peerPort, onDatagram, onError, onWritable)");
-    return NULL;
-  }
   struct in_addr local_address, peer_address;
   int local_port, peer_port;
   if (!get_ipv4_arg(env, argv[0], &local_address, "localAddress") || !get_port_arg(env, argv[1], &local_port) ||
@@ -250,7 +228,7 @@ static napi_value construct(napi_env env, napi_callback_info info) {
 }
 
 static UdpSocket *unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
-  return (UdpSocket *)poll_socket_unwrap(env, info, argc, argv, "not a UdpSocket");
+  return (UdpSocket *)poll_socket_unwrap(env, info, argc, argv, "UdpSocket");
 }
 
 /* socket.send(data): one send(2); see the header comment for the return values. */
