@@ -2,6 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { repoRoot, sharedDir } from "../support/paths.js";
 
 /**
  * Helpers for tests that drive real firmware in QEMU against metalman inside a private
@@ -232,4 +233,44 @@ export async function runPxeVm(o: {
   const serial = readFileSync(serialLog, "latin1");
   const elapsed = /RESULT=\S+ .*elapsed=([0-9.]+)s/.exec(vmProcess.lines.join("\n"));
   return { code, process: vmProcess, serial, seconds: elapsed ? Number(elapsed[1]) : Number.NaN };
+}
+
+/** A VM the firmware tests boot: its firmware, Machine name, MAC and lease address. */
+export interface VmMachine {
+  firmware: "uefi" | "bios";
+  name: string;
+  mac: string;
+  ipv4: string;
+}
+
+/** Where the firmware tests find the shared lab scripts, the built server and the payload builder. */
+export function vmLabPaths(): { root: string; lab: string; serverMain: string; imageBuilder: string } {
+  const root = repoRoot();
+  return {
+    root,
+    lab: path.join(sharedDir(), "lab"),
+    serverMain: path.join(root, "dist", "server", "main.js"),
+    imageBuilder: path.join(root, "netboot-images", "lab-test", "build.sh"),
+  };
+}
+
+/**
+ * What a firmware boot test is missing: QEMU, OVMF, the iPXE ROM, the lab scripts, the payload
+ * builder's tools, the built server and the DHCP socket addon, plus `more` of its own.
+ */
+export function missingVmPrerequisites(more: { commands?: string[]; files?: string[] } = {}): string[] {
+  const { root, lab, serverMain } = vmLabPaths();
+  return missingPrerequisites(
+    ["qemu-system-x86_64", "ip", "curl", "apt-get", "dpkg-deb", "cpio", "gzip", "strings", ...(more.commands ?? [])],
+    [
+      path.join(lab, "vm-netns.sh"),
+      path.join(lab, "pxe-vm.sh"),
+      ...(more.files ?? []),
+      "/usr/share/OVMF/OVMF_CODE_4M.fd",
+      "/usr/share/OVMF/OVMF_VARS_4M.fd",
+      "/usr/lib/ipxe/qemu/efi-virtio.rom",
+      serverMain,
+      path.join(root, "server", "native", "build", "Release", "metalman_dhcp_socket.node"),
+    ],
+  );
 }

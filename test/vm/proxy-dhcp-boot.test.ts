@@ -5,15 +5,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { repoRoot, sharedDir } from "../support/paths.js";
 import {
+  type VmMachine as HarnessVm,
   jsonLines,
   LoggedProcess,
   mentionsFile,
-  missingPrerequisites,
+  missingVmPrerequisites,
   run,
   runPxeVm,
   startApplianceInNetns,
+  vmLabPaths,
   waitApplianceHealthy,
   waitUntil,
 } from "./harness.js";
@@ -39,11 +40,7 @@ const HEALTH_PORT = 8081;
 const SERVE_URL = `http://${SERVER_IP}:${HTTP_PORT}`;
 const VM_TIMEOUT_S = 240;
 
-interface VmMachine {
-  firmware: "uefi" | "bios";
-  name: string;
-  mac: string;
-  ipv4: string;
+interface VmMachine extends HarnessVm {
   /** Which copy of the lab image: the stock one (shim -> GRUB) or one whose UEFI file is iPXE's snponly.efi. */
   image: "stock" | "ipxe-efi";
 }
@@ -70,23 +67,8 @@ const BIOS_VM: VmMachine = {
 };
 const ALL_VMS = [UEFI_GRUB_VM, UEFI_IPXE_VM, BIOS_VM];
 
-const root = repoRoot();
-const lab = path.join(sharedDir(), "lab");
-const serverMain = path.join(root, "dist", "server", "main.js");
-const imageBuilder = path.join(root, "netboot-images", "lab-test", "build.sh");
-
-const missing = missingPrerequisites(
-  ["qemu-system-x86_64", "ip", "curl", "dnsmasq", "apt-get", "dpkg-deb", "cpio", "gzip", "strings"],
-  [
-    path.join(lab, "vm-netns.sh"),
-    path.join(lab, "pxe-vm.sh"),
-    "/usr/share/OVMF/OVMF_CODE_4M.fd",
-    "/usr/share/OVMF/OVMF_VARS_4M.fd",
-    "/usr/lib/ipxe/qemu/efi-virtio.rom",
-    serverMain,
-    path.join(root, "server", "native", "build", "Release", "metalman_dhcp_socket.node"),
-  ],
-);
+const { lab, serverMain, imageBuilder } = vmLabPaths();
+const missing = missingVmPrerequisites({ commands: ["dnsmasq"] });
 const inCi = process.env.CI === "true";
 const skipReason = !inCi && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
 const tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].find((p) => existsSync(p));

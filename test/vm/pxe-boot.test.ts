@@ -3,15 +3,16 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { repoRoot, sharedDir } from "../support/paths.js";
 import {
   jsonLines,
   type LoggedProcess,
   mentionsFile,
-  missingPrerequisites,
+  missingVmPrerequisites,
   run,
   runPxeVm,
   startApplianceInNetns,
+  type VmMachine,
+  vmLabPaths,
   waitApplianceHealthy,
   waitUntil,
 } from "./harness.js";
@@ -34,33 +35,11 @@ const HEALTH_PORT = 8081;
 const SERVE_URL = `http://${SERVER_IP}:${HTTP_PORT}`;
 const VM_TIMEOUT_S = 240;
 
-interface VmMachine {
-  firmware: "uefi" | "bios";
-  name: string;
-  mac: string;
-  ipv4: string;
-}
 const UEFI_VM: VmMachine = { firmware: "uefi", name: "lab-vm-uefi", mac: "52:54:00:77:00:11", ipv4: "10.77.0.11" };
 const BIOS_VM: VmMachine = { firmware: "bios", name: "lab-vm-bios", mac: "52:54:00:77:00:12", ipv4: "10.77.0.12" };
 
-const root = repoRoot();
-const lab = path.join(sharedDir(), "lab");
-const serverMain = path.join(root, "dist", "server", "main.js");
-const imageBuilder = path.join(root, "netboot-images", "lab-test", "build.sh");
-
-const missing = missingPrerequisites(
-  ["qemu-system-x86_64", "ip", "curl", "apt-get", "dpkg-deb", "cpio", "gzip", "strings"],
-  [
-    path.join(lab, "vm-netns.sh"),
-    path.join(lab, "pxe-vm.sh"),
-    path.join(lab, "build-test-netboot.sh"),
-    "/usr/share/OVMF/OVMF_CODE_4M.fd",
-    "/usr/share/OVMF/OVMF_VARS_4M.fd",
-    "/usr/lib/ipxe/qemu/efi-virtio.rom",
-    serverMain,
-    path.join(root, "server", "native", "build", "Release", "metalman_dhcp_socket.node"),
-  ],
-);
+const { lab, serverMain, imageBuilder } = vmLabPaths();
+const missing = missingVmPrerequisites({ files: [path.join(lab, "build-test-netboot.sh")] });
 const inCi = process.env.CI === "true";
 const skipReason = !inCi && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
 
