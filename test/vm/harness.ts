@@ -274,3 +274,28 @@ export function missingVmPrerequisites(more: { commands?: string[]; files?: stri
     ],
   );
 }
+
+/**
+ * The Machine YAML for a VM: a `dir:` image, its lease (/24, `gateway`, `dns` when given) and a
+ * pending repave (spec 1 > status 0) that the payload's /pxe/disable call completes.
+ */
+export function vmMachineYaml(vm: VmMachine, imageDir: string, lease: { gateway: string; dns?: string }): string {
+  return [
+    "apiVersion: unbounded-cloud.io/v1alpha3",
+    "kind: Machine",
+    "metadata:",
+    `  name: ${vm.name}`,
+    "spec:",
+    "  pxe:",
+    `    image: "dir:${imageDir}"`,
+    "    dhcpLeases:",
+    `      - mac: "${vm.mac}"`,
+    `        ipv4: "${vm.ipv4}"`,
+    '        subnetMask: "255.255.255.0"',
+    `        gateway: "${lease.gateway}"`,
+    ...(lease.dns !== undefined ? [`        dns: ["${lease.dns}"]`] : []),
+    "  operations:",
+    "    repaveCounter: 1",
+    "",
+  ].join("\n");
+}

@@ -15,6 +15,7 @@ import {
   runPxeVm,
   startApplianceInNetns,
   vmLabPaths,
+  vmMachineYaml,
   waitApplianceHealthy,
   waitUntil,
 } from "./harness.js";
@@ -73,27 +74,6 @@ const inCi = process.env.CI === "true";
 const skipReason = !inCi && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
 const tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].find((p) => existsSync(p));
 
-function machineYaml(vm: VmMachine, imageDir: string): string {
-  return [
-    "apiVersion: unbounded-cloud.io/v1alpha3",
-    "kind: Machine",
-    "metadata:",
-    `  name: ${vm.name}`,
-    "spec:",
-    "  pxe:",
-    `    image: "dir:${imageDir}"`,
-    "    dhcpLeases:",
-    `      - mac: "${vm.mac}"`,
-    `        ipv4: "${vm.ipv4}"`,
-    '        subnetMask: "255.255.255.0"',
-    // Required by the Machine schema; in proxy mode the site server's options are what the VM gets.
-    `        gateway: "${SITE_IP}"`,
-    "  operations:",
-    "    repaveCounter: 1",
-    "",
-  ].join("\n");
-}
-
 describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: skipReason, timeout: 900_000 }, () => {
   const ns = `m2a${process.pid}`;
   const siteNs = `${ns}s`;
@@ -124,7 +104,8 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
     for (const vm of ALL_VMS) {
       writeFileSync(
         path.join(inventory, `${vm.name}.yaml`),
-        machineYaml(vm, vm.image === "stock" ? imageDir : ipxeImageDir),
+        // Gateway: required by the Machine schema; in proxy mode the site server's options are what the VM gets.
+        vmMachineYaml(vm, vm.image === "stock" ? imageDir : ipxeImageDir, { gateway: SITE_IP }),
       );
     }
     for (const dir of ["state", "cache"]) mkdirSync(path.join(work, dir));

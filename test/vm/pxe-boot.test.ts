@@ -13,6 +13,7 @@ import {
   startApplianceInNetns,
   type VmMachine,
   vmLabPaths,
+  vmMachineYaml,
   waitApplianceHealthy,
   waitUntil,
 } from "./harness.js";
@@ -43,28 +44,6 @@ const missing = missingVmPrerequisites({ files: [path.join(lab, "build-test-netb
 const inCi = process.env.CI === "true";
 const skipReason = !inCi && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
 
-function machineYaml(vm: VmMachine, imageDir: string): string {
-  return [
-    "apiVersion: unbounded-cloud.io/v1alpha3",
-    "kind: Machine",
-    "metadata:",
-    `  name: ${vm.name}`,
-    "spec:",
-    "  pxe:",
-    `    image: "dir:${imageDir}"`,
-    "    dhcpLeases:",
-    `      - mac: "${vm.mac}"`,
-    `        ipv4: "${vm.ipv4}"`,
-    '        subnetMask: "255.255.255.0"',
-    `        gateway: "${SERVER_IP}"`,
-    `        dns: ["${SERVER_IP}"]`,
-    // A pending repave (spec 1 > status 0): the payload's /pxe/disable call completes it.
-    "  operations:",
-    "    repaveCounter: 1",
-    "",
-  ].join("\n");
-}
-
 describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipReason, timeout: 600_000 }, () => {
   const ns = `mmvm${process.pid}`;
   let work = "";
@@ -82,7 +61,10 @@ describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipRe
     const inventory = path.join(work, "inventory");
     mkdirSync(inventory);
     for (const vm of [UEFI_VM, BIOS_VM])
-      writeFileSync(path.join(inventory, `${vm.name}.yaml`), machineYaml(vm, imageDir));
+      writeFileSync(
+        path.join(inventory, `${vm.name}.yaml`),
+        vmMachineYaml(vm, imageDir, { gateway: SERVER_IP, dns: SERVER_IP }),
+      );
     for (const dir of ["state", "cache"]) mkdirSync(path.join(work, dir));
 
     run(path.join(lab, "vm-netns.sh"), ["up", ns, BRIDGE, `${SERVER_IP}/24`]);
