@@ -3,7 +3,7 @@ import type { ImageStore } from "../images/image-store.js";
 import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
 import type { DhcpLease, Machine } from "../inventory/types.js";
 import { BROADCAST_IPV4, isIpv4, isSubnetMask, parseIpv4, ZERO_IPV4 } from "../util/ipv4.js";
-import { type BootChoice, type BootClient, chooseBootFile, clientArchOf } from "./boot-file.js";
+import { type BootChoice, chooseBootFile, clientArchOf } from "./boot-file.js";
 import { clientArchName } from "./client-arch.js";
 import { BROADCAST_FLAG, type DhcpPacket, hardwareAddress, messageType } from "./codec.js";
 import {
@@ -15,18 +15,24 @@ import {
   messageTypeName,
   OptionCode,
   optionName,
-  readClientArchList,
-  readClientMachineId,
   readIp,
   readServerIdOverride,
-  readString,
-  readUserClasses,
   stringOption,
   u8Option,
   u32Option,
 } from "./options.js";
+import { replyTo } from "./reply-packet.js";
 import { inLeaseSubnet, isLeaseHolderUnicast, replyDestination } from "./reply-route.js";
 import { fitReply, replySizeLimit } from "./reply-size.js";
+import {
+  clientDetail,
+  clientFacts,
+  clientSourceIp,
+  ignoredPacket,
+  ignoredRequest,
+  nonZero,
+  recordDiscovery,
+} from "./request-facts.js";
 
 /**
  * DHCP policy: one decoded request in, at most one reply out (spec §3 with the fixes of §12
@@ -109,25 +115,19 @@ export interface DhcpOutcome {
 
 const DEFAULT_LEASE_SECONDS = 86400;
 
-interface ClientFacts extends BootClient {
-  mac: string;
-  uuid?: string;
-  relay?: string;
-}
-
 export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, deps: DhcpHandlerDeps): DhcpOutcome {
-  if (request.op !== 1) return ignoredPacket("not-bootrequest", ctx);
-  if (request.htype !== 1 || request.hlen !== 6) return ignoredPacket("not-ethernet", ctx);
+  if (request.op !== 1) return ignoredPacket("not-bootrequest", ctx.address);
+  if (request.htype !== 1 || request.hlen !== 6) return ignoredPacket("not-ethernet", ctx.address);
   const relayed = request.giaddr !== ZERO_IPV4;
   const type = messageType(request);
   if (ctx.mode === "relay" && !relayed && !isLeaseHolderUnicast(request, type)) {
-    return ignoredPacket("not-relayed", ctx, hardwareAddress(request));
+    return ignoredPacket("not-relayed", ctx.address, hardwareAddress(request));
   }
   const typeName = messageTypeName(type);
-  if (typeName === undefined) return ignoredPacket("no-message-type", ctx, hardwareAddress(request));
+  if (typeName === undefined) return ignoredPacket("no-message-type", ctx.address, hardwareAddress(request));
 
   const facts = clientFacts(request);
-  const base = { mac: facts.mac, ip: sourceIp(request, ctx) };
+  const base = { mac: facts.mac, ip: clientSourceIp(request, ctx.address) };
   switch (type) {
     case MessageType.Discover:
     case MessageType.Request:
@@ -165,7 +165,7 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
       };
     }
     default:
-      return ignoredPacket("unexpected-message-type", ctx, facts.mac, typeName);
+      return ignoredPacket("unexpected-message-type", ctx.address, facts.mac, typeName);
   }
 
   const step = `dhcp.${typeName}` as "dhcp.discover" | "dhcp.request" | "dhcp.inform";
@@ -180,15 +180,7 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
 
   const machine = deps.backend.byMac(facts.mac);
   if (!machine) {
-    deps.discovery.record({
-      mac: facts.mac,
-      arch: facts.arch,
-      vendorClass: facts.vendorClass,
-      userClass: facts.userClasses?.join(","),
-      uuid: facts.uuid,
-      relayAddress: facts.relay,
-      interface: ctx.interfaceName,
-    });
+    recordDiscovery(deps.discovery, facts, ctx.interfaceName);
     return {
       requestType: typeName,
       ignoredReason: "unknown-mac",
@@ -397,30 +389,6 @@ function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps, serverId: string):
     : { packet, type: "nak", address: BROADCAST_IPV4, port: deps.clientPort ?? 68 };
 }
 
-/**
- * A BOOTREPLY for `request`: transaction, hardware address, flags and relay address copied
- * (RFC 2131 §4.3.1 table 3); addresses, server name and file empty unless given.
- */
-function replyTo(request: DhcpPacket, fields: Partial<DhcpPacket> & Pick<DhcpPacket, "options">): DhcpPacket {
-  return {
-    op: 2,
-    htype: request.htype,
-    hlen: request.hlen,
-    hops: 0,
-    xid: request.xid,
-    secs: 0,
-    flags: request.flags,
-    ciaddr: ZERO_IPV4,
-    yiaddr: ZERO_IPV4,
-    siaddr: ZERO_IPV4,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
-    sname: "",
-    file: "",
-    ...fields,
-  };
-}
-
 /** PXE 2.1 vendor option 43: sub-option 6 (PXE_DISCOVERY_CONTROL) = 8, then End. */
 function pxeDiscoveryControlOption(): Buffer {
   return Buffer.from([6, 1, 8, 255]);
@@ -463,62 +431,9 @@ function moveRelayInfoLast(options: DhcpOptions): DhcpOptions {
 
 // ------------------------------------------------------------------------------ helpers
 
-function clientFacts(request: DhcpPacket): ClientFacts {
-  const opts = request.options;
-  return {
-    mac: hardwareAddress(request),
-    arch: readClientArchList(opts.get(OptionCode.ClientSystemArch))?.[0],
-    vendorClass: readString(opts.get(OptionCode.VendorClass)),
-    userClasses: readUserClasses(opts.get(OptionCode.UserClass)),
-    uuid: readClientMachineId(opts.get(OptionCode.ClientMachineId)),
-    relay: nonZero(request.giaddr),
-  };
-}
-
-function clientDetail(facts: ClientFacts): Record<string, string | number | undefined> {
-  return {
-    arch: clientArchName(facts.arch),
-    vendorClass: facts.vendorClass,
-    userClass: facts.userClasses?.join(","),
-    relay: facts.relay,
-  };
-}
-
 function findLease(machine: Machine, mac: string): DhcpLease | undefined {
   const leases = machine.spec.pxe?.dhcpLeases;
   if (!leases) return undefined;
   for (const lease of leases) if (typeof lease.mac === "string" && lease.mac.toLowerCase() === mac) return lease;
   return undefined;
-}
-
-function nonZero(ip: string): string | undefined {
-  return ip === ZERO_IPV4 ? undefined : ip;
-}
-
-/** The client's own address, when it has one (a relayed packet's source is the relay). */
-function sourceIp(request: DhcpPacket, ctx: DhcpReceiveContext): string | undefined {
-  return nonZero(request.ciaddr) ?? (request.giaddr === ZERO_IPV4 ? nonZero(ctx.address) : undefined);
-}
-
-function ignoredPacket(
-  reason: DhcpIgnoreReason,
-  ctx: DhcpReceiveContext,
-  mac?: string,
-  requestType?: MessageTypeName,
-): DhcpOutcome {
-  return {
-    requestType,
-    ignoredReason: reason,
-    events: [{ step: "dhcp.ignored", result: "ignored", reason, mac, ip: nonZero(ctx.address) }],
-  };
-}
-
-function ignoredRequest(
-  requestType: MessageTypeName,
-  step: DhcpEventInput["step"],
-  base: { mac: string; ip?: string; machine?: string },
-  reason: DhcpIgnoreReason,
-  detail?: Record<string, string | undefined>,
-): DhcpOutcome {
-  return { requestType, ignoredReason: reason, events: [{ ...base, step, result: "ignored", reason, detail }] };
 }

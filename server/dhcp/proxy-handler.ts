@@ -3,7 +3,7 @@ import type { ImageStore } from "../images/image-store.js";
 import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
 import type { Machine } from "../inventory/types.js";
 import { BROADCAST_IPV4, isIpv4, parseIpv4, ZERO_IPV4 } from "../util/ipv4.js";
-import { type BootChoice, type BootClient, chooseBootFile } from "./boot-file.js";
+import { type BootChoice, chooseBootFile } from "./boot-file.js";
 import { clientArchName } from "./client-arch.js";
 import { type DhcpPacket, hardwareAddress, messageType } from "./codec.js";
 import {
@@ -13,14 +13,21 @@ import {
   type MessageTypeName,
   messageTypeName,
   OptionCode,
-  readClientArchList,
-  readClientMachineId,
   readIp,
-  readString,
-  readUserClasses,
   stringOption,
   u8Option,
 } from "./options.js";
+import { replyTo } from "./reply-packet.js";
+import {
+  type ClientFacts,
+  clientDetail,
+  clientFacts,
+  clientSourceIp,
+  ignoredPacket,
+  ignoredRequest,
+  nonZero,
+  recordDiscovery,
+} from "./request-facts.js";
 
 /**
  * proxyDHCP policy (PXE 2.1 §2.2.3, RFC 4578): the site's DHCP server hands out addresses; we
@@ -90,22 +97,16 @@ export interface ProxyOutcome {
   warning?: { key: string; message: string; fields?: Record<string, unknown> };
 }
 
-interface ProxyClientFacts extends BootClient {
-  mac: string;
-  uuid?: string;
-  relay?: string;
-}
-
 export function handleProxyRequest(
   request: DhcpPacket,
   ctx: ProxyReceiveContext,
   deps: ProxyHandlerDeps,
 ): ProxyOutcome {
-  if (request.op !== 1) return ignored("not-bootrequest", ctx);
-  if (request.htype !== 1 || request.hlen !== 6) return ignored("not-ethernet", ctx);
+  if (request.op !== 1) return ignoredPacket("not-bootrequest", ctx.address);
+  if (request.htype !== 1 || request.hlen !== 6) return ignoredPacket("not-ethernet", ctx.address);
   const type = messageType(request);
   const typeName = messageTypeName(type);
-  if (typeName === undefined) return ignored("no-message-type", ctx, hardwareAddress(request));
+  if (typeName === undefined) return ignoredPacket("no-message-type", ctx.address, hardwareAddress(request));
 
   const facts = clientFacts(request);
   const onBootPort = ctx.via === "boot-server";
@@ -113,25 +114,17 @@ export function handleProxyRequest(
     (type === MessageType.Discover && !onBootPort) ||
     type === MessageType.Request ||
     (type === MessageType.Inform && onBootPort);
-  if (!expected) return ignored("unexpected-message-type", ctx, facts.mac, typeName);
-  const base = { mac: facts.mac, ip: clientIp(request, ctx) };
+  if (!expected) return ignoredPacket("unexpected-message-type", ctx.address, facts.mac, typeName);
+  const base = { mac: facts.mac, ip: clientSourceIp(request, ctx.address) };
   const step = `dhcp.${typeName}` as "dhcp.discover" | "dhcp.request" | "dhcp.inform";
 
   const pxe = facts.vendorClass?.startsWith("PXEClient") || facts.vendorClass?.startsWith("HTTPClient");
-  if (!pxe) return ignoredStep(typeName, step, base, "not-pxe-client");
+  if (!pxe) return ignoredRequest(typeName, step, base, "not-pxe-client");
 
   const machine = deps.backend.byMac(facts.mac);
   if (!machine) {
     if (type === MessageType.Discover || onBootPort) {
-      deps.discovery.record({
-        mac: facts.mac,
-        arch: facts.arch,
-        vendorClass: facts.vendorClass,
-        userClass: facts.userClasses?.join(","),
-        uuid: facts.uuid,
-        relayAddress: facts.relay,
-        interface: ctx.interfaceName,
-      });
+      recordDiscovery(deps.discovery, facts, ctx.interfaceName);
     }
     return {
       requestType: typeName,
@@ -140,14 +133,14 @@ export function handleProxyRequest(
     };
   }
   const name = machine.metadata.name;
-  if (!machine.spec.pxe) return ignoredStep(typeName, step, { ...base, machine: name }, "no-pxe-spec");
+  if (!machine.spec.pxe) return ignoredRequest(typeName, step, { ...base, machine: name }, "no-pxe-spec");
 
   if (type === MessageType.Request && !onBootPort) {
     const serverId = readIp(request.options.get(OptionCode.ServerId));
     if (serverId !== deps.serverIp) {
       // The client's REQUEST to the site server: not ours, but it tells us which address the
       // site gives. TFTP and HTTP identify a Machine by its lease address, so say when they differ.
-      const out = ignoredStep(typeName, step, { ...base, machine: name }, "other-server", { serverId });
+      const out = ignoredRequest(typeName, step, { ...base, machine: name }, "other-server", { serverId });
       const wanted = readIp(request.options.get(OptionCode.RequestedIp)) ?? nonZero(request.ciaddr);
       const mismatch = wanted !== undefined && !leaseHasAddress(machine, facts.mac, wanted);
       if (mismatch) out.warning = addressMismatch(name, facts.mac, wanted);
@@ -157,7 +150,7 @@ export function handleProxyRequest(
 
   const choice = chooseBootFile(deps.images.lookupForMachine(machine), facts, deps.serveUrl);
   if (choice.kind === "none") {
-    const out = ignoredStep(typeName, step, { ...base, machine: name }, "no-boot-file", {
+    const out = ignoredRequest(typeName, step, { ...base, machine: name }, "no-boot-file", {
       bootSkipped: choice.reason,
       arch: clientArchName(facts.arch),
     });
@@ -219,24 +212,14 @@ function buildProxyReply(
   const uuid = request.options.get(OptionCode.ClientMachineId);
   if (uuid) options.set(OptionCode.ClientMachineId, uuid);
 
-  const packet: DhcpPacket = {
-    op: 2,
-    htype: request.htype,
-    hlen: request.hlen,
-    hops: 0,
-    xid: request.xid,
-    secs: 0,
-    flags: request.flags,
+  const packet = replyTo(request, {
     ciaddr: offer ? ZERO_IPV4 : request.ciaddr,
-    yiaddr: ZERO_IPV4,
     siaddr: deps.serverIp,
-    giaddr: request.giaddr,
-    chaddr: request.chaddr,
     sname: deps.serverIp,
     // Some firmware reads only the BOOTP field; a name that does not fit stays in option 67 only.
     file: Buffer.byteLength(boot.file, "latin1") < 128 ? boot.file : "",
     options: orderByRequestList(options, request),
-  };
+  });
   return { packet, type: offer ? "offer" : "ack", ...destination(request, ctx, deps) };
 }
 
@@ -294,27 +277,8 @@ function orderByRequestList(options: DhcpOptions, request: DhcpPacket): DhcpOpti
   return ordered;
 }
 
-function clientFacts(request: DhcpPacket): ProxyClientFacts {
-  const opts = request.options;
-  return {
-    mac: hardwareAddress(request),
-    arch: readClientArchList(opts.get(OptionCode.ClientSystemArch))?.[0],
-    vendorClass: readString(opts.get(OptionCode.VendorClass)),
-    userClasses: readUserClasses(opts.get(OptionCode.UserClass)),
-    uuid: readClientMachineId(opts.get(OptionCode.ClientMachineId)),
-    relay: nonZero(request.giaddr),
-  };
-}
-
-function detailOf(facts: ProxyClientFacts, ctx: ProxyReceiveContext): Record<string, string | boolean | undefined> {
-  return {
-    proxy: true,
-    via: ctx.via,
-    arch: clientArchName(facts.arch),
-    vendorClass: facts.vendorClass,
-    userClass: facts.userClasses?.join(","),
-    relay: facts.relay,
-  };
+function detailOf(facts: ClientFacts, ctx: ProxyReceiveContext): Record<string, string | boolean | undefined> {
+  return { proxy: true, via: ctx.via, ...clientDetail(facts) };
 }
 
 function leaseHasAddress(machine: Machine, mac: string, ip: string): boolean {
@@ -331,36 +295,4 @@ function addressMismatch(machine: string, mac: string, address: string): NonNull
       "proxyDHCP: the site DHCP server gives this Machine another address than its lease; TFTP and HTTP will not recognise it (reserve the lease address on the site server)",
     fields: { machine, mac, address },
   };
-}
-
-function nonZero(ip: string): string | undefined {
-  return ip === ZERO_IPV4 ? undefined : ip;
-}
-
-/** The client's own address, when it has one (a relayed packet's source is the relay). */
-function clientIp(request: DhcpPacket, ctx: ProxyReceiveContext): string | undefined {
-  return nonZero(request.ciaddr) ?? (request.giaddr === ZERO_IPV4 ? nonZero(ctx.address) : undefined);
-}
-
-function ignored(
-  reason: ProxyIgnoreReason,
-  ctx: ProxyReceiveContext,
-  mac?: string,
-  requestType?: MessageTypeName,
-): ProxyOutcome {
-  return {
-    requestType,
-    ignoredReason: reason,
-    events: [{ step: "dhcp.ignored", result: "ignored", reason, mac, ip: nonZero(ctx.address) }],
-  };
-}
-
-function ignoredStep(
-  requestType: MessageTypeName,
-  step: ProxyEventInput["step"],
-  base: { mac: string; ip?: string; machine?: string },
-  reason: ProxyIgnoreReason,
-  detail?: Record<string, string | undefined>,
-): ProxyOutcome {
-  return { requestType, ignoredReason: reason, events: [{ ...base, step, result: "ignored", reason, detail }] };
 }

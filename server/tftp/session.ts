@@ -429,24 +429,12 @@ export class TftpSession {
           this.#next = block + 1; // in flight, or just resent: leave it
           continue;
         }
-        let packet = this.#packets[slot];
-        const offset = (block - 1) * this.#blksize;
-        const length = Math.min(this.#blksize, this.#p.source.size - offset);
-        if (this.#packetBlocks[slot] !== block) {
-          if (!this.#p.source.copy(offset, length, packet, 4)) {
-            this.#resumeMode = mode;
-            this.#waitForDisk(offset, length);
-            return;
-          }
-          const wire = block % BLOCK_MOD;
-          packet[0] = 0;
-          packet[1] = Opcode.DATA;
-          packet[2] = wire >> 8;
-          packet[3] = wire & 0xff;
-          this.#packetBlocks[slot] = block;
-          this.#sendCount[slot] = 0;
+        const packet = this.#dataPacket(block);
+        if (packet === undefined) {
+          this.#resumeMode = mode;
+          this.#waitForDisk(block);
+          return;
         }
-        if (length + 4 < packet.length) packet = packet.subarray(0, length + 4); // the last block
         if (!this.#send(packet)) {
           // Not sent: resume from this block once the socket drains (#next still points at it).
           this.#resumeMode = mode;
@@ -499,16 +487,28 @@ export class TftpSession {
       return;
     }
     if (this.#armedBlock === block) return;
+    const packet = this.#dataPacket(block);
+    if (packet === undefined) {
+      if (this.#armedBlock !== 0) this.#socket.arm?.();
+      this.#armedBlock = 0;
+      return;
+    }
+    this.#socket.arm?.(packet, sent % BLOCK_MOD);
+    this.#armedBlock = block;
+  }
+
+  /**
+   * DATA for `block`, built in its window slot unless the slot holds it already (a resend or
+   * an armed packet), cut to length for the last block; undefined while its bytes are not in
+   * memory (see #waitForDisk).
+   */
+  #dataPacket(block: number): Buffer | undefined {
     const slot = block % this.#packets.length;
-    let packet = this.#packets[slot];
+    const packet = this.#packets[slot];
     const offset = (block - 1) * this.#blksize;
     const length = Math.min(this.#blksize, this.#p.source.size - offset);
     if (this.#packetBlocks[slot] !== block) {
-      if (!this.#p.source.copy(offset, length, packet, 4)) {
-        if (this.#armedBlock !== 0) this.#socket.arm?.();
-        this.#armedBlock = 0;
-        return;
-      }
+      if (!this.#p.source.copy(offset, length, packet, 4)) return undefined;
       const wire = block % BLOCK_MOD;
       packet[0] = 0;
       packet[1] = Opcode.DATA;
@@ -517,12 +517,13 @@ export class TftpSession {
       this.#packetBlocks[slot] = block;
       this.#sendCount[slot] = 0;
     }
-    if (length + 4 < packet.length) packet = packet.subarray(0, length + 4);
-    this.#socket.arm?.(packet, sent % BLOCK_MOD);
-    this.#armedBlock = block;
+    return length + 4 < packet.length ? packet.subarray(0, length + 4) : packet; // the last block is shorter
   }
 
-  #waitForDisk(offset: number, length: number): void {
+  /** Loads `block`'s bytes, then resumes the window. */
+  #waitForDisk(block: number): void {
+    const offset = (block - 1) * this.#blksize;
+    const length = Math.min(this.#blksize, this.#p.source.size - offset);
     this.#waitingForDisk = true;
     this.#p.source.fill(offset, length).then(
       () => {

@@ -6,22 +6,15 @@
  * Namespace prefix m1a.
  */
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
-import path from "node:path";
 import { after, before, it } from "node:test";
-import { udhcpcLease } from "./dhcp-lab-clients.js";
 import {
-  Appliance,
+  type Appliance,
   type DhcpLeaseSeen,
   labSuite,
-  makeScratchDir,
-  removeDir,
-  setMac,
+  runUdhcpc,
+  startDhcpMachineLab,
+  stopOneMachineLab,
   type VethLab,
-  vethLabDown,
-  vethLabUp,
-  writeImage,
-  writeInventory,
 } from "./harness.js";
 
 const MAC = "02:4d:31:00:00:01";
@@ -43,35 +36,19 @@ labSuite("DHCP boot file by client architecture (udhcpc, option 93 and user clas
   let appliance: Appliance | undefined;
 
   before(async () => {
-    scratch = await makeScratchDir("m1a");
-    lab = await vethLabUp("m1a", { staticClient: false });
-    const image = await writeImage(scratch, 1024 * 1024);
-    await writeFile(
-      path.join(image.diskDir, "metadata.yaml"),
-      "dhcpBootImageName: shimx64.efi\nbiosBootImageName: undionly.kpxe\n",
-    );
-    const inventoryDir = await writeInventory(scratch, image, [
-      {
-        name: "lab-arch",
-        leases: [{ mac: MAC, ipv4: LEASE_IP, subnetMask: "255.255.0.0", gateway: "10.213.0.254" }],
-      },
-    ]);
-    appliance = await Appliance.start(
-      { ns: lab.serverNs, bindAddress: lab.serverIp, inventoryDir, dhcpInterface: lab.serverIf, logLevel: "debug" },
-      scratch,
-    );
-    await setMac(lab.clientNs, lab.clientIf, MAC);
+    ({ lab, scratch, appliance } = await startDhcpMachineLab(
+      "m1a",
+      { name: "lab-arch", lease: { mac: MAC, ipv4: LEASE_IP, subnetMask: "255.255.0.0", gateway: "10.213.0.254" } },
+      { metadataYaml: "dhcpBootImageName: shimx64.efi\nbiosBootImageName: undionly.kpxe\n", logLevel: "debug" },
+    ));
   });
 
-  after(async () => {
-    await appliance?.stop();
-    await vethLabDown(lab);
-    await removeDir(scratch);
-  });
+  after(() => stopOneMachineLab({ lab, scratch, appliance }));
 
   async function lease(arch: number, extra: { ipxe?: boolean } = {}): Promise<DhcpLeaseSeen> {
     assert.ok(lab && scratch);
-    return udhcpcLease({
+    return runUdhcpc({
+      requestHostname: true,
       ns: lab.clientNs,
       dev: lab.clientIf,
       scratchDir: scratch,

@@ -1,79 +1,13 @@
 /**
- * DHCP client runs the issue 5 lab tests need beyond harness.ts: udhcpc with arbitrary extra
- * options (`-x`), and ISC dhclient left running (`-d`) with a hook script that configures the
- * address, so it reaches RENEWING and unicasts its REQUEST to the server id. Processes are
+ * The DHCP client run the issue 5 lab tests need beyond harness.ts: ISC dhclient left running
+ * (`-d`) with a hook script that configures the address, so it reaches RENEWING and unicasts its REQUEST to the server id. Processes are
  * stopped by PID (NsProcess); everything lives in the caller's scratch folder.
  */
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type DhcpLeaseSeen, NsProcess, runInNs } from "./harness.js";
-
-function parseEnvDump(text: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1).replace(/^'(.*)'$/, "$1");
-  }
-  return env;
-}
-
-const words = (value: string | undefined): string[] | undefined =>
-  value === undefined || value.trim() === "" ? undefined : value.trim().split(/\s+/);
-
-export interface UdhcpcOptions {
-  ns: string;
-  dev: string;
-  scratchDir: string;
-  vendorClass?: string;
-  arch?: number;
-  /** More `-x OPT:VALUE` arguments (e.g. `0x4d:69505845` for user class "iPXE"). */
-  extraOptions?: string[];
-  tries?: number;
-  timeoutMs?: number;
-}
-
-/**
- * busybox udhcpc, one attempt, hook dumps the environment on bound. In its INIT state udhcpc
- * reads replies on a raw socket into a 576-byte IP datagram buffer and ignores anything larger
- * ("oversized packet"): a real client with the RFC 2131 minimum buffer.
- */
-export async function udhcpcLease(opts: UdhcpcOptions): Promise<DhcpLeaseSeen & { hostname?: string }> {
-  const dir = await mkdtemp(path.join(opts.scratchDir, "udhcpc-"));
-  const script = path.join(dir, "hook.sh");
-  const dump = path.join(dir, "env.bound");
-  await writeFile(
-    script,
-    `#!/bin/sh\n[ "$1" = bound ] || exit 0\nenv > "${dump}.tmp" && mv "${dump}.tmp" "${dump}"\nexit 0\n`,
-    { mode: 0o755 },
-  );
-  const argv = ["busybox", "udhcpc", "-i", opts.dev, "-f", "-q", "-n", "-t", String(opts.tries ?? 4), "-T", "2"];
-  argv.push("-A", "1", "-s", script);
-  for (const name of ["tftp", "bootfile", "router", "dns", "subnet", "hostname"]) argv.push("-O", name);
-  if (opts.vendorClass !== undefined) argv.push("-V", opts.vendorClass);
-  if (opts.arch !== undefined) argv.push("-x", `0x5d:${opts.arch.toString(16).padStart(4, "0")}`);
-  for (const extra of opts.extraOptions ?? []) argv.push("-x", extra);
-  const result = await runInNs(opts.ns, argv, { timeoutMs: opts.timeoutMs ?? 30_000 });
-  const output = result.stdout + result.stderr;
-  if (!existsSync(dump)) return { ok: false, raw: {}, output };
-  const env = parseEnvDump(await readFile(dump, "utf8"));
-  return {
-    ok: true,
-    ip: env.ip,
-    mask: env.subnet,
-    routers: words(env.router),
-    dns: words(env.dns),
-    serverId: env.serverid,
-    siaddr: env.siaddr,
-    file: env.boot_file,
-    bootfileName: env.bootfile,
-    tftpServerName: env.tftp,
-    hostname: env.hostname,
-    raw: env,
-    output,
-  };
-}
+import { NsProcess, parseEnvDump, runInNs } from "./harness.js";
 
 /**
  * ISC dhclient in the foreground. The hook configures the bound address and default route (so

@@ -10,19 +10,14 @@
  */
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
-import { udhcpcLease } from "./dhcp-lab-clients.js";
 import {
-  Appliance,
+  type Appliance,
   labSuite,
-  makeScratchDir,
-  removeDir,
   runDhclient,
-  setMac,
+  runUdhcpc,
+  startDhcpMachineLab,
+  stopOneMachineLab,
   type VethLab,
-  vethLabDown,
-  vethLabUp,
-  writeImage,
-  writeInventory,
 } from "./harness.js";
 
 const MAC = "02:4d:33:00:00:01";
@@ -37,31 +32,23 @@ labSuite("DHCP reply size: 548-byte clients get overloaded replies (udhcpc, dhcl
   let appliance: Appliance | undefined;
 
   before(async () => {
-    scratch = await makeScratchDir("m1c");
-    lab = await vethLabUp("m1c", { staticClient: false });
-    const image = await writeImage(scratch, 1024 * 1024);
-    const inventoryDir = await writeInventory(scratch, image, [
-      {
-        name: NAME,
-        leases: [{ mac: MAC, ipv4: LEASE_IP, subnetMask: "255.255.0.0", gateway: "10.213.0.254", dns: DNS }],
-      },
-    ]);
-    appliance = await Appliance.start(
-      { ns: lab.serverNs, bindAddress: lab.serverIp, inventoryDir, dhcpInterface: lab.serverIf },
-      scratch,
-    );
-    await setMac(lab.clientNs, lab.clientIf, MAC);
+    ({ lab, scratch, appliance } = await startDhcpMachineLab("m1c", {
+      name: NAME,
+      lease: { mac: MAC, ipv4: LEASE_IP, subnetMask: "255.255.0.0", gateway: "10.213.0.254", dns: DNS },
+    }));
   });
 
-  after(async () => {
-    await appliance?.stop();
-    await vethLabDown(lab);
-    await removeDir(scratch);
-  });
+  after(() => stopOneMachineLab({ lab, scratch, appliance }));
 
   it("udhcpc (option 57 = 576) gets the lease with all 60 DNS servers, the host name and the boot file", async () => {
     assert.ok(lab && scratch && appliance);
-    const lease = await udhcpcLease({ ns: lab.clientNs, dev: lab.clientIf, scratchDir: scratch, tries: 3 });
+    const lease = await runUdhcpc({
+      requestHostname: true,
+      ns: lab.clientNs,
+      dev: lab.clientIf,
+      scratchDir: scratch,
+      tries: 3,
+    });
     const why = `${lease.output}\n--- metalman ---\n${appliance.process.tail()}`;
     assert.equal(lease.ok, true, `no lease (a reply over 548 bytes is dropped as oversized)\n${why}`);
     assert.equal(lease.ip, LEASE_IP, why);

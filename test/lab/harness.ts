@@ -735,11 +735,14 @@ export interface DhcpLeaseSeen {
   bootfileName?: string;
   /** Option 66. */
   tftpServerName?: string;
+  /** Option 12, when the client asked for it (udhcpc `requestHostname`). */
+  hostname?: string;
   raw: Record<string, string>;
   output: string;
 }
 
-function parseEnvDump(text: string): Record<string, string> {
+/** A hook script's `env` dump (`NAME=value` lines, values possibly single-quoted). */
+export function parseEnvDump(text: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const line of text.split("\n")) {
     const eq = line.indexOf("=");
@@ -749,7 +752,7 @@ function parseEnvDump(text: string): Record<string, string> {
   return env;
 }
 
-const words = (value: string | undefined): string[] | undefined =>
+export const words = (value: string | undefined): string[] | undefined =>
   value === undefined || value.trim() === "" ? undefined : value.trim().split(/\s+/);
 
 export interface DhcpClientOptions {
@@ -763,11 +766,21 @@ export interface DhcpClientOptions {
   arch?: number;
 }
 
+export interface UdhcpcOptions extends DhcpClientOptions {
+  tries?: number;
+  /** More `-x OPT:VALUE` arguments (e.g. `0x4d:69505845` for user class "iPXE"). */
+  extraOptions?: string[];
+  /** Also ask for option 12 (`-O hostname`) and report it. */
+  requestHostname?: boolean;
+}
+
 /**
  * busybox udhcpc: one lease attempt (-n: give up instead of backgrounding), the hook script only
- * dumps what it was given (the address is not configured on the interface).
+ * dumps what it was given (the address is not configured on the interface). In its INIT state
+ * udhcpc reads replies on a raw socket into a 576-byte IP datagram buffer and ignores anything
+ * larger ("oversized packet"): a real client with the RFC 2131 minimum buffer.
  */
-export async function runUdhcpc(opts: DhcpClientOptions & { tries?: number }): Promise<DhcpLeaseSeen> {
+export async function runUdhcpc(opts: UdhcpcOptions): Promise<DhcpLeaseSeen> {
   const dir = await mkdtemp(path.join(opts.scratchDir, "udhcpc-"));
   const script = path.join(dir, "hook.sh");
   const dump = path.join(dir, "env.bound");
@@ -778,8 +791,10 @@ export async function runUdhcpc(opts: DhcpClientOptions & { tries?: number }): P
   );
   const argv = ["busybox", "udhcpc", "-i", opts.dev, "-f", "-q", "-n", "-t", String(opts.tries ?? 4), "-T", "2"];
   argv.push("-A", "1", "-s", script, "-O", "tftp", "-O", "bootfile", "-O", "router", "-O", "dns", "-O", "subnet");
+  if (opts.requestHostname) argv.push("-O", "hostname");
   if (opts.vendorClass !== undefined) argv.push("-V", opts.vendorClass);
   if (opts.arch !== undefined) argv.push("-x", `0x5d:${opts.arch.toString(16).padStart(4, "0")}`);
+  for (const extra of opts.extraOptions ?? []) argv.push("-x", extra);
   const result = await runInNs(opts.ns, argv, { timeoutMs: opts.timeoutMs ?? 30_000 });
   const output = result.stdout + result.stderr;
   if (!existsSync(dump)) return { ok: false, raw: {}, output };
@@ -795,6 +810,7 @@ export async function runUdhcpc(opts: DhcpClientOptions & { tries?: number }): P
     file: env.boot_file,
     bootfileName: env.bootfile,
     tftpServerName: env.tftp,
+    ...(opts.requestHostname ? { hostname: env.hostname } : {}),
     raw: env,
     output,
   };
@@ -898,6 +914,45 @@ export async function startOneMachineLab(
     return { lab, scratch, image, appliance };
   } catch (error) {
     await stopOneMachineLab({ lab, scratch });
+    throw error;
+  }
+}
+
+/**
+ * Interface-mode DHCP with a real client: veth lab (the client gets its address by DHCP), a
+ * small image (`metadataYaml` replaces its metadata.yaml when given), one Machine whose lease
+ * is for the client's MAC, the appliance on the server's veth, and the client's MAC set.
+ * Cleans up what it started when a step fails; stop with stopOneMachineLab.
+ */
+export async function startDhcpMachineLab(
+  prefix: string,
+  machine: { name: string; lease: LeaseSpec },
+  options: { metadataYaml?: string; logLevel?: string } = {},
+): Promise<OneMachineLab> {
+  const scratch = await makeScratchDir(prefix);
+  let lab: VethLab | undefined;
+  let appliance: Appliance | undefined;
+  try {
+    lab = await vethLabUp(prefix, { staticClient: false });
+    const image = await writeImage(scratch, 1024 * 1024);
+    if (options.metadataYaml !== undefined) {
+      await writeFile(path.join(image.diskDir, "metadata.yaml"), options.metadataYaml);
+    }
+    const inventoryDir = await writeInventory(scratch, image, [{ name: machine.name, leases: [machine.lease] }]);
+    appliance = await Appliance.start(
+      {
+        ns: lab.serverNs,
+        bindAddress: lab.serverIp,
+        inventoryDir,
+        dhcpInterface: lab.serverIf,
+        ...(options.logLevel !== undefined ? { logLevel: options.logLevel } : {}),
+      },
+      scratch,
+    );
+    await setMac(lab.clientNs, lab.clientIf, machine.lease.mac);
+    return { lab, scratch, image, appliance };
+  } catch (error) {
+    await stopOneMachineLab({ lab, scratch, appliance });
     throw error;
   }
 }

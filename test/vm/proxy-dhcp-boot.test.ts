@@ -5,8 +5,20 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { repoRoot, sharedDir } from "../support/paths.js";
-import { jsonLines, LoggedProcess, missingPrerequisites, run, waitUntil } from "./harness.js";
+import {
+  type VmMachine as HarnessVm,
+  jsonLines,
+  LoggedProcess,
+  mentionsFile,
+  missingVmPrerequisites,
+  run,
+  runPxeVm,
+  startApplianceInNetns,
+  vmLabPaths,
+  vmMachineYaml,
+  waitApplianceHealthy,
+  waitUntil,
+} from "./harness.js";
 
 /**
  * proxyDHCP (issue 5 §1.2) with real firmware: dnsmasq plays the site's DHCP server (addresses
@@ -29,11 +41,7 @@ const HEALTH_PORT = 8081;
 const SERVE_URL = `http://${SERVER_IP}:${HTTP_PORT}`;
 const VM_TIMEOUT_S = 240;
 
-interface VmMachine {
-  firmware: "uefi" | "bios";
-  name: string;
-  mac: string;
-  ipv4: string;
+interface VmMachine extends HarnessVm {
   /** Which copy of the lab image: the stock one (shim -> GRUB) or one whose UEFI file is iPXE's snponly.efi. */
   image: "stock" | "ipxe-efi";
 }
@@ -60,53 +68,11 @@ const BIOS_VM: VmMachine = {
 };
 const ALL_VMS = [UEFI_GRUB_VM, UEFI_IPXE_VM, BIOS_VM];
 
-const root = repoRoot();
-const lab = path.join(sharedDir(), "lab");
-const serverMain = path.join(root, "dist", "server", "main.js");
-const imageBuilder = path.join(root, "netboot-images", "lab-test", "build.sh");
-
-const missing = missingPrerequisites(
-  ["qemu-system-x86_64", "ip", "curl", "dnsmasq", "apt-get", "dpkg-deb", "cpio", "gzip", "strings"],
-  [
-    path.join(lab, "vm-netns.sh"),
-    path.join(lab, "pxe-vm.sh"),
-    "/usr/share/OVMF/OVMF_CODE_4M.fd",
-    "/usr/share/OVMF/OVMF_VARS_4M.fd",
-    "/usr/lib/ipxe/qemu/efi-virtio.rom",
-    serverMain,
-    path.join(root, "server", "native", "build", "Release", "metalman_dhcp_socket.node"),
-  ],
-);
+const { lab, serverMain, imageBuilder } = vmLabPaths();
+const missing = missingVmPrerequisites({ commands: ["dnsmasq"] });
 const inCi = process.env.CI === "true";
 const skipReason = !inCi && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
 const tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].find((p) => existsSync(p));
-
-function machineYaml(vm: VmMachine, imageDir: string): string {
-  return [
-    "apiVersion: unbounded-cloud.io/v1alpha3",
-    "kind: Machine",
-    "metadata:",
-    `  name: ${vm.name}`,
-    "spec:",
-    "  pxe:",
-    `    image: "dir:${imageDir}"`,
-    "    dhcpLeases:",
-    `      - mac: "${vm.mac}"`,
-    `        ipv4: "${vm.ipv4}"`,
-    '        subnetMask: "255.255.255.0"',
-    // Required by the Machine schema; in proxy mode the site server's options are what the VM gets.
-    `        gateway: "${SITE_IP}"`,
-    "  operations:",
-    "    repaveCounter: 1",
-    "",
-  ].join("\n");
-}
-
-function mentionsFile(record: Record<string, unknown>, file: string): boolean {
-  return Object.values(record).some(
-    (value) => typeof value === "string" && (value === file || value.endsWith(`/${file}`) || value === `${file}.tmpl`),
-  );
-}
 
 describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: skipReason, timeout: 900_000 }, () => {
   const ns = `m2a${process.pid}`;
@@ -138,7 +104,8 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
     for (const vm of ALL_VMS) {
       writeFileSync(
         path.join(inventory, `${vm.name}.yaml`),
-        machineYaml(vm, vm.image === "stock" ? imageDir : ipxeImageDir),
+        // Gateway: required by the Machine schema; in proxy mode the site server's options are what the VM gets.
+        vmMachineYaml(vm, vm.image === "stock" ? imageDir : ipxeImageDir, { gateway: SITE_IP }),
       );
     }
     for (const dir of ["state", "cache"]) mkdirSync(path.join(work, dir));
@@ -202,29 +169,15 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
       path.join(work, "dnsmasq.log"),
     );
 
-    server = new LoggedProcess(
-      "ip",
-      [
-        ...["netns", "exec", ns, process.execPath, serverMain, "serve-pxe"],
-        ...["--inventory", inventory, "--state-dir", path.join(work, "state"), "--cache-dir", path.join(work, "cache")],
-        ...["--bind-address", SERVER_IP, "--serve-url", SERVE_URL, "--http-port", String(HTTP_PORT)],
-        ...["--tftp-port", "69", "--health-port", String(HEALTH_PORT), "--dhcp-port", "67"],
-        ...["--dhcp-mode", "proxy", "--dhcp-interface", BRIDGE, "--log-level", "debug"],
-        ...["--image-root", work],
-      ],
-      path.join(work, "server.log"),
-    );
-    const healthy = await waitUntil(() => {
-      if (!server?.running) return true;
-      const probe = ["netns", "exec", ns, "curl", "-sf", "-m", "2", `http://${SERVER_IP}:${HEALTH_PORT}/healthz`];
-      try {
-        run("ip", probe, { timeoutMs: 5000 });
-        return true;
-      } catch {
-        return false;
-      }
-    }, 30_000);
-    assert.ok(healthy && server.running, `metalman did not become healthy:\n${server.tail()}`);
+    server = startApplianceInNetns({
+      ...{ ns, serverMain, work, inventory, serverIp: SERVER_IP, serveUrl: SERVE_URL },
+      httpPort: HTTP_PORT,
+      healthPort: HEALTH_PORT,
+      dhcpArgs: ["--dhcp-mode", "proxy", "--dhcp-interface", BRIDGE],
+      logLevel: "debug",
+    });
+    const healthy = await waitApplianceHealthy(server, { ns, serverIp: SERVER_IP, healthPort: HEALTH_PORT });
+    assert.ok(healthy, `metalman did not become healthy:\n${server.tail()}`);
     assert.ok(site.running, `dnsmasq did not start:\n${site.tail()}`);
     assert.ok(
       server.lines.some((l) => l.includes(":4011")),
@@ -250,20 +203,24 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
     vm: VmMachine,
     wait = "LAB-PXE-MARKER (done|no-nic)",
   ): Promise<{ serial: string; seconds: number; events: Record<string, unknown>[] }> {
-    const serialLog = path.join(work, `serial-${vm.name}.log`);
-    const vmProcess = new LoggedProcess(
-      path.join(lab, "pxe-vm.sh"),
-      [
-        ...[vm.firmware, SERVER_IP, BRIDGE, serialLog, "--netns", ns, "--mac", vm.mac],
-        ...["--wait", wait, "--timeout", String(VM_TIMEOUT_S)],
-      ],
-      path.join(work, `pxe-vm-${vm.name}.log`),
-    );
-    vms.add(vmProcess);
-    const code = await vmProcess.exited();
-    vms.delete(vmProcess);
-    const serial = readFileSync(serialLog, "latin1");
-    const elapsed = /RESULT=\S+ .*elapsed=([0-9.]+)s/.exec(vmProcess.lines.join("\n"));
+    const {
+      code,
+      process: vmProcess,
+      serial,
+      seconds,
+    } = await runPxeVm({
+      script: path.join(lab, "pxe-vm.sh"),
+      work,
+      label: vm.name,
+      firmware: vm.firmware,
+      mac: vm.mac,
+      serverIp: SERVER_IP,
+      bridge: BRIDGE,
+      ns,
+      wait,
+      timeoutS: VM_TIMEOUT_S,
+      running: vms,
+    });
     const forMachine = () =>
       jsonLines(server?.lines ?? []).filter(
         (r) => typeof r.step === "string" && (r.machine === vm.name || r.mac === vm.mac),
@@ -279,7 +236,7 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
     );
     if (wait.includes("LAB-PXE-MARKER"))
       await waitUntil(() => forMachine().some((r) => r.step === "pxe.disable"), 5000);
-    return { serial, seconds: elapsed ? Number(elapsed[1]) : Number.NaN, events: forMachine() };
+    return { serial, seconds, events: forMachine() };
   }
 
   function contextOf(serial: string): string {

@@ -3,8 +3,20 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { repoRoot, sharedDir } from "../support/paths.js";
-import { jsonLines, LoggedProcess, missingPrerequisites, run, waitUntil } from "./harness.js";
+import {
+  jsonLines,
+  type LoggedProcess,
+  mentionsFile,
+  missingVmPrerequisites,
+  run,
+  runPxeVm,
+  startApplianceInNetns,
+  type VmMachine,
+  vmLabPaths,
+  vmMachineYaml,
+  waitApplianceHealthy,
+  waitUntil,
+} from "./harness.js";
 
 /**
  * Real firmware boots against metalman: OVMF's own UEFI PXE stack (shim -> GRUB over TFTP)
@@ -24,64 +36,13 @@ const HEALTH_PORT = 8081;
 const SERVE_URL = `http://${SERVER_IP}:${HTTP_PORT}`;
 const VM_TIMEOUT_S = 240;
 
-interface VmMachine {
-  firmware: "uefi" | "bios";
-  name: string;
-  mac: string;
-  ipv4: string;
-}
 const UEFI_VM: VmMachine = { firmware: "uefi", name: "lab-vm-uefi", mac: "52:54:00:77:00:11", ipv4: "10.77.0.11" };
 const BIOS_VM: VmMachine = { firmware: "bios", name: "lab-vm-bios", mac: "52:54:00:77:00:12", ipv4: "10.77.0.12" };
 
-const root = repoRoot();
-const lab = path.join(sharedDir(), "lab");
-const serverMain = path.join(root, "dist", "server", "main.js");
-const imageBuilder = path.join(root, "netboot-images", "lab-test", "build.sh");
-
-const missing = missingPrerequisites(
-  ["qemu-system-x86_64", "ip", "curl", "apt-get", "dpkg-deb", "cpio", "gzip", "strings"],
-  [
-    path.join(lab, "vm-netns.sh"),
-    path.join(lab, "pxe-vm.sh"),
-    path.join(lab, "build-test-netboot.sh"),
-    "/usr/share/OVMF/OVMF_CODE_4M.fd",
-    "/usr/share/OVMF/OVMF_VARS_4M.fd",
-    "/usr/lib/ipxe/qemu/efi-virtio.rom",
-    serverMain,
-    path.join(root, "server", "native", "build", "Release", "metalman_dhcp_socket.node"),
-  ],
-);
+const { lab, serverMain, imageBuilder } = vmLabPaths();
+const missing = missingVmPrerequisites({ files: [path.join(lab, "build-test-netboot.sh")] });
 const inCi = process.env.CI === "true";
 const skipReason = !inCi && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
-
-function machineYaml(vm: VmMachine, imageDir: string): string {
-  return [
-    "apiVersion: unbounded-cloud.io/v1alpha3",
-    "kind: Machine",
-    "metadata:",
-    `  name: ${vm.name}`,
-    "spec:",
-    "  pxe:",
-    `    image: "dir:${imageDir}"`,
-    "    dhcpLeases:",
-    `      - mac: "${vm.mac}"`,
-    `        ipv4: "${vm.ipv4}"`,
-    '        subnetMask: "255.255.255.0"',
-    `        gateway: "${SERVER_IP}"`,
-    `        dns: ["${SERVER_IP}"]`,
-    // A pending repave (spec 1 > status 0): the payload's /pxe/disable call completes it.
-    "  operations:",
-    "    repaveCounter: 1",
-    "",
-  ].join("\n");
-}
-
-/** A boot event names a file when one of its string fields is that path (with or without a leading folder). */
-function mentionsFile(record: Record<string, unknown>, file: string): boolean {
-  return Object.values(record).some(
-    (value) => typeof value === "string" && (value === file || value.endsWith(`/${file}`) || value === `${file}.tmpl`),
-  );
-}
 
 describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipReason, timeout: 600_000 }, () => {
   const ns = `mmvm${process.pid}`;
@@ -100,37 +61,24 @@ describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipRe
     const inventory = path.join(work, "inventory");
     mkdirSync(inventory);
     for (const vm of [UEFI_VM, BIOS_VM])
-      writeFileSync(path.join(inventory, `${vm.name}.yaml`), machineYaml(vm, imageDir));
+      writeFileSync(
+        path.join(inventory, `${vm.name}.yaml`),
+        vmMachineYaml(vm, imageDir, { gateway: SERVER_IP, dns: SERVER_IP }),
+      );
     for (const dir of ["state", "cache"]) mkdirSync(path.join(work, dir));
 
     run(path.join(lab, "vm-netns.sh"), ["up", ns, BRIDGE, `${SERVER_IP}/24`]);
     netnsUp = true;
 
-    // `ip netns exec` execs node in place, so the PID we hold is the server itself.
-    server = new LoggedProcess(
-      "ip",
-      [
-        ...["netns", "exec", ns, process.execPath, serverMain, "serve-pxe"],
-        ...["--inventory", inventory, "--state-dir", path.join(work, "state"), "--cache-dir", path.join(work, "cache")],
-        ...["--bind-address", SERVER_IP, "--serve-url", SERVE_URL, "--http-port", String(HTTP_PORT)],
-        ...["--tftp-port", "69", "--health-port", String(HEALTH_PORT), "--dhcp-port", "67"],
-        ...["--dhcp-interface", BRIDGE, "--log-level", "info"],
-        // dir: images only under an image root (docs/security.md): the work folder holds the image.
-        ...["--image-root", work],
-      ],
-      path.join(work, "server.log"),
-    );
-    const healthy = await waitUntil(() => {
-      if (!server?.running) return true;
-      const probe = ["netns", "exec", ns, "curl", "-sf", "-m", "2", `http://${SERVER_IP}:${HEALTH_PORT}/healthz`];
-      try {
-        run("ip", probe, { timeoutMs: 5000 });
-        return true;
-      } catch {
-        return false;
-      }
-    }, 30_000);
-    assert.ok(healthy && server.running, `metalman did not become healthy:\n${server.tail()}`);
+    server = startApplianceInNetns({
+      ...{ ns, serverMain, work, inventory, serverIp: SERVER_IP, serveUrl: SERVE_URL },
+      httpPort: HTTP_PORT,
+      healthPort: HEALTH_PORT,
+      dhcpArgs: ["--dhcp-interface", BRIDGE],
+      logLevel: "info",
+    });
+    const healthy = await waitApplianceHealthy(server, { ns, serverIp: SERVER_IP, healthPort: HEALTH_PORT });
+    assert.ok(healthy, `metalman did not become healthy:\n${server.tail()}`);
   });
 
   after(async () => {
@@ -142,20 +90,24 @@ describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipRe
   });
 
   async function boot(vm: VmMachine): Promise<{ serial: string; seconds: number; events: Record<string, unknown>[] }> {
-    const serialLog = path.join(work, `serial-${vm.firmware}.log`);
-    const vmProcess = new LoggedProcess(
-      path.join(lab, "pxe-vm.sh"),
-      [
-        ...[vm.firmware, SERVER_IP, BRIDGE, serialLog, "--netns", ns, "--mac", vm.mac],
-        ...["--wait", "LAB-PXE-MARKER (done|no-nic)", "--timeout", String(VM_TIMEOUT_S)],
-      ],
-      path.join(work, `pxe-vm-${vm.firmware}.log`),
-    );
-    vms.add(vmProcess);
-    const code = await vmProcess.exited();
-    vms.delete(vmProcess);
-    const serial = readFileSync(serialLog, "latin1");
-    const elapsed = /RESULT=\S+ .*elapsed=([0-9.]+)s/.exec(vmProcess.lines.join("\n"));
+    const {
+      code,
+      process: vmProcess,
+      serial,
+      seconds,
+    } = await runPxeVm({
+      script: path.join(lab, "pxe-vm.sh"),
+      work,
+      label: vm.firmware,
+      firmware: vm.firmware,
+      mac: vm.mac,
+      serverIp: SERVER_IP,
+      bridge: BRIDGE,
+      ns,
+      wait: "LAB-PXE-MARKER (done|no-nic)",
+      timeoutS: VM_TIMEOUT_S,
+      running: vms,
+    });
     assert.equal(
       code,
       0,
@@ -167,7 +119,7 @@ describe("PXE boot of real firmware against metalman (QEMU TCG)", { skip: skipRe
         (r) => typeof r.step === "string" && (r.machine === vm.name || r.mac === vm.mac),
       );
     await waitUntil(() => forMachine().some((r) => r.step === "pxe.disable"), 5000);
-    return { serial, seconds: elapsed ? Number(elapsed[1]) : Number.NaN, events: forMachine() };
+    return { serial, seconds, events: forMachine() };
   }
 
   function assertCommon(vm: VmMachine, serial: string, events: Record<string, unknown>[]) {

@@ -17,14 +17,8 @@
  * Errors are Error objects with `code` ("EPERM", "ENODEV", ...), `errno` (negative, like Node's
  * own system errors) and `syscall`.
  *
- * Threading: everything runs on the JS thread. Readability is watched with a uv_poll_t on the
- * environment's own libuv loop, so the callback is an ordinary same-thread call.
- *
- * Lifetime: the native state is freed only when BOTH the uv handle has finished closing (libuv
- * still owns the uv_poll_t memory until its close callback) AND the JS wrapper was finalized.
- * While open, the wrapper is kept alive by a strong reference (like a dgram socket), so an
- * open socket never disappears under a pending callback. An async env cleanup hook closes the
- * socket when the environment (main thread or worker) shuts down.
+ * Threading and lifetime: see poll_socket.h (one uv_poll_t on the env's loop, state freed once
+ * the uv handle closed and the wrapper was finalized, an async env cleanup hook).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,154 +35,25 @@
 #include <unistd.h>
 #include <uv.h>
 #include "napi_common.h"
+#include "poll_socket.h"
 
 /* Largest possible UDP payload: nothing can be truncated with a buffer this size. */
 #define RECV_BUFFER_SIZE 65536
 /* Datagrams read per readability wakeup, so a flood cannot starve the rest of the event loop. */
 #define MAX_DATAGRAMS_PER_WAKEUP 64
 
-typedef struct {
-  napi_env env;
-  int fd;
-  uv_poll_t poll;
-  bool closed;         /* close() ran: fd closed, refs released, uv_close requested */
-  bool poll_started;   /* uv_poll_init succeeded: memory must outlive uv_close */
-  bool poll_closed;    /* uv_close callback ran (or the poll never existed) */
-  bool finalized;      /* JS wrapper finalized */
-  napi_ref wrapper;    /* strong while open */
-  napi_ref on_message;
-  napi_ref on_error;   /* may be NULL */
-  napi_async_context async_context;
-  napi_async_cleanup_hook_handle cleanup_hook;
-  unsigned char *recv_buffer;
-} DeviceSocket;
-
-/* ---------- errors ---------- */
-
-
-
-
-/* ---------- lifetime ---------- */
-
-static void maybe_free(DeviceSocket *self) {
-  if (self->finalized && self->poll_closed) {
-    free(self->recv_buffer);
-    free(self);
-  }
-}
-
-static void on_poll_closed(uv_handle_t *handle) {
-  DeviceSocket *self = (DeviceSocket *)handle->data;
-  self->poll_closed = true;
-  if (self->cleanup_hook != NULL) {
-    /* Tells Node (normal close, or env teardown waiting for us) that no handle is left. */
-    napi_remove_async_cleanup_hook(self->cleanup_hook);
-    self->cleanup_hook = NULL;
-  }
-  maybe_free(self);
-}
-
-/* Stop watching, close the fd and drop the JS references. Safe to call more than once. */
-static void close_socket(DeviceSocket *self) {
-  if (self->closed) return;
-  self->closed = true;
-  if (self->poll_started) {
-    /* uv_close stops the watcher synchronously, so the fd can be closed right after. */
-    uv_close((uv_handle_t *)&self->poll, on_poll_closed);
-  } else {
-    self->poll_closed = true;
-  }
-  if (self->fd >= 0) {
-    close(self->fd);
-    self->fd = -1;
-  }
-  napi_env env = self->env;
-  if (self->on_message != NULL) napi_delete_reference(env, self->on_message);
-  if (self->on_error != NULL) napi_delete_reference(env, self->on_error);
-  self->on_message = self->on_error = NULL;
-  if (self->async_context != NULL) napi_async_destroy(env, self->async_context);
-  self->async_context = NULL;
-  if (self->wrapper != NULL) {
-    /* Let the wrapper be collected now that no callback can fire any more. */
-    napi_delete_reference(env, self->wrapper);
-    self->wrapper = NULL;
-  }
-  if (!self->poll_started && self->cleanup_hook != NULL) {
-    napi_remove_async_cleanup_hook(self->cleanup_hook);
-    self->cleanup_hook = NULL;
-  }
-}
-
-static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
-  DeviceSocket *self = (DeviceSocket *)arg;
-  self->cleanup_hook = handle; /* removed in on_poll_closed once libuv is done with the handle */
-  close_socket(self);
-}
-
-static void finalize_wrapper(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  DeviceSocket *self = (DeviceSocket *)data;
-  self->finalized = true;
-  close_socket(self); /* normally already closed; covers env teardown ordering */
-  maybe_free(self);
-}
-
-/* ---------- receive path ---------- */
-
-/* Call a JS function from a libuv callback: make_callback runs microtasks/async hooks, and an
-   exception thrown by the listener becomes an 'uncaughtException' (same as an EventEmitter listener). */
-static void call_js(DeviceSocket *self, napi_ref fn_ref, size_t argc, napi_value *argv) {
-  napi_env env = self->env;
-  napi_value fn, recv, result;
-  if (fn_ref == NULL || napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == NULL) return;
-  /* make_callback needs an object receiver: use the socket itself (or globalThis). */
-  if (self->wrapper == NULL || napi_get_reference_value(env, self->wrapper, &recv) != napi_ok || recv == NULL) {
-    napi_get_global(env, &recv);
-  }
-  if (napi_make_callback(env, self->async_context, recv, fn, argc, argv, &result) != napi_ok) {
-    raise_pending_exception(env);
-  }
-}
-
-static void report_error(DeviceSocket *self, int err, const char *syscall) {
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(self->env, &scope) != napi_ok) return;
-  napi_value error = make_errno_error(self->env, err, syscall);
-  call_js(self, self->on_error, 1, &error);
-  napi_close_handle_scope(self->env, scope);
-}
+/* The JS callbacks, in PollSocket.callbacks (the socket needs no state beyond PollSocket). */
+enum { ON_MESSAGE, ON_ERROR };
 
 /* Read one datagram and hand it to JS. Returns 0, or an errno (EAGAIN = drained). */
-static int receive_one(DeviceSocket *self) {
+static int receive_one(PollSocket *self) {
   struct sockaddr_in source;
-  struct iovec iov = {.iov_base = self->recv_buffer, .iov_len = RECV_BUFFER_SIZE};
-  /* Room for the IP_PKTINFO control message. */
-  union {
-    struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
-  } control;
-  struct msghdr msg = {
-      .msg_name = &source,
-      .msg_namelen = sizeof source,
-      .msg_iov = &iov,
-      .msg_iovlen = 1,
-      .msg_control = control.buf,
-      .msg_controllen = sizeof control.buf,
-  };
-  ssize_t n = recvmsg(self->fd, &msg, MSG_DONTWAIT);
-  if (n < 0) return errno == EWOULDBLOCK ? EAGAIN : errno;
-
-  int ifindex = 0;
-  struct in_addr destination = {0};
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-      struct in_pktinfo info;
-      memcpy(&info, CMSG_DATA(c), sizeof info);
-      ifindex = info.ipi_ifindex;
-      destination = info.ipi_addr; /* header destination: 255.255.255.255 for a broadcast */
-    }
-  }
+  struct in_pktinfo info;
+  int flags;
+  ssize_t n = poll_socket_recv_pktinfo(self, RECV_BUFFER_SIZE, &source, &info, &flags);
+  if (n < 0) return (int)-n;
+  int ifindex = info.ipi_ifindex;
+  struct in_addr destination = info.ipi_addr; /* header destination: 255.255.255.255 for a broadcast */
 
   char address[INET_ADDRSTRLEN] = "0.0.0.0";
   char destination_text[INET_ADDRSTRLEN] = "0.0.0.0";
@@ -196,8 +61,6 @@ static int receive_one(DeviceSocket *self) {
   inet_ntop(AF_INET, &destination, destination_text, sizeof destination_text);
 
   napi_env env = self->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return 0;
   napi_value argv[5];
   void *copy;
   if (napi_create_buffer_copy(env, (size_t)n, self->recv_buffer, &copy, &argv[0]) == napi_ok &&
@@ -205,80 +68,44 @@ static int receive_one(DeviceSocket *self) {
       napi_create_uint32(env, ntohs(source.sin_port), &argv[2]) == napi_ok &&
       napi_create_int32(env, ifindex, &argv[3]) == napi_ok &&
       napi_create_string_utf8(env, destination_text, NAPI_AUTO_LENGTH, &argv[4]) == napi_ok) {
-    call_js(self, self->on_message, 5, argv);
+    poll_socket_call_js(self, ON_MESSAGE, 5, argv);
   }
-  napi_close_handle_scope(env, scope);
   return 0;
 }
 
 static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)events;
-  DeviceSocket *self = (DeviceSocket *)handle->data;
-  if (self->closed) return;
-  if (status < 0) {
-    report_error(self, -status, "poll");
-    return;
-  }
-  for (int i = 0; i < MAX_DATAGRAMS_PER_WAKEUP && !self->closed; i++) {
-    int err = receive_one(self);
-    if (err == EAGAIN) return;
-    if (err == EINTR) continue;
-    if (err != 0) {
-      /* Socket stays open; level-triggered polling retries on the next loop turn. */
-      report_error(self, err, "recvmsg");
-      return;
-    }
-  }
+  poll_socket_drain((PollSocket *)handle->data, status, MAX_DATAGRAMS_PER_WAKEUP, receive_one, ON_ERROR, "recvmsg");
 }
 
 /* ---------- socket setup ---------- */
 
 /* Returns an open fd, or -errno with *failed_call naming the failing step. */
 static int open_device_socket(const char *ifname, int port, const char **failed_call) {
-  int one = 1;
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *failed_call = "socket";
-    return -errno;
-  }
+  int fd = udp_socket_new(failed_call);
+  if (fd < 0) return -errno;
   /* SO_REUSEADDR: one socket per interface may share 0.0.0.0:67 (each pinned to its own device),
      and a restart does not have to wait for the old socket. */
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_REUSEADDR)";
-    goto fail;
-  }
-  /* SO_BROADCAST: without it the kernel refuses sendto(255.255.255.255) with EACCES. */
-  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_BROADCAST)";
-    goto fail;
-  }
+  if (!udp_enable_option(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt(SO_REUSEADDR)", failed_call) ||
+      /* SO_BROADCAST: without it the kernel refuses sendto(255.255.255.255) with EACCES. */
+      !udp_enable_option(fd, SOL_SOCKET, SO_BROADCAST, "setsockopt(SO_BROADCAST)", failed_call))
+    return udp_close_failed(fd);
   /* SO_BINDTODEVICE: receive only what arrives on this NIC (a 0.0.0.0 socket otherwise hears the
      broadcasts of every NIC) and send out of this NIC without a route lookup, which is what
      makes a limited broadcast work without a default route. Needs CAP_NET_RAW. */
   if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname)) < 0) {
     *failed_call = "setsockopt(SO_BINDTODEVICE)";
-    goto fail;
+    return udp_close_failed(fd);
   }
   /* IP_PKTINFO: report the arrival interface and header destination of each datagram, so the
-     server can tell a broadcast from a unicast and log the interface. */
-  if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(IP_PKTINFO)";
-    goto fail;
-  }
-  /* Bind the wildcard address: broadcast DISCOVERs (to 255.255.255.255) never match a socket
-     bound to the interface's own address. */
-  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  local.sin_addr.s_addr = htonl(INADDR_ANY);
-  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
-    *failed_call = "bind";
-    goto fail;
-  }
+     server can tell a broadcast from a unicast and log the interface. Bind the wildcard
+     address: broadcast DISCOVERs (to 255.255.255.255) never match a socket bound to the
+     interface's own address. */
+  struct in_addr any = {.s_addr = htonl(INADDR_ANY)};
+  if (!udp_enable_option(fd, IPPROTO_IP, IP_PKTINFO, "setsockopt(IP_PKTINFO)", failed_call) ||
+      !udp_bind(fd, any, port, failed_call))
+    return udp_close_failed(fd);
   return fd;
-fail: {
-  int err = errno;
-  close(fd);
-  return -err;
-}
 }
 
 static bool get_string_arg(napi_env env, napi_value value, char *out, size_t size, const char *what) {
@@ -295,9 +122,6 @@ static bool get_string_arg(napi_env env, napi_value value, char *out, size_t siz
   return true;
 }
 
-
-
-
 static napi_value set_int_property(napi_env env, napi_value object, const char *name, int value) {
   napi_value number;
   NAPI_CALL(env, napi_create_int32(env, value, &number));
@@ -309,17 +133,10 @@ static napi_value set_int_property(napi_env env, napi_value object, const char *
 /* new DeviceSocket(interfaceName, port, onMessage, onError?) */
 static napi_value construct(napi_env env, napi_callback_info info) {
   size_t argc = 4;
-  napi_value argv[4], this_value, new_target;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this_value, NULL));
-  NAPI_CALL(env, napi_get_new_target(env, info, &new_target));
-  if (new_target == NULL) {
-    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "DeviceSocket must be called with new");
+  napi_value argv[4], this_value;
+  if (!poll_socket_constructor_args(env, info, &argc, argv, &this_value, "DeviceSocket", 3,
+                                    "DeviceSocket(interfaceName, port, onMessage, onError?)"))
     return NULL;
-  }
-  if (argc < 3) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "DeviceSocket(interfaceName, port, onMessage, onError?)");
-    return NULL;
-  }
   char ifname[IFNAMSIZ];
   int port;
   if (!get_string_arg(env, argv[0], ifname, sizeof ifname, "interfaceName")) return NULL;
@@ -344,99 +161,26 @@ static napi_value construct(napi_env env, napi_callback_info info) {
     throw_errno(env, -fd, failed_call);
     return NULL;
   }
-  struct sockaddr_in bound;
-  socklen_t bound_length = sizeof bound;
-  if (getsockname(fd, (struct sockaddr *)&bound, &bound_length) < 0) {
-    int err = errno;
-    close(fd);
-    throw_errno(env, err, "getsockname");
-    return NULL;
-  }
-
-  DeviceSocket *self = calloc(1, sizeof *self);
-  unsigned char *buffer = malloc(RECV_BUFFER_SIZE);
-  if (self == NULL || buffer == NULL) {
-    free(self);
-    free(buffer);
-    close(fd);
-    throw_errno(env, ENOMEM, "malloc");
-    return NULL;
-  }
-  self->env = env;
-  self->fd = fd;
-  self->recv_buffer = buffer;
-  self->poll.data = self;
-  /* From here on `self` belongs to the wrapper: every failure path goes through close_socket. */
-  if (napi_wrap(env, this_value, self, finalize_wrapper, NULL, NULL) != napi_ok) {
-    close(fd);
-    free(buffer);
-    free(self);
-    napi_throw_error(env, "ERR_NAPI", "napi_wrap failed");
-    return NULL;
-  }
-
-  napi_value resource_name;
-  uv_loop_t *loop = NULL;
-  int err = 0;
-  const char *step = NULL;
-  if (napi_create_reference(env, argv[2], 1, &self->on_message) != napi_ok ||
-      (has_on_error && napi_create_reference(env, argv[3], 1, &self->on_error) != napi_ok) ||
-      napi_create_string_utf8(env, "metalman.DeviceSocket", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
-      napi_async_init(env, NULL, resource_name, &self->async_context) != napi_ok ||
-      napi_get_uv_event_loop(env, &loop) != napi_ok ||
-      napi_add_async_cleanup_hook(env, on_env_cleanup, self, &self->cleanup_hook) != napi_ok) {
-    err = ENOMEM;
-    step = "napi setup";
-  } else if ((err = uv_poll_init(loop, &self->poll, fd)) != 0) {
-    err = -err;
-    step = "uv_poll_init";
-  } else {
-    self->poll_started = true;
-    if ((err = uv_poll_start(&self->poll, UV_READABLE, on_readable)) != 0) {
-      err = -err;
-      step = "uv_poll_start";
-    }
-  }
-  if (step == NULL && napi_create_reference(env, this_value, 1, &self->wrapper) != napi_ok) {
-    err = ENOMEM;
-    step = "napi_create_reference";
-  }
-  if (step != NULL) {
-    close_socket(self); /* the finalizer frees the memory later */
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) throw_errno(env, err, step);
-    return NULL;
-  }
+  napi_value callbacks[] = {[ON_MESSAGE] = argv[2], [ON_ERROR] = has_on_error ? argv[3] : NULL};
+  int bound_port;
+  PollSocket *self = poll_socket_attach(env, this_value, fd, sizeof(PollSocket), RECV_BUFFER_SIZE,
+                                        "metalman.DeviceSocket", callbacks, 2, UV_READABLE, on_readable, NULL,
+                                        &bound_port);
+  if (self == NULL) return NULL;
   if (set_int_property(env, this_value, "interfaceIndex", (int)ifindex) == NULL ||
-      set_int_property(env, this_value, "port", ntohs(bound.sin_port)) == NULL) {
-    close_socket(self);
+      set_int_property(env, this_value, "port", bound_port) == NULL) {
+    poll_socket_close(self);
     return NULL;
   }
   return this_value;
-}
-
-static DeviceSocket *unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
-  napi_value this_value;
-  void *data = NULL;
-  if (napi_get_cb_info(env, info, argc, argv, &this_value, NULL) != napi_ok ||
-      napi_unwrap(env, this_value, &data) != napi_ok || data == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_THIS", "not a DeviceSocket");
-    return NULL;
-  }
-  return (DeviceSocket *)data;
 }
 
 /* socket.send(data, address, port): one sendto(); throws with the errno code on failure. */
 static napi_value send_datagram(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  DeviceSocket *self = unwrap(env, info, &argc, argv);
-  if (self == NULL) return NULL;
-  if (self->closed) {
-    napi_throw_error(env, "ERR_SOCKET_DGRAM_NOT_RUNNING", "DeviceSocket is closed");
-    return NULL;
-  }
+  PollSocket *self = poll_socket_unwrap(env, info, &argc, argv, "DeviceSocket");
+  if (self == NULL || !poll_socket_check_open(env, self, "DeviceSocket")) return NULL;
   if (argc < 3) {
     napi_throw_type_error(env, "ERR_MISSING_ARGS", "send(data, address, port)");
     return NULL;
@@ -475,8 +219,8 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
 
 static napi_value close_method(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  DeviceSocket *self = unwrap(env, info, &argc, NULL);
-  if (self != NULL) close_socket(self);
+  PollSocket *self = poll_socket_unwrap(env, info, &argc, NULL, "DeviceSocket");
+  if (self != NULL) poll_socket_close(self);
   return NULL;
 }
 

@@ -1,11 +1,13 @@
 /*
- * Helpers shared by metalman's Node-API addons (device_socket.c, udp_socket.c, sendfile.c):
+ * Helpers shared by metalman's Node-API addons (device_socket.c, udp_socket.c, udp_listener.c,
+ * poll_socket.c, sendfile.c, open_beneath.c):
  * errno -> JS Error conversion in Node's own shape, and argument checks. Header-only
- * (static inline) so each addon stays one translation unit.
+ * (static inline), so an addon needs no extra source file for them.
  */
 #ifndef METALMAN_NAPI_COMMON_H
 #define METALMAN_NAPI_COMMON_H
 
+#include <arpa/inet.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,6 +58,22 @@ static inline bool get_port_arg(napi_env env, napi_value value, int *port) {
     return false;
   }
   *port = (int)number;
+  return true;
+}
+
+/* A dotted IPv4 string argument. Throws TypeError(ERR_INVALID_IP_ADDRESS) naming `what` otherwise. */
+static inline bool get_ipv4_arg(napi_env env, napi_value value, struct in_addr *out, const char *what) {
+  char text[INET_ADDRSTRLEN];
+  size_t length = 0;
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_string ||
+      napi_get_value_string_utf8(env, value, text, sizeof text, &length) != napi_ok ||
+      inet_pton(AF_INET, text, out) != 1) {
+    char message[96];
+    snprintf(message, sizeof message, "%s must be a dotted IPv4 address", what);
+    napi_throw_type_error(env, "ERR_INVALID_IP_ADDRESS", message);
+    return false;
+  }
   return true;
 }
 

@@ -31,7 +31,7 @@
  *   socket.close(): void   idempotent; no callback fires after it returns
  *   socket.port: number    the bound local port
  *
- * Threading and lifetime follow device_socket.c: everything on the JS thread, readability via a
+ * Threading and lifetime: see poll_socket.h: everything on the JS thread, readability via a
  * uv_poll_t on the env's loop (one datagram per wakeup, see on_poll), native state freed once
  * the uv handle closed and both the JS wrapper and its send function were finalized, a strong
  * wrapper reference while open, an async env cleanup hook.
@@ -54,27 +54,17 @@
 #include <unistd.h>
 #include <uv.h>
 #include "napi_common.h"
+#include "poll_socket.h"
 
 /* Largest UDP payload: nothing is ever truncated (a truncated packet could decode as valid). */
 #define RECV_BUFFER_SIZE 65536
 #define TFTP_OPCODE_ACK 4
 
+/* The JS callbacks, in PollSocket.callbacks. */
+enum { ON_DATAGRAM, ON_ERROR, ON_WRITABLE };
+
 typedef struct {
-  napi_env env;
-  int fd;
-  uv_poll_t poll;
-  int poll_events;     /* UV_READABLE, plus UV_WRITABLE while a send waits for room */
-  bool closed;
-  bool poll_started;
-  bool poll_closed;
-  int owners;          /* JS objects pointing at this state: the wrapper and its send function */
-  napi_ref wrapper;    /* strong while open */
-  napi_ref on_datagram;
-  napi_ref on_error;
-  napi_ref on_writable;
-  napi_async_context async_context;
-  napi_async_cleanup_hook_handle cleanup_hook;
-  unsigned char *recv_buffer;
+  PollSocket base; /* first: a PollSocket * is a UdpSocket * (poll_socket.h) */
   /* Lock-step fast path (see socket.arm): the next DATA, sent from C when its ACK arrives. */
   int armed_ack;       /* wire block whose ACK releases the armed packet; -1 = nothing armed */
   napi_ref armed_ref;  /* keeps the armed Buffer alive */
@@ -82,117 +72,23 @@ typedef struct {
   size_t armed_length;
 } UdpSocket;
 
-/* ---------- errors ---------- */
-
-
-
-/* ---------- lifetime ---------- */
-
-static void maybe_free(UdpSocket *self) {
-  if (self->owners == 0 && self->poll_closed) {
-    free(self->recv_buffer);
-    free(self);
-  }
-}
-
-static void on_poll_closed(uv_handle_t *handle) {
-  UdpSocket *self = (UdpSocket *)handle->data;
-  self->poll_closed = true;
-  if (self->cleanup_hook != NULL) {
-    napi_remove_async_cleanup_hook(self->cleanup_hook);
-    self->cleanup_hook = NULL;
-  }
-  maybe_free(self);
-}
-
-static void close_socket(UdpSocket *self) {
-  if (self->closed) return;
-  self->closed = true;
-  if (self->poll_started) {
-    uv_close((uv_handle_t *)&self->poll, on_poll_closed); /* stops the watcher synchronously */
-  } else {
-    self->poll_closed = true;
-  }
-  if (self->fd >= 0) {
-    close(self->fd);
-    self->fd = -1;
-  }
-  napi_env env = self->env;
-  if (self->on_datagram != NULL) napi_delete_reference(env, self->on_datagram);
-  if (self->on_error != NULL) napi_delete_reference(env, self->on_error);
-  if (self->on_writable != NULL) napi_delete_reference(env, self->on_writable);
-  self->on_datagram = self->on_error = self->on_writable = NULL;
-  if (self->armed_ref != NULL) napi_delete_reference(env, self->armed_ref);
+/* PollSocket.on_close: drop the armed packet with the callbacks. */
+static void disarm(PollSocket *base) {
+  UdpSocket *self = (UdpSocket *)base;
+  if (self->armed_ref != NULL) napi_delete_reference(base->env, self->armed_ref);
   self->armed_ref = NULL;
   self->armed_ack = -1;
-  if (self->async_context != NULL) napi_async_destroy(env, self->async_context);
-  self->async_context = NULL;
-  if (self->wrapper != NULL) {
-    napi_delete_reference(env, self->wrapper);
-    self->wrapper = NULL;
-  }
-  if (!self->poll_started && self->cleanup_hook != NULL) {
-    napi_remove_async_cleanup_hook(self->cleanup_hook);
-    self->cleanup_hook = NULL;
-  }
-}
-
-static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
-  UdpSocket *self = (UdpSocket *)arg;
-  self->cleanup_hook = handle;
-  close_socket(self);
-}
-
-static void finalize_wrapper(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  UdpSocket *self = (UdpSocket *)data;
-  self->owners--;
-  close_socket(self);
-  maybe_free(self);
-}
-
-/* The send function holds `self` directly (no napi_unwrap per datagram), so it co-owns it. */
-static void finalize_send_function(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  UdpSocket *self = (UdpSocket *)data;
-  self->owners--;
-  maybe_free(self);
-}
-
-/* ---------- calling JS ---------- */
-
-/*
- * napi_make_callback, like Node's own handles: microtasks and nextTicks the listener queued run
- * right after it. A listener that throws becomes an 'uncaughtException', as with an
- * EventEmitter listener. Must run inside a handle scope.
- */
-static void call_js(UdpSocket *self, napi_ref fn_ref, size_t argc, napi_value *argv) {
-  napi_env env = self->env;
-  napi_value fn, receiver, result;
-  if (fn_ref == NULL || napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == NULL) return;
-  if (self->wrapper == NULL || napi_get_reference_value(env, self->wrapper, &receiver) != napi_ok ||
-      receiver == NULL)
-    return;
-  if (napi_make_callback(env, self->async_context, receiver, fn, argc, argv, &result) != napi_ok) {
-    raise_pending_exception(env);
-  }
-}
-
-static void report_error(UdpSocket *self, int err, const char *syscall) {
-  napi_value error = make_errno_error(self->env, err, syscall);
-  call_js(self, self->on_error, 1, &error);
 }
 
 /* ---------- receive path ---------- */
 
 /* Reads and delivers one datagram. Returns 0, or an errno (EAGAIN = nothing queued). */
 static int receive_one(UdpSocket *self) {
-  ssize_t n = recv(self->fd, self->recv_buffer, RECV_BUFFER_SIZE, MSG_DONTWAIT);
+  PollSocket *base = &self->base;
+  ssize_t n = recv(base->fd, base->recv_buffer, RECV_BUFFER_SIZE, MSG_DONTWAIT);
   if (n < 0) return errno == EWOULDBLOCK ? EAGAIN : errno;
-  napi_env env = self->env;
-  const unsigned char *p = self->recv_buffer;
+  napi_env env = base->env;
+  const unsigned char *p = base->recv_buffer;
   napi_value argv[2];
   size_t argc;
   if (n >= 4 && p[0] == 0 && p[1] == TFTP_OPCODE_ACK) {
@@ -203,7 +99,7 @@ static int receive_one(UdpSocket *self) {
       /* Lock-step: answer before JS runs; JS learns it was sent (second argument 1, or 2 on EAGAIN/error). */
       ssize_t sent;
       do {
-        sent = send(self->fd, self->armed_data, self->armed_length, MSG_DONTWAIT);
+        sent = send(base->fd, self->armed_data, self->armed_length, MSG_DONTWAIT);
       } while (sent < 0 && errno == EINTR);
       fast = sent < 0 ? 2 : 1;
       self->armed_ack = -1;
@@ -223,34 +119,35 @@ static int receive_one(UdpSocket *self) {
       return 0;
     argc = 2;
   }
-  call_js(self, self->on_datagram, argc, argv);
+  poll_socket_call_js(base, ON_DATAGRAM, argc, argv);
   return 0;
 }
 
 static void on_poll(uv_poll_t *handle, int status, int events) {
   UdpSocket *self = (UdpSocket *)handle->data;
-  if (self->closed) return;
-  napi_env env = self->env;
+  PollSocket *base = &self->base;
+  if (base->closed) return;
+  napi_env env = base->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   if (status < 0) {
-    report_error(self, -status, "poll");
+    poll_socket_report_error(base, ON_ERROR, -status, "poll");
   } else {
     if (events & UV_WRITABLE) {
       /* One notification per EAGAIN: stop watching writability before telling JS. */
-      self->poll_events = UV_READABLE;
-      uv_poll_start(&self->poll, self->poll_events, on_poll);
-      call_js(self, self->on_writable, 0, NULL);
+      base->poll_events = UV_READABLE;
+      uv_poll_start(&base->poll, base->poll_events, on_poll);
+      poll_socket_call_js(base, ON_WRITABLE, 0, NULL);
     }
     /*
      * One datagram per wakeup: in a lock-step transfer the next ACK is never queued yet right
      * after we answered one, so a second recv() would be a wasted EAGAIN syscall per block.
      * Polling is level-triggered: anything still queued wakes us on the next loop turn.
      */
-    if ((events & UV_READABLE) && !self->closed) {
+    if ((events & UV_READABLE) && !base->closed) {
       int err = receive_one(self);
       /* ECONNREFUSED: the peer's port is closed (ICMP). The kernel clears the error once read. */
-      if (err != 0 && err != EAGAIN && err != EINTR) report_error(self, err, "recv");
+      if (err != 0 && err != EAGAIN && err != EINTR) poll_socket_report_error(base, ON_ERROR, err, "recv");
     }
   }
   napi_close_handle_scope(env, scope);
@@ -258,53 +155,21 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
 
 /* ---------- setup ---------- */
 
-static bool get_ipv4_arg(napi_env env, napi_value value, struct in_addr *out, const char *what) {
-  char text[INET_ADDRSTRLEN];
-  size_t length = 0;
-  napi_valuetype type;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_string ||
-      napi_get_value_string_utf8(env, value, text, sizeof text, &length) != napi_ok ||
-      inet_pton(AF_INET, text, out) != 1) {
-    char message[96];
-    snprintf(message, sizeof message, "%s must be a dotted IPv4 address", what);
-    napi_throw_type_error(env, "ERR_INVALID_IP_ADDRESS", message);
-    return false;
-  }
-  return true;
-}
-
-
-
 /* Returns an open fd, or -errno with *failed_call naming the failing step. */
 static int open_connected_socket(struct in_addr local_address, int local_port, struct in_addr peer_address,
                                  int peer_port, const char **failed_call) {
-  int one = 1;
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *failed_call = "socket";
-    return -errno;
-  }
+  int fd = udp_socket_new(failed_call);
+  if (fd < 0) return -errno;
   /* SO_REUSEADDR: the transfer's unconnected "strangers" socket shares this port. */
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
-    *failed_call = "setsockopt(SO_REUSEADDR)";
-    goto fail;
-  }
-  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)local_port), .sin_addr = local_address};
-  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
-    *failed_call = "bind";
-    goto fail;
-  }
+  if (!udp_enable_option(fd, SOL_SOCKET, SO_REUSEADDR, "setsockopt(SO_REUSEADDR)", failed_call) ||
+      !udp_bind(fd, local_address, local_port, failed_call))
+    return udp_close_failed(fd);
   struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons((uint16_t)peer_port), .sin_addr = peer_address};
   if (connect(fd, (struct sockaddr *)&peer, sizeof peer) < 0) {
     *failed_call = "connect";
-    goto fail;
+    return udp_close_failed(fd);
   }
   return fd;
-fail: {
-  int err = errno;
-  close(fd);
-  return -err;
-}
 }
 
 static napi_value send_datagram(napi_env env, napi_callback_info info);
@@ -312,18 +177,11 @@ static napi_value send_datagram(napi_env env, napi_callback_info info);
 /* new UdpSocket(localAddress, localPort, peerAddress, peerPort, onDatagram, onError, onWritable) */
 static napi_value construct(napi_env env, napi_callback_info info) {
   size_t argc = 7;
-  napi_value argv[7], this_value, new_target;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this_value, NULL));
-  NAPI_CALL(env, napi_get_new_target(env, info, &new_target));
-  if (new_target == NULL) {
-    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "UdpSocket must be called with new");
+  napi_value argv[7], this_value;
+  if (!poll_socket_constructor_args(
+          env, info, &argc, argv, &this_value, "UdpSocket", 7,
+          "UdpSocket(localAddress, localPort, peerAddress, peerPort, onDatagram, onError, onWritable)"))
     return NULL;
-  }
-  if (argc < 7) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS",
-                          "UdpSocket(localAddress, localPort, peerAddress, peerPort, onDatagram, onError, onWritable)");
-    return NULL;
-  }
   struct in_addr local_address, peer_address;
   int local_port, peer_port;
   if (!get_ipv4_arg(env, argv[0], &local_address, "localAddress") || !get_port_arg(env, argv[1], &local_port) ||
@@ -339,105 +197,38 @@ static napi_value construct(napi_env env, napi_callback_info info) {
     napi_throw(env, make_errno_error(env, -fd, failed_call));
     return NULL;
   }
-  struct sockaddr_in bound;
-  socklen_t bound_length = sizeof bound;
-  if (getsockname(fd, (struct sockaddr *)&bound, &bound_length) < 0) {
-    int err = errno;
-    close(fd);
-    napi_throw(env, make_errno_error(env, err, "getsockname"));
-    return NULL;
-  }
-
-  UdpSocket *self = calloc(1, sizeof *self);
-  unsigned char *buffer = malloc(RECV_BUFFER_SIZE);
-  if (self == NULL || buffer == NULL) {
-    free(self);
-    free(buffer);
-    close(fd);
-    napi_throw(env, make_errno_error(env, ENOMEM, "malloc"));
-    return NULL;
-  }
-  self->env = env;
-  self->fd = fd;
-  self->recv_buffer = buffer;
-  self->poll.data = self;
-  self->poll_events = UV_READABLE;
-  self->owners = 1;
+  napi_value callbacks[] = {[ON_DATAGRAM] = argv[4], [ON_ERROR] = argv[5], [ON_WRITABLE] = argv[6]};
+  int bound_port;
+  PollSocket *base = poll_socket_attach(env, this_value, fd, sizeof(UdpSocket), RECV_BUFFER_SIZE, "metalman.UdpSocket",
+                                        callbacks, 3, UV_READABLE, on_poll, disarm, &bound_port);
+  if (base == NULL) return NULL;
+  UdpSocket *self = (UdpSocket *)base;
   self->armed_ack = -1;
-  if (napi_wrap(env, this_value, self, finalize_wrapper, NULL, NULL) != napi_ok) {
-    close(fd);
-    free(buffer);
-    free(self);
-    napi_throw_error(env, "ERR_NAPI", "napi_wrap failed");
-    return NULL;
-  }
-  /* From here on `self` belongs to the wrapper: failures go through close_socket. */
-  napi_value resource_name;
-  uv_loop_t *loop = NULL;
-  int err = 0;
-  const char *step = NULL;
-  if (napi_create_reference(env, argv[4], 1, &self->on_datagram) != napi_ok ||
-      napi_create_reference(env, argv[5], 1, &self->on_error) != napi_ok ||
-      napi_create_reference(env, argv[6], 1, &self->on_writable) != napi_ok ||
-      napi_create_string_utf8(env, "metalman.UdpSocket", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
-      napi_async_init(env, NULL, resource_name, &self->async_context) != napi_ok ||
-      napi_get_uv_event_loop(env, &loop) != napi_ok ||
-      napi_add_async_cleanup_hook(env, on_env_cleanup, self, &self->cleanup_hook) != napi_ok) {
-    err = ENOMEM;
-    step = "napi setup";
-  } else if ((err = uv_poll_init(loop, &self->poll, fd)) != 0) {
-    err = -err;
-    step = "uv_poll_init";
-  } else {
-    self->poll_started = true;
-    if ((err = uv_poll_start(&self->poll, self->poll_events, on_poll)) != 0) {
-      err = -err;
-      step = "uv_poll_start";
-    }
-  }
-  if (step == NULL && napi_create_reference(env, this_value, 1, &self->wrapper) != napi_ok) {
-    err = ENOMEM;
-    step = "napi_create_reference";
-  }
-  if (step != NULL) {
-    close_socket(self);
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw(env, make_errno_error(env, err, step));
-    return NULL;
-  }
   /* send is a per-socket function carrying `self` as its data: the per-block call needs no unwrap. */
   napi_value port_value, send_function;
-  if (napi_create_int32(env, ntohs(bound.sin_port), &port_value) != napi_ok ||
+  if (napi_create_int32(env, bound_port, &port_value) != napi_ok ||
       napi_create_function(env, "send", NAPI_AUTO_LENGTH, send_datagram, self, &send_function) != napi_ok ||
-      napi_add_finalizer(env, send_function, self, finalize_send_function, NULL, NULL) != napi_ok) {
-    close_socket(self);
+      napi_add_finalizer(env, send_function, self, poll_socket_release_owner, NULL, NULL) != napi_ok) {
+    poll_socket_close(base);
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (!pending) napi_throw_error(env, "ERR_NAPI", "UdpSocket setup failed");
     return NULL;
   }
-  self->owners++; /* the finalizer is registered: the function now co-owns self */
+  base->owners++; /* the finalizer is registered: the function now co-owns self */
   napi_property_descriptor properties[] = {
       {"port", NULL, NULL, NULL, NULL, port_value, napi_enumerable, NULL},
       {"send", NULL, NULL, NULL, NULL, send_function, napi_default_method, NULL},
   };
   if (napi_define_properties(env, this_value, 2, properties) != napi_ok) {
-    close_socket(self);
+    poll_socket_close(base);
     return NULL;
   }
   return this_value;
 }
 
 static UdpSocket *unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
-  napi_value this_value;
-  void *data = NULL;
-  if (napi_get_cb_info(env, info, argc, argv, &this_value, NULL) != napi_ok ||
-      napi_unwrap(env, this_value, &data) != napi_ok || data == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_THIS", "not a UdpSocket");
-    return NULL;
-  }
-  return (UdpSocket *)data;
+  return (UdpSocket *)poll_socket_unwrap(env, info, argc, argv, "UdpSocket");
 }
 
 /* socket.send(data): one send(2); see the header comment for the return values. */
@@ -446,7 +237,7 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   void *callback_data = NULL;
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &callback_data));
-  UdpSocket *self = (UdpSocket *)callback_data;
+  PollSocket *self = (PollSocket *)callback_data;
   if (self->closed) {
     napi_throw_error(env, "ERR_SOCKET_DGRAM_NOT_RUNNING", "UdpSocket is closed");
     return NULL;
@@ -490,10 +281,8 @@ static napi_value arm_method(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   UdpSocket *self = unwrap(env, info, &argc, argv);
-  if (self == NULL || self->closed) return NULL;
-  if (self->armed_ref != NULL) napi_delete_reference(env, self->armed_ref);
-  self->armed_ref = NULL;
-  self->armed_ack = -1;
+  if (self == NULL || self->base.closed) return NULL;
+  disarm(&self->base);
   if (argc < 2 || is_nullish(env, argv[0])) return NULL;
   bool is_buffer = false;
   int32_t ack = -1;
@@ -511,7 +300,7 @@ static napi_value arm_method(napi_env env, napi_callback_info info) {
 static napi_value close_method(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   UdpSocket *self = unwrap(env, info, &argc, NULL);
-  if (self != NULL) close_socket(self);
+  if (self != NULL) poll_socket_close(&self->base);
   return NULL;
 }
 

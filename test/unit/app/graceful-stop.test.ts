@@ -10,35 +10,20 @@ import { type ChildProcess, spawn } from "node:child_process";
 import dgram from "node:dgram";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, stat, truncate, writeFile } from "node:fs/promises";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { encode } from "../../../server/dhcp/codec.js";
 import { repoRoot } from "../../support/paths.js";
 import { request } from "../dhcp/fakes.js";
+import { freeTcpPort, freeUdpPort } from "./loopback-appliance.js";
 
 const MACHINE_MAC = "52:54:00:aa:bb:01";
 const STRANGER_MAC = "02:00:5e:00:00:42";
 const GRACE_MS = 3_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freeTcpPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
 
 /** Resolves "refused" / "connected" for a TCP connect to 127.0.0.1:port. */
 function tryConnect(port: number): Promise<"refused" | "connected" | string> {

@@ -5,48 +5,21 @@
  */
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { type RunningAppliance, startAppliance } from "../../../server/app/serve-pxe.js";
-import type { AddressProbes } from "../../../server/config/derive-addresses.js";
-import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
 import { repoRoot } from "../../support/paths.js";
+import { loopbackConfig, loopbackProbes } from "./loopback-appliance.js";
 
-const probes: AddressProbes = {
-  outboundIp: () => "127.0.0.1",
-  interfaceIPv4: () => undefined,
-  interfaceOwning: () => undefined,
-};
-
-/** A port that was free a moment ago (TCP); UDP ports of the same number are almost always free too. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function configFor(stateDir: string, inventory: string) {
-  const [http, health, tftp, dhcp] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  return parseServePxeArgs(
-    [
-      `--inventory=${inventory}`,
-      `--state-dir=${stateDir}`,
-      `--cache-dir=${path.join(stateDir, "cache")}`,
-      "--bind-address=127.0.0.1",
-      `--http-port=${http}`,
-      `--health-port=${health}`,
-      `--tftp-port=${tftp}`,
-      `--dhcp-port=${dhcp}`,
-      "--log-level=silent",
-      `--image-root=${path.join(repoRoot(), "netboot-images")}`,
-    ],
-    {},
-  );
+function configFor(stateDir: string, inventory: string) {
+  return loopbackConfig({
+    inventory,
+    stateDir,
+    cacheDir: path.join(stateDir, "cache"),
+    extraArgs: [`--image-root=${path.join(repoRoot(), "netboot-images")}`],
+  });
 }
 
 describe("startAppliance (example inventory, loopback)", () => {
@@ -57,7 +30,7 @@ describe("startAppliance (example inventory, loopback)", () => {
   before(async () => {
     scratch = await mkdtemp(path.join(tmpdir(), "mm-app-"));
     config = await configFor(scratch, path.join(repoRoot(), "examples", "inventory"));
-    appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes });
+    appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes: loopbackProbes });
   });
 
   after(async () => {
@@ -106,7 +79,7 @@ describe("startAppliance start-up errors", () => {
     try {
       const config = await configFor(scratch, path.join(scratch, "no-such-dir"));
       await assert.rejects(
-        startAppliance(config, { log: pino({ level: "silent" }), probes }),
+        startAppliance(config, { log: pino({ level: "silent" }), probes: loopbackProbes }),
         /--inventory: .* is not a directory/,
       );
     } finally {
@@ -127,7 +100,7 @@ describe("startAppliance event stream wiring", () => {
       example.replace(/dir:\S+/, `dir:${path.join(repoRoot(), "netboot-images", "host-ubuntu2404")}`),
     );
     const config = await configFor(scratch, inventory);
-    const appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes });
+    const appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes: loopbackProbes });
     try {
       assert.equal((await fetch(`http://127.0.0.1:${config.httpPort}/grub/grub.cfg`)).status, 200);
       assert.ok(appliance.events.history("node-01").length > 0);

@@ -5,22 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { mkdir, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { startAppliance } from "../../../server/app/serve-pxe.js";
-import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
 import { FileInventory } from "../../../server/inventory/file-inventory.js";
+import { loopbackConfig, loopbackProbes } from "../app/loopback-appliance.js";
 import { silentLog, tempDir } from "./helpers.js";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const LOOPBACK_MACHINE = `apiVersion: unbounded-cloud.io/v1alpha3
 kind: Machine
@@ -46,32 +37,17 @@ describe("appliance over a corrupt state file", () => {
     const stateFile = path.join(stateDir, "status", "node-01.json");
     await writeFile(stateFile, "\u0000\u0000\u0000");
 
-    const [http, health, tftp, dhcp] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const config = parseServePxeArgs(
-      [
-        `--inventory=${inventory}`,
-        `--state-dir=${stateDir}`,
-        `--cache-dir=${path.join(root, "cache")}`,
-        "--bind-address=127.0.0.1",
-        `--http-port=${http}`,
-        `--health-port=${health}`,
-        `--tftp-port=${tftp}`,
-        `--dhcp-port=${dhcp}`,
-        "--log-level=silent",
-      ],
-      {},
-    );
-    const probes = { outboundIp: () => "127.0.0.1", interfaceIPv4: () => undefined, interfaceOwning: () => undefined };
-    const appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes });
+    const config = await loopbackConfig({ inventory, stateDir, cacheDir: path.join(root, "cache") });
+    const appliance = await startAppliance(config, { log: pino({ level: "silent" }), probes: loopbackProbes });
     beforeRemove(() => appliance.close());
 
-    const ready = await fetch(`http://127.0.0.1:${health}/readyz`);
+    const ready = await fetch(`http://127.0.0.1:${config.healthPort}/readyz`);
     const body = await ready.text();
     assert.equal(ready.status, 503);
     assert.match(body, /\[-\]state failed: 1 untrusted state file/);
     assert.ok(body.includes(stateFile), body);
 
-    const disable = await fetch(`http://127.0.0.1:${http}/pxe/disable`, { method: "POST" });
+    const disable = await fetch(`http://127.0.0.1:${config.httpPort}/pxe/disable`, { method: "POST" });
     await disable.arrayBuffer();
     assert.equal(disable.status, 500);
     const machine = appliance.inventory.get("node-01")!;

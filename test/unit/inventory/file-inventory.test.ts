@@ -6,33 +6,14 @@ import { Registry } from "prom-client";
 import { type MachineEvent, NotFoundError, UNCHANGED } from "../../../server/inventory/backend.js";
 import { setCondition } from "../../../server/inventory/conditions.js";
 import { FileInventory, type FileInventoryOptions } from "../../../server/inventory/file-inventory.js";
-import { EXAMPLE_MACHINE_YAML, machineYaml, silentLog, tempDir, waitFor } from "./helpers.js";
+import { EXAMPLE_MACHINE_YAML, inventoryFixture, machineYaml, silentLog, tempDir, waitFor } from "./helpers.js";
 
-interface Ctx {
-  after(fn: () => Promise<void>): void;
-}
-
-async function setup(t: Ctx, files: Record<string, string>, opts: Partial<FileInventoryOptions> = {}) {
-  const { dir: root, beforeRemove } = await tempDir(t);
-  const dir = path.join(root, "machines");
-  const stateDir = path.join(root, "state");
-  await mkdir(dir);
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
-  const open = async (more: Partial<FileInventoryOptions> = {}) => {
-    const inv = new FileInventory({
-      dir,
-      stateDir,
-      log: silentLog,
-      watch: false,
-      deletionGraceMs: 0,
-      ...opts,
-      ...more,
-    });
-    beforeRemove(() => inv.close());
-    await inv.load();
-    return inv;
-  };
-  return { root, dir, stateDir, open };
+function setup(
+  t: { after(fn: () => Promise<void>): void },
+  files: Record<string, string>,
+  opts: Partial<FileInventoryOptions> = {},
+) {
+  return inventoryFixture(t, files, { deletionGraceMs: 0, ...opts });
 }
 
 describe("FileInventory", () => {

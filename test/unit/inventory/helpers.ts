@@ -1,7 +1,8 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pino } from "pino";
+import { FileInventory, type FileInventoryOptions } from "../../../server/inventory/file-inventory.js";
 
 export const silentLog = pino({ level: "silent" });
 
@@ -19,6 +20,30 @@ export async function tempDir(t: {
     await rm(dir, { recursive: true, force: true });
   });
   return { dir, beforeRemove: (close) => closers.push(close) };
+}
+
+/**
+ * An inventory folder (`machines/`, holding `files`) and a state folder in a temp folder, and
+ * `open()` for a loaded, non-watching FileInventory over them (closed before the folder goes).
+ * `opts`, then open's `more`, override the defaults.
+ */
+export async function inventoryFixture(
+  t: { after(fn: () => Promise<void>): void },
+  files: Record<string, string>,
+  opts: Partial<FileInventoryOptions> = {},
+) {
+  const { dir: root, beforeRemove } = await tempDir(t);
+  const dir = path.join(root, "machines");
+  const stateDir = path.join(root, "state");
+  await mkdir(dir);
+  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+  const open = async (more: Partial<FileInventoryOptions> = {}): Promise<FileInventory> => {
+    const inv = new FileInventory({ dir, stateDir, log: silentLog, watch: false, ...opts, ...more });
+    beforeRemove(() => inv.close());
+    await inv.load();
+    return inv;
+  };
+  return { root, dir, stateDir, open };
 }
 
 /** The §2.4 example Machine, as YAML. */

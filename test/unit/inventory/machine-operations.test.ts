@@ -4,31 +4,19 @@
  * sequence, watchable, and a corrupt file is set aside and reported, never acted on.
  */
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { GoneError, type MachineBackend, UNCHANGED } from "../../../server/inventory/backend.js";
-import { FileInventory } from "../../../server/inventory/file-inventory.js";
 import {
   AlreadyExistsError,
   type InvalidOperationError,
   type MachineOperationEvent,
 } from "../../../server/inventory/machine-operation.js";
-import { machineYaml, silentLog, tempDir } from "./helpers.js";
+import { inventoryFixture, machineYaml } from "./helpers.js";
 
-async function setup(t: { after(fn: () => Promise<void>): void }) {
-  const { dir: root, beforeRemove } = await tempDir(t);
-  const dir = path.join(root, "machines");
-  const stateDir = path.join(root, "state");
-  await mkdir(dir);
-  await writeFile(path.join(dir, "a.yaml"), machineYaml("node-01"));
-  const open = async (): Promise<FileInventory> => {
-    const inv = new FileInventory({ dir, stateDir, log: silentLog, watch: false });
-    beforeRemove(() => inv.close());
-    await inv.load();
-    return inv;
-  };
-  return { stateDir, open };
+function setup(t: { after(fn: () => Promise<void>): void }) {
+  return inventoryFixture(t, { "a.yaml": machineYaml("node-01") });
 }
 
 const REBOOT = {

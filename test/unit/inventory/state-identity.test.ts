@@ -4,27 +4,15 @@
  * go backwards across restarts; list() carries a collection version; watch resumes or says Gone.
  */
 import assert from "node:assert/strict";
-import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { runStateCli } from "../../../server/app/state-cli.js";
 import { GoneError, type MachineEvent } from "../../../server/inventory/backend.js";
-import { FileInventory, type FileInventoryOptions } from "../../../server/inventory/file-inventory.js";
-import { machineYaml, silentLog, tempDir } from "./helpers.js";
+import { inventoryFixture, machineYaml } from "./helpers.js";
 
-async function setup(t: { after(fn: () => Promise<void>): void }, files: Record<string, string>) {
-  const { dir: root, beforeRemove } = await tempDir(t);
-  const dir = path.join(root, "machines");
-  const stateDir = path.join(root, "state");
-  await mkdir(dir);
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
-  const open = async (more: Partial<FileInventoryOptions> = {}) => {
-    const inv = new FileInventory({ dir, stateDir, log: silentLog, watch: false, deletionGraceMs: 0, ...more });
-    beforeRemove(() => inv.close());
-    await inv.load();
-    return inv;
-  };
-  return { dir, stateDir, open };
+function setup(t: { after(fn: () => Promise<void>): void }, files: Record<string, string>) {
+  return inventoryFixture(t, files, { deletionGraceMs: 0 });
 }
 
 /** A DNS-1123 subdomain of exactly 253 characters (three 63-character labels and one of 61). */
