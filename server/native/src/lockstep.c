@@ -5,8 +5,9 @@
  * counts is the time from an ACK arriving to the next DATA leaving. On the event loop every turn
  * goes through libuv's epoll wakeup and whatever else the main thread is doing. tftpd-hpa forks
  * a process per transfer that blocks in recvfrom/sendto; this is the same shape with a thread:
- * it owns the transfer's connected socket, blocks in poll(2) with the retransmit timeout, and on
- * the expected ACK sends the next block read with pread(2) from the artifact's descriptor.
+ * it owns the transfer's connected socket, blocks in recv(2) with the retransmit timeout
+ * (SO_RCVTIMEO), and on the expected ACK sends the next block, read ahead with pread(2) from the
+ * artifact's descriptor in 128 KiB chunks: one recv and one send per block.
  *
  * The thread follows TftpSession's lock-step rules (server/tftp/session.ts, docs/tftp.md):
  * - an ACK for the block in flight moves on; any other ACK (a duplicate of the previous block,
@@ -19,7 +20,7 @@
  *   reported (JS decodes and counts it) and the transfer goes on.
  * It reports to JS through a napi_threadsafe_function only every PROGRESS_BLOCKS blocks, for a
  * non-ACK datagram, and once at the end; never per block. JS stops it (server shutdown, socket
- * close) through an eventfd in the poll set, and lockstep_stop joins it, so the caller gets the
+ * close) with a flag and shutdown(SHUT_RD), which wakes the blocked recv, and lockstep_stop joins it, so the caller gets the
  * final counters synchronously. At most `max_threads` run at once in the process (threads are a
  * process resource, hence the one process-wide counter); beyond that lockstep_start refuses and
  * the caller keeps the event-loop path.
@@ -27,12 +28,11 @@
 #define _GNU_SOURCE
 #include "lockstep.h"
 #include <errno.h>
-#include <poll.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +43,7 @@
 #define RECV_BUFFER_SIZE 65536
 #define PROGRESS_BLOCKS 4096
 #define THREAD_STACK_BYTES (256 * 1024)
+#define CHUNK_BYTES (128 * 1024)
 
 /* Lock-step threads running in this process (all envs): bounded by each start's max_threads. */
 static atomic_int running_threads;
@@ -57,7 +58,12 @@ typedef struct {
 
 struct Lockstep {
   LockstepParams p;
-  int stop_fd;
+  atomic_bool stopping;
+  /* Read-ahead: one pread per chunk, not per block. */
+  unsigned char *chunk;
+  size_t chunk_capacity;
+  uint64_t chunk_offset;
+  size_t chunk_length;
   pthread_t thread;
   bool joined;
   napi_threadsafe_function tsfn;
@@ -91,18 +97,27 @@ static double first_rto(const Lockstep *self) {
   return ms < self->p.base_timeout_ms ? ms : self->p.base_timeout_ms;
 }
 
-/* Reads block `block` into self->packet; returns its datagram length, or -errno (-EIO: file shrank). */
+/* Reads block `block` into self->packet (from the read-ahead chunk, refilled with one pread per
+ * CHUNK_BYTES): its datagram length, or -errno (-EIO: the file shrank). */
 static ssize_t load_block(Lockstep *self, uint64_t block) {
   uint64_t offset = (block - 1) * (uint64_t)self->p.blksize;
   size_t length = self->p.size - offset < self->p.blksize ? (size_t)(self->p.size - offset) : self->p.blksize;
-  size_t got = 0;
-  while (got < length) {
-    ssize_t n = pread(self->p.file_fd, self->packet + 4 + got, length - got, (off_t)(offset + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (n == 0) return -EIO;
-    got += (size_t)n;
+  if (offset < self->chunk_offset || offset + length > self->chunk_offset + self->chunk_length) {
+    uint64_t left = self->p.size - offset;
+    size_t want = left < self->chunk_capacity ? (size_t)left : self->chunk_capacity;
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = pread(self->p.file_fd, self->chunk + got, want - got, (off_t)(offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return -errno;
+      if (n == 0) break;
+      got += (size_t)n;
+    }
+    self->chunk_offset = offset;
+    self->chunk_length = got;
+    if (got < length) return -EIO;
   }
+  memcpy(self->packet + 4, self->chunk + (offset - self->chunk_offset), length);
   uint16_t wire = (uint16_t)(block & 0xffff);
   self->packet[0] = 0;
   self->packet[1] = TFTP_OPCODE_DATA;
@@ -121,8 +136,26 @@ static void send_block(Lockstep *self, size_t length) {
   self->stats.bytes_sent += length - 4;
 }
 
+/* The blocking recv's timeout (SO_RCVTIMEO); a syscall only when it changes (rarely: the RTO is
+ * a power of two). */
+static void set_wait(Lockstep *self, double ms, double *current) {
+  if (ms < 1) ms = 1; /* 0 would mean "forever" */
+  ms = (double)(long)(ms + 0.999);
+  if (ms == *current) return;
+  struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)((long)ms % 1000) * 1000};
+  setsockopt(self->p.socket_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  *current = ms;
+}
+
+/*
+ * The loop. Per block: one blocking recv (the ACK), a memcpy from the read-ahead chunk, one send.
+ * The socket is made blocking for recv (sends stay MSG_DONTWAIT); lockstep_stop wakes a blocked
+ * recv with shutdown(SHUT_RD), which makes it return 0.
+ */
 static int run(Lockstep *self) {
   LockstepStats *s = &self->stats;
+  int flags = fcntl(self->p.socket_fd, F_GETFL);
+  if (flags >= 0) fcntl(self->p.socket_fd, F_SETFL, flags & ~O_NONBLOCK);
   uint64_t block = s->acked + 1; /* the block in flight */
   ssize_t length = load_block(self, block);
   if (length < 0) {
@@ -135,34 +168,28 @@ static int run(Lockstep *self) {
   double sent_at = now_ms();
   double rto = first_rto(self);
   double deadline = sent_at + rto;
+  double wait_set = -1;
   int retries = 0;
-  struct pollfd fds[2] = {{.fd = self->p.socket_fd, .events = POLLIN}, {.fd = self->stop_fd, .events = POLLIN}};
   for (;;) {
-    double wait = deadline - now_ms();
-    int timeout = wait <= 0 ? 0 : (int)(wait + 0.999);
-    int ready = poll(fds, 2, timeout);
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      s->error = errno;
-      return LOCKSTEP_SOCKET_ERROR;
-    }
-    if (fds[1].revents & POLLIN) return LOCKSTEP_STOPPED;
-    if (ready == 0 || !(fds[0].revents & (POLLIN | POLLERR))) {
-      if (now_ms() < deadline) continue;
+    if (atomic_load(&self->stopping)) return LOCKSTEP_STOPPED;
+    double now = now_ms();
+    if (now >= deadline) {
       if (rto < self->p.base_timeout_ms) {
         rto = rto * 2 < self->p.base_timeout_ms ? rto * 2 : self->p.base_timeout_ms; /* a fast probe */
       } else if (++retries > self->p.max_retries) {
         return LOCKSTEP_TIMEOUT;
       }
-      deadline = now_ms() + rto;
+      deadline = now + rto;
       send_block(self, (size_t)length);
       s->retransmits++;
       if (sends < 255) sends++;
       continue;
     }
-    ssize_t n = recv(self->p.socket_fd, self->recv_buffer, RECV_BUFFER_SIZE, MSG_DONTWAIT);
+    set_wait(self, deadline - now, &wait_set);
+    ssize_t n = recv(self->p.socket_fd, self->recv_buffer, RECV_BUFFER_SIZE, 0);
+    if (atomic_load(&self->stopping)) return LOCKSTEP_STOPPED;
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue; /* the timeout */
       if (errno == ECONNREFUSED) return LOCKSTEP_UNREACHABLE; /* ICMP port unreachable: client gone */
       s->error = errno;
       post(self, LOCKSTEP_SOCKET_ERROR, errno, NULL, 0);
@@ -172,7 +199,7 @@ static int run(Lockstep *self) {
     if (n >= 4 && p[0] == 0 && p[1] == TFTP_OPCODE_ACK) {
       /* Only the ACK of the block in flight counts; duplicates and old ACKs are ignored. */
       if (((p[2] << 8) | p[3]) != (int)(block & 0xffff)) continue;
-      double now = now_ms();
+      now = now_ms();
       if (sends == 1) {
         double sample = now - sent_at;
         s->srtt_ms = s->srtt_ms < 0 ? sample : s->srtt_ms + (sample - s->srtt_ms) / 8;
@@ -265,17 +292,15 @@ int lockstep_start(napi_env env, const LockstepParams *params, napi_value on_eve
   int err = ENOMEM;
   if (self == NULL) goto fail_count;
   self->p = *params;
-  self->stop_fd = -1;
   self->stats.acked = params->acked;
   self->stats.srtt_ms = params->srtt_ms;
   self->packet = malloc(4 + params->blksize);
   self->recv_buffer = malloc(RECV_BUFFER_SIZE);
-  self->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (self->packet == NULL || self->recv_buffer == NULL) goto fail_self;
-  if (self->stop_fd < 0) {
-    err = errno;
-    goto fail_self;
-  }
+  size_t blocks_per_chunk = CHUNK_BYTES / params->blksize;
+  self->chunk_capacity = (blocks_per_chunk > 0 ? blocks_per_chunk : 1) * params->blksize;
+  self->chunk = malloc(self->chunk_capacity);
+  atomic_init(&self->stopping, false);
+  if (self->packet == NULL || self->recv_buffer == NULL || self->chunk == NULL) goto fail_self;
   napi_value name;
   if (napi_create_string_utf8(env, "metalman.TftpLockstep", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_threadsafe_function(env, on_event, NULL, name, 0, 1, NULL, NULL, NULL, deliver, &self->tsfn) !=
@@ -293,7 +318,7 @@ int lockstep_start(napi_env env, const LockstepParams *params, napi_value on_eve
   *out = self;
   return 0;
 fail_self:
-  if (self->stop_fd >= 0) close(self->stop_fd);
+  free(self->chunk);
   free(self->packet);
   free(self->recv_buffer);
   free(self);
@@ -304,9 +329,8 @@ fail_count:
 
 void lockstep_stop(Lockstep *self, LockstepStats *stats) {
   if (!self->joined) {
-    uint64_t one = 1;
-    ssize_t ignored = write(self->stop_fd, &one, sizeof one);
-    (void)ignored;
+    atomic_store(&self->stopping, true);
+    shutdown(self->p.socket_fd, SHUT_RD); /* wakes a blocked recv (it returns 0) */
     pthread_join(self->thread, NULL);
     self->joined = true;
   }
@@ -315,7 +339,7 @@ void lockstep_stop(Lockstep *self, LockstepStats *stats) {
 
 void lockstep_free(Lockstep *self) {
   lockstep_stop(self, NULL);
-  close(self->stop_fd);
+  free(self->chunk);
   free(self->packet);
   free(self->recv_buffer);
   free(self);

@@ -152,12 +152,15 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
 
   it("abort() stops the thread: the client gets an ERROR and no DATA after it", async () => {
     const peer = await RawPeer.open();
-    const t = await session(peer, { defaultTimeoutMs: 30, maxRetries: 1000 });
+    const t = await session(peer, { defaultTimeoutMs: 5000, minRetransmitMs: 5000 });
     try {
       const p = await peer.next();
       peer.send({ opcode: Opcode.ACK, block: 1 }, p.from.port);
       assert.equal(data(await peer.next()).block, 2);
+      const started = performance.now();
       t.s.abort("server shutting down");
+      // The thread sleeps in recv with a 5 s timeout: abort must wake it, not wait it out.
+      assert.ok(performance.now() - started < 500, "abort joins the thread at once");
       const outcome = await t.done;
       assert.equal(outcome.result, "aborted");
       assert.equal(outcome.bytesAcked, 512);
