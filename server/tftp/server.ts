@@ -75,8 +75,8 @@ export interface TftpServerOptions {
   udpAddonPath?: string;
 }
 
-/** Default of TftpServerOptions.lockstepThreads (bench/tftp.sh decided; see docs/tftp.md). */
-export const LOCKSTEP_THREADS_DEFAULT = 0;
+/** Default of TftpServerOptions.lockstepThreads: on, the thread path beat the event-loop one (docs/tftp.md). */
+export const LOCKSTEP_THREADS_DEFAULT = 64;
 
 /** The port-69 socket: dgram, or the native listener that reports each request's local address. */
 interface RequestSocket {

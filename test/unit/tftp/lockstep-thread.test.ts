@@ -143,6 +143,7 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
       }
       const outcome = await t.done;
       assert.equal(outcome.result, "ok");
+      assert.equal(outcome.lockstepThread, true);
       assert.ok(outcome.retransmits >= 1);
     } finally {
       await t.cleanup();
@@ -163,6 +164,7 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
       assert.ok(performance.now() - started < 500, "abort joins the thread at once");
       const outcome = await t.done;
       assert.equal(outcome.result, "aborted");
+      assert.equal(outcome.lockstepThread, true);
       assert.equal(outcome.bytesAcked, 512);
       for (;;) {
         const q = await peer.next(500);
