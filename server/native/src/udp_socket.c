@@ -28,6 +28,12 @@
  *     Lock-step latency: the next DATA is sent from C as soon as the ACK for ackBlock arrives,
  *     before any JS runs (JS is told, see onDatagram); one armed packet at a time, consumed by
  *     its ACK; no argument disarms.
+ *   socket.lockstep(fileFd, size, blksize, acked, baseTimeoutMs, minRetransmitMs, srttMs,
+ *                   maxRetries, maxThreads, onEvent): number
+ *     Hands a lock-step data phase to a worker thread (lockstep.c): the poll watcher stops for
+ *     good and the thread reads the socket; 0 started, else an errno (EAGAIN: thread cap).
+ *   socket.stopLockstep(): [acked, dataPackets, bytesSent, retransmits] | undefined
+ *     Stops and joins that thread (close() does too).
  *   socket.close(): void   idempotent; no callback fires after it returns
  *   socket.port: number    the bound local port
  *
