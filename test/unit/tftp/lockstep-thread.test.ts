@@ -196,6 +196,57 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
     }
   });
 
+  it("rolls block numbers over past 65535 (blksize 8: 70,000 blocks) and the copy is byte-identical", async () => {
+    const big = randomBytes(8 * 70_000 + 3);
+    await writeFile(path.join(dir, "big.bin"), big);
+    const peer = await RawPeer.open();
+    const opened = await FileBlockSource.open(path.join(dir, "big.bin"));
+    const negotiated = negotiate([{ name: "blksize", value: "8" }], big.length);
+    const source = opened.configure(negotiated.blksize, 1);
+    const socket = nativeTransferSocket({
+      addon: addon as UdpAddon,
+      localAddress: "127.0.0.1",
+      localPort: 0,
+      peerAddress: "127.0.0.1",
+      peerPort: peer.socket.address().port,
+      onOtherError: (err) => assert.fail(err),
+    });
+    const s = new TftpSession({
+      socket,
+      peer: { address: "127.0.0.1", port: peer.socket.address().port },
+      source,
+      negotiated,
+      defaultTimeoutMs: 5000,
+      minRetransmitMs: 5000,
+      lockstepThreads: 64,
+    });
+    const done = s.run();
+    try {
+      const oack = await peer.next();
+      assert.equal(oack.packet.opcode, Opcode.OACK);
+      const tid = oack.from.port;
+      peer.send({ opcode: Opcode.ACK, block: 0 }, tid);
+      const got: Buffer[] = [];
+      for (let n = 1; ; n++) {
+        const d = data(await peer.next());
+        assert.equal(d.block, n % 65536, "wire block number wraps to 0");
+        got.push(d.data);
+        peer.send({ opcode: Opcode.ACK, block: d.block }, tid);
+        if (d.data.length < 8) break;
+      }
+      assert.deepEqual(Buffer.concat(got), big);
+      const outcome = await done;
+      assert.equal(outcome.result, "ok");
+      assert.equal(outcome.lockstepThread, true);
+      assert.equal(outcome.dataPackets, 70_001);
+      assert.equal(outcome.bytesAcked, big.length);
+    } finally {
+      await socket.close();
+      await source.close();
+      await peer.close();
+    }
+  });
+
   it("beyond the thread cap a transfer takes the event-loop path", async () => {
     const peers = [await RawPeer.open(), await RawPeer.open()];
     const a = await session(peers[0], { lockstepThreads: 1, defaultTimeoutMs: 5000 });
