@@ -480,6 +480,11 @@ export class TftpSession {
         else this.#finish("aborted-by-client", "malformed ERROR");
         return;
       }
+      case LockstepEvent.failed:
+        this.#stopThread();
+        this.#sendError(TftpErrorCode.notDefined, "internal error");
+        this.#finish("error", `socket failed (errno ${typeof detail === "number" ? detail : "?"})`);
+        return;
       case LockstepEvent.readError:
         this.#stopThread();
         this.#sendError(TftpErrorCode.notDefined, "read error");

@@ -72,6 +72,8 @@ export const LockstepEvent = {
   readError: 6,
   /** errno attached; the transfer goes on. */
   socketError: 7,
+  /** The socket kept failing (errno attached): the transfer ends. */
+  failed: 9,
 } as const;
 
 export type LockstepListener = (kind: number, counters: LockstepCounters, detail?: Buffer | number) => void;
@@ -231,7 +233,13 @@ export function nativeTransferSocket(p: NativeTransferSocketParams): TransferSoc
           job.maxRetries,
           job.maxThreads,
           (kind, acked, dataPackets, bytesSent, retransmits, detail) => {
-            if (!closed) onEvent(kind, { acked, dataPackets, bytesSent, retransmits }, detail);
+            if (closed) return;
+            // Logged like the event-loop path's receive errors (ICMP other than port unreachable).
+            if (kind === LockstepEvent.socketError)
+              p.onOtherError(
+                Object.assign(new Error(`recv failed: errno ${detail}`), { errno: -Number(detail), syscall: "recv" }),
+              );
+            onEvent(kind, { acked, dataPackets, bytesSent, retransmits }, detail);
           },
         ) === 0
     : undefined;

@@ -44,6 +44,7 @@
 #define PROGRESS_BLOCKS 4096
 #define THREAD_STACK_BYTES (256 * 1024)
 #define CHUNK_BYTES (128 * 1024)
+#define MAX_SOCKET_ERRORS 64
 
 /* Lock-step threads running in this process (all envs): bounded by each start's max_threads. */
 static atomic_int running_threads;
@@ -170,6 +171,7 @@ static int run(Lockstep *self) {
   double deadline = sent_at + rto;
   double wait_set = -1;
   int retries = 0;
+  int socket_errors = 0; /* in a row */
   for (;;) {
     if (atomic_load(&self->stopping)) return LOCKSTEP_STOPPED;
     double now = now_ms();
@@ -191,10 +193,14 @@ static int run(Lockstep *self) {
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue; /* the timeout */
       if (errno == ECONNREFUSED) return LOCKSTEP_UNREACHABLE; /* ICMP port unreachable: client gone */
+      /* Other ICMP errors are reported once each and the transfer goes on; an error that
+         repeats without a datagram in between (a broken socket) must not spin: give up. */
       s->error = errno;
+      if (++socket_errors > MAX_SOCKET_ERRORS) return LOCKSTEP_FAILED;
       post(self, LOCKSTEP_SOCKET_ERROR, errno, NULL, 0);
       continue;
     }
+    socket_errors = 0;
     const unsigned char *p = self->recv_buffer;
     if (n >= 4 && p[0] == 0 && p[1] == TFTP_OPCODE_ACK) {
       /* Only the ACK of the block in flight counts; duplicates and old ACKs are ignored. */

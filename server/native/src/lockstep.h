@@ -17,7 +17,8 @@ enum {
   LOCKSTEP_CLIENT_ERROR = 5, /* the client sent ERROR (packet attached) */
   LOCKSTEP_READ_ERROR = 6,   /* pread failed (errno attached; EIO: the file shrank) */
   LOCKSTEP_SOCKET_ERROR = 7, /* other recv/poll error (errno attached); for recv the transfer goes on */
-  LOCKSTEP_STOPPED = 8       /* lockstep_stop was called (never posted) */
+  LOCKSTEP_STOPPED = 8,      /* lockstep_stop was called (never posted) */
+  LOCKSTEP_FAILED = 9        /* the socket kept failing (errno attached): the transfer ends */
 };
 
 typedef struct {
