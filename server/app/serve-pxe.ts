@@ -210,6 +210,7 @@ export async function startAppliance(
       metrics,
       maxTransfers: config.tftpMaxTransfers,
       maxTransfersPerClient: config.tftpMaxTransfersPerClient,
+      lockstepThreads: config.tftpLockstepThreads, // lock-step thread path (docs/tftp.md)
     });
     await tftp.start();
     drainers.push(async (deadline) => {

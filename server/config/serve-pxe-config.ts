@@ -35,6 +35,8 @@ export interface ServePxeConfig {
   /** Concurrent TFTP transfers, in total and per client address (a rack booting at once needs room). */
   tftpMaxTransfers: number;
   tftpMaxTransfersPerClient: number;
+  /** Lock-step TFTP transfers on native worker threads at most (0 = none; docs/tftp.md). */
+  tftpLockstepThreads: number;
   httpPort: number;
   healthPort: number;
   tftpPort: number;
@@ -180,6 +182,13 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "count",
     defaultText: "8",
     help: "concurrent TFTP transfers per client address at most",
+  },
+  {
+    flag: "tftp-lockstep-threads",
+    key: "tftpLockstepThreads",
+    kind: "count",
+    defaultText: "64",
+    help: "lock-step TFTP transfers served from native worker threads at most; more, or 0, use the event loop",
   },
   { flag: "http-port", key: "httpPort", kind: "port", defaultText: "8880", help: "HTTP server port" },
   {
@@ -414,6 +423,7 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     httpMaxConnectionsPerClient: 32,
     tftpMaxTransfers: 512,
     tftpMaxTransfersPerClient: 8,
+    tftpLockstepThreads: 64,
     httpPort: 8880,
     healthPort: 8081,
     tftpPort: 69,
@@ -579,6 +589,13 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
     case "httpMaxConnectionsPerClient": {
       const count = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN;
       if (!Number.isInteger(count)) throw new ConfigError(`${field}: must be an integer 0-9999999, got ${got}`);
+      config[key] = count;
+      return;
+    }
+    case "tftpLockstepThreads": {
+      const count = /^\d{1,4}$/.test(text) ? Number(text) : Number.NaN;
+      if (!Number.isInteger(count) || count > 1024)
+        throw new ConfigError(`${field}: must be an integer 0-1024, got ${got}`);
       config[key] = count;
       return;
     }

@@ -25,11 +25,11 @@
     },
     {
       "target_name": "metalman_udp",
-      "sources": ["src/udp_socket.c", "src/udp_listener.c", "src/poll_socket.c"],
+      "sources": ["src/udp_socket.c", "src/udp_listener.c", "src/poll_socket.c", "src/lockstep.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
-        ["OS!='linux'", {"type": "none", "sources!": ["src/udp_socket.c", "src/udp_listener.c", "src/poll_socket.c"]}]
+        ["OS!='linux'", {"type": "none", "sources!": ["src/udp_socket.c", "src/udp_listener.c", "src/poll_socket.c", "src/lockstep.c"]}]
       ]
     },
     {

@@ -65,9 +65,18 @@ export interface TftpServerOptions {
    * for an IPv4 bindAddress and when the addon loads; dgram otherwise. Default true.
    */
   nativeSockets?: boolean;
+  /**
+   * Lock-step transfers (windowsize 1) of files run their data phase on a native worker thread
+   * (server/native/src/lockstep.c, docs/tftp.md), at most this many at once; beyond that, or
+   * with 0, the event-loop path. Native sockets only. Default LOCKSTEP_THREADS_DEFAULT.
+   */
+  lockstepThreads?: number;
   /** Path of metalman_udp.node (tests); default: server/native/build/Release/. */
   udpAddonPath?: string;
 }
+
+/** Default of TftpServerOptions.lockstepThreads: on, the thread path beat the event-loop one (docs/tftp.md). */
+export const LOCKSTEP_THREADS_DEFAULT = 64;
 
 /** The port-69 socket: dgram, or the native listener that reports each request's local address. */
 interface RequestSocket {
@@ -484,6 +493,7 @@ export class TftpServer {
         defaultTimeoutMs: this.#o.defaultTimeoutMs,
         maxRetries: this.#o.maxRetries,
         minRetransmitMs: this.#o.minRetransmitMs,
+        lockstepThreads: this.#o.lockstepThreads ?? LOCKSTEP_THREADS_DEFAULT,
         onMalformed: (src, err) => this.#malformed("decode", src, err),
         onWrongTid: (src) => this.#malformed("wrong-tid", src),
       });

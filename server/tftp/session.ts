@@ -2,7 +2,12 @@ import type { RemoteInfo, Socket } from "node:dgram";
 import type { NegotiatedTransfer } from "./negotiate.js";
 import { decode, encode, Opcode, TftpErrorCode, type TftpPacket } from "./packets.js";
 import type { BlockSource } from "./source.js";
-import type { TransferSocket, TransferSocketHandlers } from "./transfer-socket.js";
+import {
+  type LockstepCounters,
+  LockstepEvent,
+  type TransferSocket,
+  type TransferSocketHandlers,
+} from "./transfer-socket.js";
 
 export interface TftpPeer {
   address: string;
@@ -34,6 +39,12 @@ export interface TftpSessionParams {
    * trips, never sooner than this, then the interval doubles up to the full timeout. Default 50.
    */
   minRetransmitMs?: number;
+  /**
+   * Lock-step data phase on a worker thread (TransferSocket.lockstep, server/native/src/lockstep.c)
+   * when the socket offers it and the source is a file: at most this many such threads in the
+   * process, beyond that the event-loop path. 0 (default): always the event-loop path.
+   */
+  lockstepThreads?: number;
   /** A datagram on this socket that is not a TFTP packet (counted by the owner). */
   onMalformed?: (from: RemoteInfo, error: unknown) => void;
   /** A datagram from another address/port (answered with ERROR 5 here; reported for metrics). */
@@ -72,6 +83,8 @@ export interface TftpSessionOutcome {
   dataPackets: number;
   blksize: number;
   windowsize: number;
+  /** The data phase ran on a lock-step thread (see `lockstepThreads`). */
+  lockstepThread: boolean;
 }
 
 const BLOCK_MOD = 0x10000;
@@ -151,6 +164,9 @@ export class TftpSession {
   readonly #armable: boolean;
   /** The block currently armed on the socket (0 = none). */
   #armedBlock = 0;
+  /** A lock-step thread runs the data phase (it owns the timer and the socket's receive side). */
+  #thread = false;
+  #usedThread = false;
 
   #phase: "oack" | "data" | "done" = "data";
   /** Highest block the client acknowledged (0 = none / the OACK). */
@@ -221,7 +237,7 @@ export class TftpSession {
       this.#phase = "oack";
       this.#sendOack();
     } else {
-      this.#sendWindow("new");
+      this.#startData();
     }
     return this.#done;
   }
@@ -229,6 +245,7 @@ export class TftpSession {
   /** Stops the transfer (server shutdown): the client gets an ERROR so it does not wait for timeouts. */
   abort(reason: string): void {
     if (this.#phase === "done") return;
+    this.#stopThread(); // no DATA after the ERROR
     this.#sendError(TftpErrorCode.notDefined, reason);
     this.#finish("aborted", reason);
   }
@@ -351,7 +368,7 @@ export class TftpSession {
       if (this.#oackSends === 1) this.#rttSample(now - this.#oackSentAt);
       this.#phase = "data";
       this.#progress();
-      this.#sendWindow("new");
+      this.#startData();
       return;
     }
     const ahead = (wireBlock - (this.#acked % BLOCK_MOD) + BLOCK_MOD) % BLOCK_MOD;
@@ -394,6 +411,102 @@ export class TftpSession {
     // the Sorcerer's Apprentice bug); the retransmit timer recovers a lost block there.
     const gap = block < this.#highestSent && this.#windowsize > 1;
     this.#sendWindow(gap ? "restart" : "new", now);
+  }
+
+  /**
+   * Enters the data phase: on a lock-step thread when allowed and available (it sends block 1
+   * at once), otherwise the event-loop path.
+   */
+  #startData(): void {
+    const source = this.#p.source;
+    const maxThreads = this.#p.lockstepThreads ?? 0;
+    if (
+      this.#windowsize === 1 &&
+      maxThreads > 0 &&
+      source.fd !== undefined &&
+      this.#acked === 0 &&
+      this.#socket.lockstep?.(
+        {
+          fileFd: source.fd,
+          size: source.size,
+          blksize: this.#blksize,
+          acked: 0,
+          baseTimeoutMs: this.#baseTimeoutMs,
+          minRetransmitMs: this.#minRetransmitMs,
+          srttMs: this.#srtt,
+          maxRetries: this.#maxRetries,
+          maxThreads,
+        },
+        (kind, counters, detail) => this.#onThreadEvent(kind, counters, detail),
+      )
+    ) {
+      this.#thread = true;
+      this.#usedThread = true;
+      clearTimeout(this.#timer); // the thread owns the retransmit timer
+      return;
+    }
+    this.#sendWindow("new");
+  }
+
+  #onThreadEvent(kind: number, counters: LockstepCounters, detail: Buffer | number | undefined): void {
+    if (this.#phase === "done" || !this.#thread) return;
+    this.#absorb(counters);
+    switch (kind) {
+      case LockstepEvent.progress:
+      case LockstepEvent.socketError:
+        return;
+      case LockstepEvent.packet:
+        if (detail instanceof Buffer) this.#receive(detail, undefined);
+        return;
+      case LockstepEvent.ok:
+        this.#finish("ok");
+        return;
+      case LockstepEvent.timeout:
+        this.#stopThread();
+        this.#sendError(TftpErrorCode.notDefined, "timeout: no acknowledgement from the client");
+        this.#finish("timeout", `no ACK after ${this.#maxRetries} retransmissions`);
+        return;
+      case LockstepEvent.unreachable:
+        this.#finish("aborted-by-client", "client port unreachable");
+        return;
+      case LockstepEvent.clientError: {
+        let packet: TftpPacket | undefined;
+        try {
+          packet = detail instanceof Buffer ? decode(detail) : undefined;
+        } catch {
+          packet = undefined;
+        }
+        if (packet?.opcode === Opcode.ERROR) this.#finish("aborted-by-client", packet.message, packet.code);
+        else this.#finish("aborted-by-client", "malformed ERROR");
+        return;
+      }
+      case LockstepEvent.failed:
+        this.#stopThread();
+        this.#sendError(TftpErrorCode.notDefined, "internal error");
+        this.#finish("error", `socket failed (errno ${typeof detail === "number" ? detail : "?"})`);
+        return;
+      case LockstepEvent.readError:
+        this.#stopThread();
+        this.#sendError(TftpErrorCode.notDefined, "read error");
+        this.#finish("error", `read failed (errno ${typeof detail === "number" ? detail : "?"})`);
+        return;
+    }
+  }
+
+  /** Joins a running lock-step thread and takes its final counters. */
+  #stopThread(): void {
+    if (!this.#thread) return;
+    this.#thread = false;
+    const counters = this.#socket.stopLockstep?.();
+    if (counters) this.#absorb(counters);
+  }
+
+  #absorb(c: LockstepCounters): void {
+    this.#acked = c.acked;
+    this.#dataPackets = c.dataPackets;
+    this.#bytesSent = c.bytesSent;
+    this.#retransmits = c.retransmits;
+    if (c.acked > this.#highestSent) this.#highestSent = c.acked;
   }
 
   /**
@@ -546,6 +659,7 @@ export class TftpSession {
   #finish(result: TftpSessionResult, message?: string, clientErrorCode?: number): void {
     if (this.#phase === "done") return;
     const endedIn = this.#phase === "oack" ? "negotiation" : "data";
+    this.#stopThread();
     this.#phase = "done";
     clearTimeout(this.#timer);
     if (this.#armedBlock !== 0) this.#socket.arm?.();
@@ -563,6 +677,7 @@ export class TftpSession {
       dataPackets: this.#dataPackets,
       blksize: this.#blksize,
       windowsize: this.#windowsize,
+      lockstepThread: this.#usedThread,
     });
   }
 }

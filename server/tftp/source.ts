@@ -10,6 +10,8 @@ import { toNetascii } from "./netascii.js";
 export interface BlockSource {
   /** Bytes the client will receive (after any netascii conversion). */
   readonly size: number;
+  /** The open file's descriptor, for a reader off the event loop (lock-step thread); files only. */
+  readonly fd?: number;
   copy(offset: number, length: number, target: Buffer, targetStart: number): boolean;
   fill(offset: number, length: number): Promise<void>;
   close(): Promise<void>;
@@ -99,6 +101,10 @@ export class FileBlockSource implements BlockSource {
       await file.close();
       throw err;
     }
+  }
+
+  get fd(): number {
+    return this.#file.fd;
   }
 
   copy(offset: number, length: number, target: Buffer, targetStart: number): boolean {

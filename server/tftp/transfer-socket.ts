@@ -23,7 +23,60 @@ export interface TransferSocket {
    * packet's bytes must stay unchanged until then. No argument disarms.
    */
   arm?(packet?: Buffer, ackBlock?: number): void;
+  /**
+   * Lock-step data phase on a worker thread (native socket only, server/native/src/lockstep.c):
+   * the thread owns the socket's receive side from now on, reads blocks from `job.fileFd` with
+   * pread and reports through `onEvent` (every few thousand blocks, for a non-ACK datagram and
+   * at the end, never per block). false: not started (thread cap reached, or it failed), the
+   * caller keeps the event-loop path and nothing changed.
+   */
+  lockstep?(job: LockstepJob, onEvent: LockstepListener): boolean;
+  /** Stops and joins the thread; its final counters (undefined when none runs). */
+  stopLockstep?(): LockstepCounters | undefined;
 }
+
+/** What the lock-step thread needs (see TftpSession for the retransmit rules it follows). */
+export interface LockstepJob {
+  fileFd: number;
+  size: number;
+  blksize: number;
+  /** Blocks already acknowledged. */
+  acked: number;
+  baseTimeoutMs: number;
+  minRetransmitMs: number;
+  /** Smoothed RTT so far; undefined = none. */
+  srttMs: number | undefined;
+  maxRetries: number;
+  /** Refuse when this many lock-step threads already run in the process. */
+  maxThreads: number;
+}
+
+export interface LockstepCounters {
+  acked: number;
+  dataPackets: number;
+  bytesSent: number;
+  retransmits: number;
+}
+
+/** Event kinds of lockstep.h. */
+export const LockstepEvent = {
+  progress: 0,
+  /** A non-ACK, non-ERROR datagram (attached); the transfer goes on. */
+  packet: 1,
+  ok: 2,
+  timeout: 3,
+  unreachable: 4,
+  /** The client's ERROR (attached). */
+  clientError: 5,
+  /** errno attached. */
+  readError: 6,
+  /** errno attached; the transfer goes on. */
+  socketError: 7,
+  /** The socket kept failing (errno attached): the transfer ends. */
+  failed: 9,
+} as const;
+
+export type LockstepListener = (kind: number, counters: LockstepCounters, detail?: Buffer | number) => void;
 
 export interface TransferSocketHandlers {
   /**
@@ -91,6 +144,27 @@ interface NativeUdpSocket {
   close(): void;
   /** Absent in builds before the lock-step fast path. */
   arm?(packet?: Buffer, ackBlock?: number): void;
+  /** Absent in builds before the lock-step thread; 0 started, else an errno (11: thread cap). */
+  lockstep?(
+    fileFd: number,
+    size: number,
+    blksize: number,
+    acked: number,
+    baseTimeoutMs: number,
+    minRetransmitMs: number,
+    srttMs: number,
+    maxRetries: number,
+    maxThreads: number,
+    onEvent: (
+      kind: number,
+      acked: number,
+      dataPackets: number,
+      bytesSent: number,
+      retransmits: number,
+      detail?: Buffer | number,
+    ) => void,
+  ): number;
+  stopLockstep?(): [number, number, number, number] | undefined;
   readonly port: number;
 }
 
@@ -146,8 +220,36 @@ export function nativeTransferSocket(p: NativeTransferSocketParams): TransferSoc
   );
   let closed = false;
   const arm = socket.arm ? (packet?: Buffer, ackBlock?: number) => socket.arm?.(packet, ackBlock) : undefined;
+  const lockstep = socket.lockstep
+    ? (job: LockstepJob, onEvent: LockstepListener): boolean =>
+        socket.lockstep?.(
+          job.fileFd,
+          job.size,
+          job.blksize,
+          job.acked,
+          job.baseTimeoutMs,
+          job.minRetransmitMs,
+          job.srttMs ?? -1,
+          job.maxRetries,
+          job.maxThreads,
+          (kind, acked, dataPackets, bytesSent, retransmits, detail) => {
+            if (closed) return;
+            // Logged like the event-loop path's receive errors (ICMP other than port unreachable).
+            if (kind === LockstepEvent.socketError)
+              p.onOtherError(
+                Object.assign(new Error(`recv failed: errno ${detail}`), { errno: -Number(detail), syscall: "recv" }),
+              );
+            onEvent(kind, { acked, dataPackets, bytesSent, retransmits }, detail);
+          },
+        ) === 0
+    : undefined;
+  const stopLockstep = (): LockstepCounters | undefined => {
+    const c = closed ? undefined : socket.stopLockstep?.();
+    return c && { acked: c[0], dataPackets: c[1], bytesSent: c[2], retransmits: c[3] };
+  };
   return {
     ...(arm && { arm }),
+    ...(lockstep && { lockstep, stopLockstep }),
     send(packet) {
       const status = socket.send(packet);
       if (status === 0) return true;

@@ -37,6 +37,9 @@ static void on_poll_closed(uv_handle_t *handle) {
 void poll_socket_close(PollSocket *self) {
   if (self->closed) return;
   self->closed = true;
+  /* The concrete type's own teardown first, while the fd is still open: a worker thread that
+   * reads it (udp_socket.c's lock-step thread) is joined before the descriptor goes away. */
+  if (self->on_close != NULL) self->on_close(self);
   if (self->poll_started) {
     /* uv_close stops the watcher synchronously, so the fd can be closed right after. */
     uv_close((uv_handle_t *)&self->poll, on_poll_closed);
@@ -52,7 +55,6 @@ void poll_socket_close(PollSocket *self) {
     if (self->callbacks[i] != NULL) napi_delete_reference(env, self->callbacks[i]);
     self->callbacks[i] = NULL;
   }
-  if (self->on_close != NULL) self->on_close(self);
   if (self->async_context != NULL) napi_async_destroy(env, self->async_context);
   self->async_context = NULL;
   if (self->wrapper != NULL) {

@@ -28,6 +28,12 @@
  *     Lock-step latency: the next DATA is sent from C as soon as the ACK for ackBlock arrives,
  *     before any JS runs (JS is told, see onDatagram); one armed packet at a time, consumed by
  *     its ACK; no argument disarms.
+ *   socket.lockstep(fileFd, size, blksize, acked, baseTimeoutMs, minRetransmitMs, srttMs,
+ *                   maxRetries, maxThreads, onEvent): number
+ *     Hands a lock-step data phase to a worker thread (lockstep.c): the poll watcher stops for
+ *     good and the thread reads the socket; 0 started, else an errno (EAGAIN: thread cap).
+ *   socket.stopLockstep(): [acked, dataPackets, bytesSent, retransmits] | undefined
+ *     Stops and joins that thread (close() does too).
  *   socket.close(): void   idempotent; no callback fires after it returns
  *   socket.port: number    the bound local port
  *
@@ -54,6 +60,7 @@
 #include <unistd.h>
 #include <uv.h>
 #include "napi_common.h"
+#include "lockstep.h"
 #include "poll_socket.h"
 
 /* Largest UDP payload: nothing is ever truncated (a truncated packet could decode as valid). */
@@ -70,6 +77,8 @@ typedef struct {
   napi_ref armed_ref;  /* keeps the armed Buffer alive */
   void *armed_data;
   size_t armed_length;
+  /* Lock-step data phase on a worker thread (lockstep.c): it owns the fd's receive side. */
+  Lockstep *lockstep;
 } UdpSocket;
 
 /* PollSocket.on_close: drop the armed packet with the callbacks. */
@@ -78,6 +87,16 @@ static void disarm(PollSocket *base) {
   if (self->armed_ref != NULL) napi_delete_reference(base->env, self->armed_ref);
   self->armed_ref = NULL;
   self->armed_ack = -1;
+}
+
+/* PollSocket.on_close (runs while the fd is still open): join a lock-step thread, then disarm. */
+static void on_socket_close(PollSocket *base) {
+  UdpSocket *self = (UdpSocket *)base;
+  if (self->lockstep != NULL) {
+    lockstep_free(self->lockstep);
+    self->lockstep = NULL;
+  }
+  disarm(base);
 }
 
 /* ---------- receive path ---------- */
@@ -200,7 +219,7 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   napi_value callbacks[] = {[ON_DATAGRAM] = argv[4], [ON_ERROR] = argv[5], [ON_WRITABLE] = argv[6]};
   int bound_port;
   PollSocket *base = poll_socket_attach(env, this_value, fd, sizeof(UdpSocket), RECV_BUFFER_SIZE, "metalman.UdpSocket",
-                                        callbacks, 3, UV_READABLE, on_poll, disarm, &bound_port);
+                                        callbacks, 3, UV_READABLE, on_poll, on_socket_close, &bound_port);
   if (base == NULL) return NULL;
   UdpSocket *self = (UdpSocket *)base;
   self->armed_ack = -1;
@@ -297,6 +316,78 @@ static napi_value arm_method(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* socket.lockstep(fileFd, size, blksize, acked, baseTimeoutMs, minRetransmitMs, srttMs, maxRetries,
+ * maxThreads, onEvent): number - hands the data phase to a worker thread (lockstep.c); 0, or an
+ * errno (11 EAGAIN: the thread cap is reached) and nothing changed. The socket stops delivering
+ * datagrams to onDatagram for good: the thread reads them. */
+static napi_value lockstep_method(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  UdpSocket *self = unwrap(env, info, &argc, argv);
+  if (self == NULL) return NULL;
+  PollSocket *base = &self->base;
+  if (base->closed) return throw_errno(env, EBADF, "lockstep");
+  if (self->lockstep != NULL) return throw_errno(env, EBUSY, "lockstep");
+  double numbers[9];
+  for (size_t i = 0; i < 9; i++) {
+    if (argc < 10 || napi_get_value_double(env, argv[i], &numbers[i]) != napi_ok) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "lockstep(9 numbers, onEvent)");
+      return NULL;
+    }
+  }
+  if (!is_function(env, argv[9]) || numbers[0] < 0 || numbers[1] < 0 || numbers[2] < 8 || numbers[2] > 65464) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                          "lockstep(fileFd >= 0, size >= 0, blksize 8..65464, ..., onEvent)");
+    return NULL;
+  }
+  LockstepParams params = {
+      .socket_fd = base->fd,
+      .file_fd = (int)numbers[0],
+      .size = (uint64_t)numbers[1],
+      .blksize = (uint32_t)numbers[2],
+      .acked = (uint64_t)numbers[3],
+      .base_timeout_ms = numbers[4],
+      .min_retransmit_ms = numbers[5],
+      .srtt_ms = numbers[6],
+      .max_retries = (int)numbers[7],
+      .max_threads = (int)numbers[8],
+  };
+  params.last_block = params.size / params.blksize + 1;
+  /* Stop watching first: from here on the thread alone reads the socket. */
+  if (base->poll_started) uv_poll_stop(&base->poll);
+  int err = lockstep_start(env, &params, argv[9], &self->lockstep);
+  if (err != 0 && base->poll_started) uv_poll_start(&base->poll, base->poll_events, on_poll);
+  napi_value result;
+  NAPI_CALL(env, napi_create_int32(env, err, &result));
+  return result;
+}
+
+/* socket.stopLockstep(): [acked, dataPackets, bytesSent, retransmits] | undefined - stops and joins
+ * the thread (at once: it wakes on shutdown), so the counters are final. */
+static napi_value stop_lockstep_method(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  UdpSocket *self = unwrap(env, info, &argc, NULL);
+  if (self == NULL) return NULL;
+  napi_value result;
+  if (self->lockstep == NULL) {
+    NAPI_CALL(env, napi_get_undefined(env, &result));
+    return result;
+  }
+  LockstepStats stats;
+  lockstep_stop(self->lockstep, &stats);
+  lockstep_free(self->lockstep);
+  self->lockstep = NULL;
+  double values[4] = {(double)stats.acked, (double)stats.data_packets, (double)stats.bytes_sent,
+                      (double)stats.retransmits};
+  NAPI_CALL(env, napi_create_array_with_length(env, 4, &result));
+  for (uint32_t i = 0; i < 4; i++) {
+    napi_value value;
+    NAPI_CALL(env, napi_create_double(env, values[i], &value));
+    NAPI_CALL(env, napi_set_element(env, result, i, value));
+  }
+  return result;
+}
+
 static napi_value close_method(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   UdpSocket *self = unwrap(env, info, &argc, NULL);
@@ -311,6 +402,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"close", NULL, close_method, NULL, NULL, NULL, napi_default_method, NULL},
       {"arm", NULL, arm_method, NULL, NULL, NULL, napi_default_method, NULL},
+      {"lockstep", NULL, lockstep_method, NULL, NULL, NULL, napi_default_method, NULL},
+      {"stopLockstep", NULL, stop_lockstep_method, NULL, NULL, NULL, napi_default_method, NULL},
   };
   napi_value constructor;
   NAPI_CALL(env, napi_define_class(env, "UdpSocket", NAPI_AUTO_LENGTH, construct, NULL,

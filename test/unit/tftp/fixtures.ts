@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import { Registry } from "prom-client";
@@ -9,13 +12,16 @@ import { TftpServer, type TftpServerOptions } from "../../../server/tftp/server.
 import { loadUdpAddon } from "../../../server/tftp/transfer-socket.js";
 import { unusedOperations } from "../http/fake-backend.js";
 
-/** Transfer socket implementations the loopback tests run over (see server/tftp/transfer-socket.ts). */
-export const SOCKET_KINDS = ["native", "dgram"] as const;
+/**
+ * Transfer socket implementations the loopback tests run over (see server/tftp/transfer-socket.ts);
+ * "thread": native sockets with lock-step file transfers on a worker thread (lockstepThreads).
+ */
+export const SOCKET_KINDS = ["native", "thread", "dgram"] as const;
 export type SocketKind = (typeof SOCKET_KINDS)[number];
 
 /** describe() options: the native variant is skipped (visibly) when the addon is not built. */
 export function socketSuite(kind: SocketKind): { skip: string | false } {
-  const missing = kind === "native" && loadUdpAddon() === undefined;
+  const missing = kind !== "dgram" && loadUdpAddon() === undefined;
   return { skip: missing ? "metalman_udp.node not built (npx node-gyp rebuild --directory=server/native)" : false };
 }
 
@@ -131,4 +137,22 @@ export function nextTransferEvent(events: BootEventBus, timeoutMs = 10_000) {
 /** Waits (bounded) until the server has no transfer left, so the next event belongs to the next request. */
 export async function settled(server: TftpServer): Promise<void> {
   for (let i = 0; i < 200 && server.activeTransfers > 0; i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+/**
+ * `body` as a file artifact in a fresh temp dir (the lock-step thread reads files only), or as a
+ * rendered one; `cleanup` removes the dir.
+ */
+export async function blobArtifact(
+  body: Buffer,
+  asFile: boolean,
+): Promise<{ artifact: Artifact; cleanup: () => Promise<void> }> {
+  if (!asFile) return { artifact: rendered(body), cleanup: async () => {} };
+  const dir = await mkdtemp(path.join(tmpdir(), "metalman-tftp-blob-"));
+  const absPath = path.join(dir, "blob.bin");
+  await writeFile(absPath, body);
+  return {
+    artifact: { kind: "file", absPath, size: body.length, mtime: new Date() },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
 }

@@ -8,6 +8,7 @@ import type { Artifact } from "../../../server/netboot/artifact.js";
 import { encode, Opcode, TftpErrorCode } from "../../../server/tftp/packets.js";
 import { RawPeer, tftpGet } from "./client.js";
 import {
+  blobArtifact,
   metricValue,
   nextTransferEvent,
   rendered,
@@ -31,7 +32,8 @@ function dropOnce(n: number): (block: number) => boolean {
 }
 
 for (const kind of SOCKET_KINDS) {
-  const nativeSockets = kind === "native";
+  const nativeSockets = kind !== "dgram";
+  const lockstepThreads = kind === "thread" ? 64 : 0;
 
   describe(`tftp server over loopback (${kind} sockets)`, socketSuite(kind), () => {
     let dir: string;
@@ -59,7 +61,7 @@ for (const kind of SOCKET_KINDS) {
         "pending.bin": { kind: "not-ready", reason: "image not yet pulled", retryAfterSeconds: 5 },
         "broken.cfg": { kind: "error", reason: "template: bad action" },
       };
-      t = await startServer(table, { nativeSockets });
+      t = await startServer(table, { nativeSockets, lockstepThreads });
     });
 
     beforeEach(() => settled(t.server));
@@ -324,7 +326,9 @@ for (const kind of SOCKET_KINDS) {
 
   describe(`tftp server limits and shutdown (${kind} sockets)`, socketSuite(kind), () => {
     it("refuses transfers beyond maxTransfers with 'server busy' and close() aborts the others", async () => {
-      const t = await startServer({ "f.bin": rendered(Buffer.alloc(5000, 7)) }, { maxTransfers: 2, nativeSockets });
+      const blob = await blobArtifact(Buffer.alloc(5000, 7), kind === "thread");
+      const t = await startServer({ "f.bin": blob.artifact }, { maxTransfers: 2, nativeSockets, lockstepThreads });
+      after(blob.cleanup);
       const peers = await Promise.all([RawPeer.open(), RawPeer.open(), RawPeer.open()]);
       try {
         for (const p of peers.slice(0, 2)) {
@@ -353,9 +357,11 @@ for (const kind of SOCKET_KINDS) {
     });
 
     it("gives up with an ERROR after the retransmissions when the client goes silent", async () => {
+      const blob = await blobArtifact(Buffer.alloc(5000, 7), kind === "thread");
+      after(blob.cleanup);
       const t = await startServer(
-        { "f.bin": rendered(Buffer.alloc(5000, 7)) },
-        { defaultTimeoutMs: 20, maxRetries: 3, nativeSockets },
+        { "f.bin": blob.artifact },
+        { defaultTimeoutMs: 20, maxRetries: 3, nativeSockets, lockstepThreads },
       );
       const peer = await RawPeer.open();
       try {
@@ -381,9 +387,11 @@ for (const kind of SOCKET_KINDS) {
   describe(`tftp client gone (${kind} sockets)`, socketSuite(kind), () => {
     it("a client whose port closed mid-transfer ends the transfer without waiting out the retries", async () => {
       // Long retry budget: only the ICMP port unreachable on the connected socket can end it early.
+      const blob = await blobArtifact(Buffer.alloc(5000, 7), kind === "thread");
+      after(blob.cleanup);
       const t = await startServer(
-        { "f.bin": rendered(Buffer.alloc(5000, 7)) },
-        { defaultTimeoutMs: 50, maxRetries: 1000, nativeSockets },
+        { "f.bin": blob.artifact },
+        { defaultTimeoutMs: 50, maxRetries: 1000, nativeSockets, lockstepThreads },
       );
       const peer = await RawPeer.open();
       try {
@@ -418,7 +426,7 @@ for (const kind of SOCKET_KINDS) {
       await handle.close();
       const t = await startServer(
         { "big.bin": { kind: "file", absPath: file, size, mtime: new Date() } },
-        { nativeSockets },
+        { nativeSockets, lockstepThreads },
       );
       try {
         // 512-byte blocks, windowed so the suite stays fast on a loaded CI box: the wrap happens
@@ -484,7 +492,8 @@ describe(
 );
 
 for (const kind of SOCKET_KINDS) {
-  const nativeSockets = kind === "native";
+  const nativeSockets = kind !== "dgram";
+  const lockstepThreads = kind === "thread" ? 64 : 0;
   describe(`tftp leniency and fairness (${kind} sockets)`, socketSuite(kind), () => {
     const body = Buffer.alloc(3000);
     for (let i = 0; i < body.length; i++) body[i] = i % 253;
@@ -495,7 +504,7 @@ for (const kind of SOCKET_KINDS) {
       );
 
     it("accepts an RRQ padded with NULs and ACKs longer than 4 bytes (as tftpd-hpa does)", async () => {
-      const t = await startServer(table, { nativeSockets });
+      const t = await startServer(table, { nativeSockets, lockstepThreads });
       const peer = await RawPeer.open();
       try {
         await raw(peer, "\x00\x01f.bin\x00octet\x00\x00\x00\x00\x00", t.port);
@@ -519,7 +528,7 @@ for (const kind of SOCKET_KINDS) {
     });
 
     it("answers an unknown mode with ERROR 4 from a new TID", async () => {
-      const t = await startServer(table, { nativeSockets });
+      const t = await startServer(table, { nativeSockets, lockstepThreads });
       const peer = await RawPeer.open();
       try {
         await raw(peer, "\x00\x01f.bin\x00binary\x00", t.port);
@@ -538,7 +547,7 @@ for (const kind of SOCKET_KINDS) {
 
     for (const order of ["ERROR first", "RRQ read first"] as const) {
       it(`answers an RRQ from the same port right after an ERROR (UEFI's tsize probe, then the read; ${order})`, async () => {
-        const t = await startServer(table, { nativeSockets });
+        const t = await startServer(table, { nativeSockets, lockstepThreads });
         const peer = await RawPeer.open();
         try {
           const rrq = {
@@ -579,7 +588,7 @@ for (const kind of SOCKET_KINDS) {
     }
 
     it("caps concurrent transfers per client", async () => {
-      const t = await startServer(table, { nativeSockets, maxTransfersPerClient: 2 });
+      const t = await startServer(table, { nativeSockets, lockstepThreads, maxTransfersPerClient: 2 });
       const peers = await Promise.all([RawPeer.open(), RawPeer.open(), RawPeer.open()]);
       try {
         for (const p of peers.slice(0, 2)) {
@@ -601,7 +610,7 @@ for (const kind of SOCKET_KINDS) {
     });
 
     it("a transfer abandoned without an ERROR frees its slot within a few seconds (default timeouts)", async () => {
-      const t = await startServer(table, { nativeSockets });
+      const t = await startServer(table, { nativeSockets, lockstepThreads });
       const peer = await RawPeer.open();
       try {
         const event = nextTransferEvent(t.events, 15_000);
