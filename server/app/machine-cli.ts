@@ -3,6 +3,7 @@
  * socket of a running serve-pxe (`<state-dir>/metalman.sock`). docs/management-api.md lists
  * the commands and the exit codes.
  */
+
 import { readFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import path from "node:path";
@@ -10,6 +11,7 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { ApiAnswerError, ApiClient, DaemonUnreachableError } from "../api/client.js";
 import { apiSocketPath } from "../api/unix-socket.js";
+import { runTpmCli } from "../attest/tpm-cli.js";
 import { parseGoDuration } from "../config/go-duration.js";
 
 /** Exit codes (docs/management-api.md). */
@@ -39,6 +41,8 @@ Usage:
   metalman machine repin-bmc NAME [--fingerprint SHA256]
                                                 trust the BMC's certificate again: without
                                                 --fingerprint the next contact pins what it sees
+  metalman machine repin-tpm NAME [--ek FILE]   after a board swap: forget (or replace) the pinned TPM EK
+                                                (same as metalman tpm repin; see metalman tpm --help)
 
 Flags:
   --state-dir DIR    the serve-pxe --state-dir (default $HOME/.unbounded/metalman/state);
@@ -137,6 +141,9 @@ export async function runManagementCli(
   env: NodeJS.ProcessEnv,
   out: Out,
 ): Promise<number> {
+  // The TPM re-pin is the attestation room's operator action (server/attest/tpm-cli.ts, also
+  // `metalman tpm repin`); it is offered here beside repin-bmc, where an operator looks for it.
+  if (group === "machine" && argv[0] === "repin-tpm") return runTpmCli(["repin", ...argv.slice(1)], env, out);
   const usage = group === "machine" ? MACHINE_USAGE : OPERATION_USAGE;
   let parsed: Parsed;
   try {

@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
+import { runManagementCli } from "../../../server/app/machine-cli.js";
 import { repinTpm } from "../../../server/attest/repin.js";
 import { pollRepinRequests } from "../../../server/attest/repin-requests.js";
 import { runTpmCli } from "../../../server/attest/tpm-cli.js";
@@ -93,6 +94,14 @@ describe("metalman tpm repin", () => {
       assert.equal(await runTpmCli(["repin", "node-z", "--state-dir", stateDir, "--wait", "5"], {}, io), 1);
       assert.match(out.join(""), /node-z: machine node-z not found/);
       assert.equal(await runTpmCli(["repin"], {}, io), 2);
+      // The same action where operators look for it, beside repin-bmc.
+      const before = out.length;
+      assert.equal(
+        await runManagementCli("machine", ["repin-tpm", "node-a", "--state-dir", stateDir, "--wait", "5"], {}, io),
+        0,
+        out.join(""),
+      );
+      assert.match(out.slice(before).join(""), /EK pin was sha256:[0-9a-f]{16}, now cleared/);
     } finally {
       stop();
       await rm(stateDir, { recursive: true, force: true });
