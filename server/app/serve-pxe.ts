@@ -24,6 +24,7 @@ import { FileDiscoveryStore } from "../inventory/discovery-store.js";
 import { FileInventory } from "../inventory/file-inventory.js";
 import type { SecretReader } from "../inventory/secrets.js";
 import { NetbootResolver } from "../netboot/resolver.js";
+import { userDataFromConfigMaps } from "../netboot/user-data.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
 import { StopDeadline, waitUntilIdle } from "./stop-deadline.js";
@@ -154,6 +155,8 @@ export async function startAppliance(
     const resolver = new NetbootResolver({
       images,
       render: (source, machine, name) => renderer.render(source, machine, templateContext, name),
+      // cloud-init/user-data from the Machine's userDataConfigMapRef (a ConfigMap in the inventory folder).
+      userData: userDataFromConfigMaps(inventory.secrets),
     });
 
     const readiness = (): ReadinessReport => {

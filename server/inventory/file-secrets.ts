@@ -187,6 +187,11 @@ export class FileSecretStore implements SecretReader {
     return this.lookup(this.configMaps, ref, defaultNamespace)?.toString("utf8");
   }
 
+  async hasConfigMap(ref: SecretKeySelector, defaultNamespace?: string): Promise<boolean> {
+    const namespace = ref.namespace || defaultNamespace || DEFAULT_NAMESPACE;
+    return this.configMaps.has(`${namespace}/${ref.name}`);
+  }
+
   private lookup(
     index: Map<string, ManifestObject>,
     ref: SecretKeySelector,

@@ -16,4 +16,10 @@ export interface SecretReader {
   secretValue(ref: SecretKeySelector, defaultNamespace?: string): Promise<Buffer | undefined>;
   /** The string under `ref.key` of ConfigMap `ref.name`; undefined when missing. */
   configMapValue(ref: SecretKeySelector, defaultNamespace?: string): Promise<string | undefined>;
+  /**
+   * Whether ConfigMap `ref.name` exists (its key is not looked at): spec §5.6 answers a missing
+   * ConfigMap with the default user-data but a missing key with an error. Readers that cannot
+   * tell leave it out, and callers then treat "no value" as "no ConfigMap".
+   */
+  hasConfigMap?(ref: SecretKeySelector, defaultNamespace?: string): Promise<boolean>;
 }
