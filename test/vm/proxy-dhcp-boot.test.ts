@@ -179,6 +179,10 @@ describe("proxyDHCP beside dnsmasq: real firmware boots (QEMU TCG)", { skip: ski
     const healthy = await waitApplianceHealthy(server, { ns, serverIp: SERVER_IP, healthPort: HEALTH_PORT });
     assert.ok(healthy, `metalman did not become healthy:\n${server.tail()}`);
     assert.ok(site.running, `dnsmasq did not start:\n${site.tail()}`);
+    // The banner is written right after the listeners start: give the log pipe a bounded moment.
+    for (let i = 0; i < 50 && !server.lines.some((l) => l.includes(":4011")); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     assert.ok(
       server.lines.some((l) => l.includes(":4011")),
       "no boot server socket on :4011 in the banner",
