@@ -122,7 +122,7 @@ mm_start() {
   fi
   # a simple command in the background: ip execs node, so $! is metalman itself
   ip netns exec "$LAB_SERVER_NS" node "${node_args[@]}" "$MM_MAIN" serve-pxe --inventory "$inv" \
-    --state-dir "$BENCH_STATE/mm-state" --cache-dir "$BENCH_STATE/mm-cache" \
+    --state-dir "$BENCH_STATE/mm-state" --cache-dir "$BENCH_STATE/mm-cache" --image-root "$BENCH_STATE" \
     --bind-address "$LAB_SERVER_IP" --health-port "$MM_HEALTH_PORT" --log-level "${MM_LOG_LEVEL:-warn}" "$@" \
     > "$MM_LOG" 2>&1 &
   MM_PID=$!

@@ -28,7 +28,7 @@ LAB_TFTP_PORT=1069 "$LAB_DIR/peers.sh" start atftpd >/dev/null 2>&1 || lab_die "
 mm_image "$BENCH_STATE/tftp-image" "$LAB_STATE/tftp"
 mm_client_inventory "$BENCH_STATE/tftp-inventory" "$BENCH_STATE/tftp-image"
 mm_start "$BENCH_STATE/tftp-inventory" --serve-url "http://$LAB_SERVER_IP:8080" --http-port 8080 \
-  --tftp-port "${PORT[metalman]}" --dhcp-port 1067 --image-root "$BENCH_STATE"
+  --tftp-port "${PORT[metalman]}" --dhcp-port 1067
 
 # point SERVER CLIENT BLKSIZE WINDOWSIZE -> one MB/s value (empty on failure)
 point() {
