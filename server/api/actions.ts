@@ -7,16 +7,9 @@
  * records these decisions.
  */
 import { randomBytes } from "node:crypto";
-import { CERT_CONDITION } from "../bmc/tls-pin.js";
+import { CERT_CONDITION, repinBmc } from "../bmc/tls-pin.js";
 import type { BootEventBus } from "../events/boot-events.js";
-import {
-  type MachineBackend,
-  type MachineOperation,
-  NotFoundError,
-  QuarantinedError,
-  UNCHANGED,
-} from "../inventory/backend.js";
-import { removeCondition } from "../inventory/conditions.js";
+import { type MachineBackend, type MachineOperation, NotFoundError, QuarantinedError } from "../inventory/backend.js";
 import { KeyedLock } from "../inventory/keyed-lock.js";
 import {
   AlreadyExistsError,
@@ -181,22 +174,12 @@ export class MachineActions {
     if (fingerprint !== undefined && !FINGERPRINT.test(fingerprint)) {
       throw new ApiError("VALIDATION_FAILED", "body/fingerprint must be 32 hex pairs separated by ':' (SHA-256)");
     }
-    const pinned = fingerprint?.toLowerCase();
-    const previous = machine.status?.redfish?.certFingerprint || undefined;
     const eventsSince = this.events.lastSeq;
+    let pinned: string | undefined;
+    const previous = machine.status?.redfish?.certFingerprint || undefined;
     try {
-      await this.backend.updateStatus(name, (current) => {
-        const status = current.status ?? {};
-        const redfish = { ...status.redfish };
-        if (pinned === undefined) delete redfish.certFingerprint;
-        else redfish.certFingerprint = pinned;
-        const conditions = removeCondition(status.conditions, PIN_MISMATCH_CONDITION);
-        const same =
-          (status.redfish?.certFingerprint || undefined) === pinned &&
-          conditions.length === (status.conditions ?? []).length;
-        if (same) return UNCHANGED;
-        return { ...status, redfish, conditions };
-      });
+      // One re-pin for every caller: the driver's (server/bmc/tls-pin.ts), which the BMC pool re-reads.
+      pinned = await repinBmc(this.backend, name, { fingerprint, events: this.events, actor });
     } catch (err) {
       if (err instanceof NotFoundError) throw new ApiError("MACHINE_NOT_FOUND", name, { machine: name });
       if (err instanceof QuarantinedError) {
@@ -204,13 +187,6 @@ export class MachineActions {
       }
       throw err;
     }
-    this.events.emit({
-      step: "bmc.repin",
-      result: "ok",
-      machine: name,
-      reason: pinned === undefined ? "cleared" : "pinned",
-      detail: { previous, pinned, user: actor.user, transport: actor.transport },
-    });
     const result: RepinResult = { machine: name, eventsSince };
     if (previous) result.previous = previous;
     if (pinned) result.pinned = pinned;

@@ -1,6 +1,6 @@
 import type { MachineBackend } from "../inventory/backend.js";
-import { resolvePassword } from "../inventory/file-secrets.js";
 import type { SecretReader } from "../inventory/secrets.js";
+import { resolvePassword } from "../inventory/secrets.js";
 import type { Machine } from "../inventory/types.js";
 import { type BmcDriver, BmcError } from "./driver.js";
 import { RedfishDriver, type RedfishDriverOptions } from "./redfish/driver.js";

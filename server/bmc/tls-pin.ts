@@ -155,8 +155,8 @@ export interface RepinOptions {
    */
   fingerprint?: string;
   events?: PinEvents;
-  /** Who asked (the management API records it). */
-  actor?: string;
+  /** Who asked (the management API records it in the event). */
+  actor?: { user: string; transport: string };
 }
 
 /**
@@ -175,7 +175,9 @@ export async function repinBmc(
     if (!pin)
       throw new TypeError("fingerprint must be a SHA-256 fingerprint (64 hex digits, optionally colon-separated)");
   }
+  let previous: string | undefined;
   const result = await backend.updateStatus(machine, (m) => {
+    previous = m.status?.redfish?.certFingerprint || undefined;
     const status: MachineStatus = { ...m.status };
     const redfish = { ...status.redfish };
     if (pin) redfish.certFingerprint = pin;
@@ -186,10 +188,11 @@ export async function repinBmc(
   });
   const now = result.machine.status?.redfish?.certFingerprint;
   options.events?.emit({
-    step: "bmc.tls-repin",
+    step: "bmc.repin",
     result: "ok",
     machine,
-    detail: { fingerprint: now ?? "(cleared: pinned at next contact)", actor: options.actor },
+    reason: now === undefined ? "cleared" : "pinned",
+    detail: { previous, pinned: now, user: options.actor?.user, transport: options.actor?.transport },
   });
   return now;
 }

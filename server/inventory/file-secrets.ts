@@ -24,7 +24,7 @@ export interface ManifestObject {
 }
 
 /** The CRD default of `passwordRef.key` (spec §2.1). */
-export const DEFAULT_PASSWORD_KEY = "ssh-privatekey";
+export { DEFAULT_PASSWORD_KEY } from "./secrets.js";
 
 /** The namespace `kubectl apply` uses for a manifest without one. */
 export const DEFAULT_NAMESPACE = "default";
@@ -187,6 +187,11 @@ export class FileSecretStore implements SecretReader {
     return this.lookup(this.configMaps, ref, defaultNamespace)?.toString("utf8");
   }
 
+  async hasSecret(ref: SecretKeySelector, defaultNamespace?: string): Promise<boolean> {
+    const namespace = ref.namespace || defaultNamespace || DEFAULT_NAMESPACE;
+    return this.secrets.has(`${namespace}/${ref.name}`);
+  }
+
   async hasConfigMap(ref: SecretKeySelector, defaultNamespace?: string): Promise<boolean> {
     const namespace = ref.namespace || defaultNamespace || DEFAULT_NAMESPACE;
     return this.configMaps.has(`${namespace}/${ref.name}`);
@@ -212,34 +217,4 @@ export class FileSecretStore implements SecretReader {
  */
 export function readableByOthers(mode: number): boolean {
   return (mode & 0o044) !== 0;
-}
-
-/**
- * The BMC password for `passwordRef`. Spec §2.1: upstream's CRD defaults the key to
- * `ssh-privatekey` (the selector type is shared with SSH) while its README says `password`, and
- * our schema applies the same default. So a key of `ssh-privatekey` (or none) means "the
- * default": that key if the Secret has it (what upstream reads, so a working upstream Machine
- * works the same here), else `password` (what the README told users to write). Any other key is
- * used alone. A missing Secret is an error for the caller; a missing key gives an empty password
- * (upstream behaviour).
- */
-export async function resolvePassword(
-  reader: SecretReader,
-  ref: SecretKeySelector,
-): Promise<{ secretFound: boolean; password: string; key?: string }> {
-  const keys = ref.key && ref.key !== DEFAULT_PASSWORD_KEY ? [ref.key] : [DEFAULT_PASSWORD_KEY, "password"];
-  for (const key of keys) {
-    const value = await reader.secretValue({ ...ref, key });
-    if (value !== undefined) {
-      const password = value.toString("utf8");
-      value.fill(0);
-      return { secretFound: true, password, key };
-    }
-  }
-  // The interface has no "exists" call; our own store can tell a missing Secret from a missing key.
-  const secretFound =
-    reader instanceof FileSecretStore
-      ? reader.names("Secret").includes(`${ref.namespace || DEFAULT_NAMESPACE}/${ref.name}`)
-      : true;
-  return { secretFound, password: "" };
 }

@@ -6,7 +6,8 @@ import { describe, it } from "node:test";
 import { inspect } from "node:util";
 import { pino } from "pino";
 import { FileInventory } from "../../../server/inventory/file-inventory.js";
-import { FileSecretStore, parseManifest, resolvePassword } from "../../../server/inventory/file-secrets.js";
+import { FileSecretStore, parseManifest } from "../../../server/inventory/file-secrets.js";
+import { resolvePassword } from "../../../server/inventory/secrets.js";
 import { silentLog, tempDir } from "./helpers.js";
 
 const PASSWORD = "hunter2-Sup3rSecret";

@@ -144,7 +144,14 @@ describe("BMC pin store over the backend (createBmcDriver)", () => {
     assert.equal(inv.get("node-01")!.status?.redfish?.certFingerprint, a);
 
     // Operator re-pin to the fingerprint the condition showed (upper case, as openssl prints it).
-    assert.equal(await repinBmc(inv, "node-01", { fingerprint: certB.opensslFingerprint, events, actor: "alice" }), b);
+    assert.equal(
+      await repinBmc(inv, "node-01", {
+        fingerprint: certB.opensslFingerprint,
+        events,
+        actor: { user: "alice", transport: "test" },
+      }),
+      b,
+    );
     assert.equal(
       inv.get("node-01")!.status?.conditions?.find((x) => x.type === CERT_CONDITION),
       undefined,
