@@ -33,4 +33,10 @@ apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends isc-dh
 pkill -x dhcrelay 2>/dev/null || true
 # BMC emulator checks (issue 6): DMTF's redfishtool as the independent Redfish client.
 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends redfishtool >/dev/null
+# One file per surface in scripts/test-deps.d/ (apt packages of the images, console, cluster,
+# appliance... suites), so that parallel work on different surfaces never edits one line.
+for extra in "$repo"/scripts/test-deps.d/*.sh; do
+  [ -e "$extra" ] || continue
+  LAB_DIR="$lab" bash "$extra"
+done
 echo "install-test-deps: done"
