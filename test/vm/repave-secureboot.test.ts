@@ -47,7 +47,12 @@ const SEED_LBA = 2048 + 40960;
 /** QEMU start to the installed system's poweroff: two firmware boots, two kernels, the disk write. */
 const VM_TIMEOUT_MS = 480_000;
 
-const UEFI_VM: RepaveVm = { firmware: "uefi-sb", name: "repave-uefi-sb", mac: "52:54:00:51:00:11", ipv4: "10.151.0.11" };
+const UEFI_VM: RepaveVm = {
+  firmware: "uefi-sb",
+  name: "repave-uefi-sb",
+  mac: "52:54:00:51:00:11",
+  ipv4: "10.151.0.11",
+};
 const BIOS_VM: RepaveVm = { firmware: "bios", name: "repave-bios", mac: "52:54:00:51:00:12", ipv4: "10.151.0.12" };
 
 const { root, lab, serverMain } = vmLabPaths();
@@ -199,7 +204,10 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
       ["grub: install entry", line(new RegExp(`metalman: repave 1 requested for ${n}`))],
       ["installer start", line(/metalman-image: installer-start/)],
       ["installer under Secure Boot", line(/metalman-image: installer-firmware firmware=efi secureboot=enabled/)],
-      ["installer lease", line(new RegExp(`metalman-image: installer-dhcp .* ip=${UEFI_VM.ipv4.replaceAll(".", "\\.")} `))],
+      [
+        "installer lease",
+        line(new RegExp(`metalman-image: installer-dhcp .* ip=${UEFI_VM.ipv4.replaceAll(".", "\\.")} `)),
+      ],
       ["verified", line(/metalman-image: installer-verified sha256=[0-9a-f]{64}/)],
       ["written", line(/metalman-image: installer-written disk=\/dev\/vda/)],
       ["pxe disabled", line(/metalman-image: installer-pxe-disabled/)],

@@ -95,7 +95,12 @@ export function firstMissingStep<T>(items: readonly T[], steps: [string, (item: 
  * The VM's disk holds exactly the image's disk.img (gunzipped), except its seed sector, which holds
  * the installer's `METALMAN-SEED <serve-url>`. Returns a description of the first difference.
  */
-export function diskMismatch(diskFile: string, imageDir: string, seedLba: number, serveUrl: string): string | undefined {
+export function diskMismatch(
+  diskFile: string,
+  imageDir: string,
+  seedLba: number,
+  serveUrl: string,
+): string | undefined {
   const want = gunzipSync(readFileSync(path.join(imageDir, "disk", "disk.img.gz")));
   const disk = readFileSync(diskFile);
   if (disk.length < want.length) return `disk ${disk.length} bytes < image ${want.length}`;
