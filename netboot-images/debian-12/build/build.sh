@@ -200,7 +200,7 @@ blob() { local h; h=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "$O/blobs/sha256/
 tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner --format=posix \
   --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$OUT" -cf "$WORK/layer.tar" disk
 DIFF_ID=$(sha256sum "$WORK/layer.tar" | cut -d' ' -f1)
-gzip -n -9 -c "$WORK/layer.tar" > "$WORK/layer.tar.gz"
+gzip -n -6 -c "$WORK/layer.tar" > "$WORK/layer.tar.gz"
 LAYER_SIZE=$(stat -c %s "$WORK/layer.tar.gz")
 LAYER=$(blob "$WORK/layer.tar.gz")
 CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
