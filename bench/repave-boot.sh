@@ -115,7 +115,8 @@ pid $W/nginx.pid;
 error_log $W/nginx-error.log warn;
 events { worker_connections 256; }
 http {
-  access_log $W/nginx-access.log;
+  log_format timed '$msec $remote_addr "$request" $status $body_bytes_sent $request_time';
+  access_log $W/nginx-access.log timed;
   client_body_temp_path $W/nginx-tmp/body; proxy_temp_path $W/nginx-tmp/proxy;
   fastcgi_temp_path $W/nginx-tmp/fastcgi; uwsgi_temp_path $W/nginx-tmp/uwsgi; scgi_temp_path $W/nginx-tmp/scgi;
   sendfile on; tcp_nopush on;
@@ -149,7 +150,7 @@ spec:
 YAML
   ip netns exec "$NS" node "$MAIN" serve-pxe --inventory "$s/inventory" --state-dir "$s/state" \
     --cache-dir "$s/cache" --bind-address "$SRV" --serve-url "$URL" --http-port "$PORT" --tftp-port 69 \
-    --health-port "$HEALTH" --dhcp-port 67 --dhcp-interface br0 --log-level warn \
+    --health-port "$HEALTH" --dhcp-port 67 --dhcp-interface br0 --log-level "${BENCH_MM_LOG:-warn}" \
     --image-root "$(dirname "$IMAGE")" > "$s/server.log" 2>&1 &
   SERVER_PIDS=($!)
   local i

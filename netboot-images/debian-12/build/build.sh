@@ -119,6 +119,7 @@ exit 0
 HOOK
 chmod 755 "$R/etc/udhcpc.sh"
 install -m 755 "$HERE/init.sh" "$R/init"
+mkdir -p "$R/lib/metalman" && install -m 644 "$HERE/fetch.sh" "$R/lib/metalman/fetch.sh"
 find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 ( cd "$R" && find . | sort | cpio --quiet --reproducible -o -H newc -R 0:0 ) | gzip -n -9 > "$WORK/initrd.img"
 log "initramfs $(stat -c %s "$WORK/initrd.img") bytes, modules: ${ORDER[*]}"

@@ -52,27 +52,7 @@ done
 . /tmp/dhcp.env
 say "$ROLE-dhcp if=$IF mac=$(cat /sys/class/net/$IF/address) ip=$ip serverid=$serverid"
 
-# fetch URL OUT: GET with retries. 503 means "not ready yet" (image still pulling): wait and
-# retry for up to ~10 minutes; other failures retry with backoff 8 times; 4xx gives up.
-# (busybox-static 1.35 wget segfaults with -T: bounded with timeout instead.)
-fetch() {
-  _url=$1; _out=$2; _n=0; _fails=0
-  while [ $_n -lt 300 ]; do
-    _n=$((_n + 1))
-    rm -f "$_out"
-    if timeout 300 wget -S -q -O "$_out" "$_url" 2>/tmp/wget.err; then return 0; fi
-    _code=$(sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' /tmp/wget.err | tail -n1)
-    case "$_code" in
-      503) say "$ROLE-fetch-wait url=$_url status=503 attempt=$_n"; sleep 2 ;;
-      4??) say "$ROLE-fetch-refused url=$_url status=$_code"; return 1 ;;
-      *)
-        _fails=$((_fails + 1))
-        [ $_fails -lt 8 ] || return 1
-        say "$ROLE-fetch-retry url=$_url status=${_code:-none} attempt=$_n"; sleep $_fails ;;
-    esac
-  done
-  return 1
-}
+. /lib/metalman/fetch.sh
 
 # The first whole disk (virtio, SCSI/SATA, NVMe), or metalman.target_disk.
 first_disk() {
