@@ -115,7 +115,7 @@ pid $W/nginx.pid;
 error_log $W/nginx-error.log warn;
 events { worker_connections 256; }
 http {
-  log_format timed '$msec $remote_addr "$request" $status $body_bytes_sent $request_time';
+  log_format timed '\$msec \$remote_addr "\$request" \$status \$body_bytes_sent \$request_time';
   access_log $W/nginx-access.log timed;
   client_body_temp_path $W/nginx-tmp/body; proxy_temp_path $W/nginx-tmp/proxy;
   fastcgi_temp_path $W/nginx-tmp/fastcgi; uwsgi_temp_path $W/nginx-tmp/uwsgi; scgi_temp_path $W/nginx-tmp/scgi;
