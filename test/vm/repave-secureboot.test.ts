@@ -47,11 +47,13 @@ const SEED_LBA = 2048 + 40960;
 /** QEMU start to the installed system's poweroff: two firmware boots, two kernels, the disk write. */
 const VM_TIMEOUT_MS = 480_000;
 
+/** The UEFI VM names its disk (a blank decoy comes first, as /dev/vda); the BIOS VM uses the first disk. */
 const UEFI_VM: RepaveVm = {
   firmware: "uefi-sb",
   name: "repave-uefi-sb",
   mac: "52:54:00:51:00:11",
   ipv4: "10.151.0.11",
+  targetDisk: "/dev/vdb",
 };
 const BIOS_VM: RepaveVm = { firmware: "bios", name: "repave-bios", mac: "52:54:00:51:00:12", ipv4: "10.151.0.12" };
 
@@ -130,13 +132,18 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
     const disk = path.join(work, `disk-${vm.firmware}.img`);
     writeFileSync(disk, "");
     run("truncate", ["-s", "64M", disk]);
+    const decoy = vm.targetDisk === undefined ? undefined : path.join(work, `decoy-${vm.firmware}.img`);
+    if (decoy !== undefined) {
+      writeFileSync(decoy, "");
+      run("truncate", ["-s", "32M", decoy]);
+    }
     const vars = path.join(work, `vars-${vm.firmware}.fd`);
     copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.ms.fd", vars);
     const serialFile = path.join(work, `serial-${vm.firmware}.log`);
     const started = Date.now();
     const qemu = startQemu(
       ns,
-      repaveQemuArgs(vm, { tap, disk, vars, serial: serialFile }),
+      repaveQemuArgs(vm, { tap, disk, vars, serial: serialFile, decoy }),
       path.join(work, `qemu-${vm.firmware}.log`),
     );
     vms.add(qemu);
@@ -155,6 +162,10 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
     assert.ok(exited, `the VM did not power off within ${VM_TIMEOUT_MS / 1000} s${context}`);
     const mismatch = diskMismatch(disk, imageDir, SEED_LBA, SERVE_URL);
     assert.equal(mismatch, undefined, `the VM's disk is not the image's disk.img: ${mismatch}${context}`);
+    if (decoy !== undefined) {
+      const untouched = readFileSync(decoy).every((byte) => byte === 0);
+      assert.ok(untouched, `the installer wrote to the first disk instead of spec.pxe.targetDisk${context}`);
+    }
     return { serial: `${serial}${context}`, events, seconds };
   }
 
@@ -208,8 +219,9 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
         "installer lease",
         line(new RegExp(`metalman-image: installer-dhcp .* ip=${UEFI_VM.ipv4.replaceAll(".", "\\.")} `)),
       ],
+      ["target disk", line(/metalman-image: installer-target disk=\/dev\/vdb\r?$/)],
       ["verified", line(/metalman-image: installer-verified sha256=[0-9a-f]{64}/)],
-      ["written", line(/metalman-image: installer-written disk=\/dev\/vda/)],
+      ["written", line(/metalman-image: installer-written disk=\/dev\/vdb/)],
       ["pxe disabled", line(/metalman-image: installer-pxe-disabled/)],
       ["reboot", line(/metalman-image: installer-reboot/)],
       ["grub: chainload", line(new RegExp(`metalman: no repave pending for ${n} \\(requested 1, completed 1\\)`))],

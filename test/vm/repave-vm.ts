@@ -15,11 +15,24 @@ export interface RepaveVm {
   name: string;
   mac: string;
   ipv4: string;
+  /** spec.pxe.targetDisk; the VM then also gets a blank decoy disk in front (it becomes /dev/vda). */
+  targetDisk?: string;
 }
 
 /** The QEMU arguments (run inside the namespace) for one VM with its tap, disk and OVMF vars copy. */
-export function repaveQemuArgs(vm: RepaveVm, o: { tap: string; disk: string; vars: string; serial: string }): string[] {
+export function repaveQemuArgs(
+  vm: RepaveVm,
+  o: { tap: string; disk: string; vars: string; serial: string; decoy?: string },
+): string[] {
+  const decoy =
+    o.decoy === undefined
+      ? []
+      : [
+          ...["-drive", `file=${o.decoy},format=raw,if=none,id=d9,cache=unsafe`],
+          ...["-device", "virtio-blk-pci,drive=d9"],
+        ];
   const common = [
+    ...decoy,
     ...["-name", `repave-${vm.firmware}`, "-accel", "tcg", "-m", "512", "-smp", "1"],
     ...["-nodefaults", "-display", "none", "-monitor", "none", "-serial", `file:${o.serial}`],
     ...["-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`],
@@ -63,6 +76,7 @@ export function repaveMachineYaml(vm: RepaveVm, image: string, gateway: string):
     "spec:",
     "  pxe:",
     `    image: ${JSON.stringify(image)}`,
+    ...(vm.targetDisk === undefined ? [] : [`    targetDisk: ${JSON.stringify(vm.targetDisk)}`]),
     "    dhcpLeases:",
     `      - {mac: "${vm.mac}", ipv4: "${vm.ipv4}", subnetMask: "255.255.255.0", gateway: "${gateway}"}`,
     "  operations:",
