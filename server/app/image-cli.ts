@@ -125,7 +125,13 @@ function parse(argv: string[]) {
  * The first answer may still show the previous state (the check starts within a tick), so a
  * pull is only "over" once it was seen running or the registry's answer was recorded after the ask.
  */
-async function follow(client: ApiClient, out: Out, json: boolean, ref: string | undefined, timeoutMs: number): Promise<number> {
+async function follow(
+  client: ApiClient,
+  out: Out,
+  json: boolean,
+  ref: string | undefined,
+  timeoutMs: number,
+): Promise<number> {
   const askedAt = Date.now();
   const deadline = askedAt + timeoutMs;
   let lastLine = "";
@@ -138,7 +144,9 @@ async function follow(client: ApiClient, out: Out, json: boolean, ref: string | 
     const settled = mine.every(
       (i) =>
         i.state === "failed" ||
-        (i.state === "ready" && i.pullingDigest === undefined && (seenPulling || Date.parse(i.resolvedAt ?? "") >= askedAt - 1000)),
+        (i.state === "ready" &&
+          i.pullingDigest === undefined &&
+          (seenPulling || Date.parse(i.resolvedAt ?? "") >= askedAt - 1000)),
     );
     if (!json) {
       for (const item of running) {
@@ -176,7 +184,9 @@ function imageTable(items: ImageStatus[]): string {
 }
 
 function gcText(result: GcResult): string {
-  const lines = result.removed.map((r) => `removed ${r.manifestDigest.slice(0, 19)}  ${mib(r.bytes)}  (${r.sourceRef})`);
+  const lines = result.removed.map(
+    (r) => `removed ${r.manifestDigest.slice(0, 19)}  ${mib(r.bytes)}  (${r.sourceRef})`,
+  );
   lines.push(`freed ${mib(result.freedBytes)}; cache holds ${mib(result.cacheBytes)}`);
   return `${lines.join("\n")}\n`;
 }

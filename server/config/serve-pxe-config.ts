@@ -798,7 +798,17 @@ export function parseByteSize(text: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$/i.exec(text.trim());
   if (!m) return undefined;
   const unit = (m[2] ?? "B").toUpperCase().replace(/B$/, "");
-  const powers: Record<string, number> = { "": 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12, KI: 1024, MI: 1024 ** 2, GI: 1024 ** 3, TI: 1024 ** 4 };
+  const powers: Record<string, number> = {
+    "": 1,
+    K: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    KI: 1024,
+    MI: 1024 ** 2,
+    GI: 1024 ** 3,
+    TI: 1024 ** 4,
+  };
   const factor = powers[unit];
   if (factor === undefined) return undefined;
   return Math.round(Number(m[1]) * factor);

@@ -1,7 +1,13 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { OciError } from "../oci/errors.js";
-import { type Descriptor, type LayerCompression, layerCompression, type Manifest, selectPlatform } from "../oci/manifest.js";
+import {
+  type Descriptor,
+  type LayerCompression,
+  layerCompression,
+  type Manifest,
+  selectPlatform,
+} from "../oci/manifest.js";
 import type { ImageReference } from "../oci/reference.js";
 import type { CredentialLookup, FetchedManifest, RegistryClient } from "../oci/registry-client.js";
 import { LayerUnpacker, type UnpackLimits } from "./layer-unpack.js";
@@ -149,7 +155,13 @@ export async function pullImage(options: {
       sourceRef: options.refText,
     });
     for (const layer of layers) await rm(cache.blobFile(layer.digest), { force: true });
-    return { digest: top.digest, manifestDigest: image.digest, cached: false, downloadBytes: totalBytes, bytes: unpackedBytes };
+    return {
+      digest: top.digest,
+      manifestDigest: image.digest,
+      cached: false,
+      downloadBytes: totalBytes,
+      bytes: unpackedBytes,
+    };
   } catch (err) {
     aborter.abort();
     await Promise.allSettled(downloads.values());

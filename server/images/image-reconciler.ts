@@ -261,7 +261,10 @@ export class ImageReconciler implements ImageCatalog {
       }
       entry.pulling.digest = resolved.top.digest;
       const moved = served ? { from: served.digest } : {};
-      this.#log.info({ ref: entry.refText, architecture: entry.architecture, digest: resolved.top.digest, ...moved }, "pulling image");
+      this.#log.info(
+        { ref: entry.refText, architecture: entry.architecture, digest: resolved.top.digest, ...moved },
+        "pulling image",
+      );
       this.#emit(entry, "started", undefined, { digest: resolved.top.digest, ...moved });
       const result = await pullImage({
         client,
@@ -287,7 +290,14 @@ export class ImageReconciler implements ImageCatalog {
       this.#metrics.pulls.inc({ result: result.cached ? "cached" : "ok" });
       const ms = this.#now() - started;
       this.#log.info(
-        { ref: entry.refText, architecture: entry.architecture, digest: result.digest, bytes: result.downloadBytes, ms, ...moved },
+        {
+          ref: entry.refText,
+          architecture: entry.architecture,
+          digest: result.digest,
+          bytes: result.downloadBytes,
+          ms,
+          ...moved,
+        },
         "image pulled",
       );
       this.#emit(entry, "ok", undefined, {
@@ -352,7 +362,12 @@ export class ImageReconciler implements ImageCatalog {
     });
   }
 
-  #emit(entry: Entry, result: BootResult, reason: string | undefined, detail: Record<string, string | number | boolean | undefined>): void {
+  #emit(
+    entry: Entry,
+    result: BootResult,
+    reason: string | undefined,
+    detail: Record<string, string | number | boolean | undefined>,
+  ): void {
     for (const machine of [...entry.machines].sort()) {
       this.#o.events.emit({
         step: "image.pull",
@@ -369,7 +384,11 @@ export class ImageReconciler implements ImageCatalog {
     let fromSecret: DockerConfig | undefined;
     const ref = entry.pullSecret;
     if (ref) {
-      const value = await this.#o.secrets.secretValue({ name: ref.name, namespace: ref.namespace, key: ".dockerconfigjson" });
+      const value = await this.#o.secrets.secretValue({
+        name: ref.name,
+        namespace: ref.namespace,
+        key: ".dockerconfigjson",
+      });
       if (value === undefined) {
         throw new OciError(
           `pull secret ${ref.namespace}/${ref.name} (key .dockerconfigjson) not found`,
@@ -430,7 +449,8 @@ export class ImageReconciler implements ImageCatalog {
     if (entry.pulling) {
       status.bytes = entry.pulling.bytes;
       status.totalBytes = entry.pulling.totalBytes;
-      if (serving && entry.pulling.digest && entry.pulling.digest !== record.digest) status.pullingDigest = entry.pulling.digest;
+      if (serving && entry.pulling.digest && entry.pulling.digest !== record.digest)
+        status.pullingDigest = entry.pulling.digest;
     } else if (serving) {
       status.bytes = image.bytes;
       status.totalBytes = image.bytes;

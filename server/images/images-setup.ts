@@ -7,8 +7,8 @@ import type { BootEventBus } from "../events/boot-events.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import type { SecretReader } from "../inventory/secrets.js";
 import { type DockerConfig, parseDockerConfig } from "../oci/docker-config.js";
-import { parseRegistriesConfig, type RegistriesConfig } from "../oci/registry-config.js";
 import { RegistryClient, type RegistryClientOptions } from "../oci/registry-client.js";
+import { parseRegistriesConfig, type RegistriesConfig } from "../oci/registry-config.js";
 import { DirImageStore } from "./dir-image-store.js";
 import { ImageReconciler } from "./image-reconciler.js";
 import { OciCache } from "./oci-cache.js";
@@ -55,7 +55,10 @@ export async function imagesSetup(
   }
   let dockerConfig: DockerConfig | undefined;
   if (config.registryAuthFile) {
-    dockerConfig = parseDockerConfig(readFlagFile(config.registryAuthFile, "--registry-auth-file"), "--registry-auth-file");
+    dockerConfig = parseDockerConfig(
+      readFlagFile(config.registryAuthFile, "--registry-auth-file"),
+      "--registry-auth-file",
+    );
   }
   const cache = new OciCache(config.cacheDir, log);
   await cache.open();

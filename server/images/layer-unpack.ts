@@ -59,6 +59,7 @@ export class LayerUnpacker {
 
   /** Apply one layer blob (already verified against its digest). */
   async apply(blobFile: string, compression: LayerCompression, what: string): Promise<void> {
+    await mkdir(this.#root, { recursive: true });
     const extract = tarExtract();
     const source = createReadStream(blobFile, { highWaterMark: 1024 * 1024 });
     const feeding =
@@ -155,7 +156,10 @@ export class LayerUnpacker {
         await this.#safeParent(source, what, false);
         const sourceStat = await lstat(this.#abs(source)).catch(() => undefined);
         if (!sourceStat?.isFile()) {
-          throw new OciError(`${what}: hard link ${rel} points at ${header.linkname}, which is not a file`, "BAD_MANIFEST");
+          throw new OciError(
+            `${what}: hard link ${rel} points at ${header.linkname}, which is not a file`,
+            "BAD_MANIFEST",
+          );
         }
         await this.#replace(target, rel);
         await link(this.#abs(source), target);
@@ -198,7 +202,10 @@ export class LayerUnpacker {
       const abs = this.#abs(parts.slice(0, i));
       const st = await lstat(abs).catch(() => undefined);
       if (st?.isSymbolicLink()) {
-        throw new OciError(`${what}: entry ${parts.join("/")} would be written through the symlink ${rel}: refused`, "BAD_MANIFEST");
+        throw new OciError(
+          `${what}: entry ${parts.join("/")} would be written through the symlink ${rel}: refused`,
+          "BAD_MANIFEST",
+        );
       }
       if (st?.isDirectory()) {
         this.#dirs.add(rel);

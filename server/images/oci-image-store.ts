@@ -2,8 +2,8 @@ import path from "node:path";
 import type { Logger } from "pino";
 import type { Machine } from "../inventory/types.js";
 import { type MetadataResult, readMetadataFile } from "./image-metadata.js";
-import type { ImageLookup, ImageStore } from "./image-store.js";
 import type { ImageReconciler } from "./image-reconciler.js";
+import type { ImageLookup, ImageStore } from "./image-store.js";
 import type { OciCache } from "./oci-cache.js";
 
 const RETRY_AFTER_SECONDS = 5;

@@ -29,7 +29,6 @@ export function parseWwwAuthenticate(header: string): AuthChallenge[] {
       skipSpace();
     }
     if (i >= n) break;
-    const start = i;
     const name = token();
     if (name === "") {
       i++; // not a token character: skip it (malformed input is tolerated, never thrown on)
@@ -49,7 +48,10 @@ export function parseWwwAuthenticate(header: string): AuthChallenge[] {
         }
         i++; // closing quote
       } else {
-        value = token();
+        // Unquoted: a token by the RFC; read leniently up to the next comma or space (URLs seen in the wild).
+        const begin = i;
+        while (i < n && header[i] !== "," && header[i] !== " " && header[i] !== "\t") i++;
+        value = header.slice(begin, i);
       }
       current.params[name.toLowerCase()] = value;
       continue;
@@ -61,7 +63,6 @@ export function parseWwwAuthenticate(header: string): AuthChallenge[] {
       continue;
     }
     // A new scheme (token68 credentials after it are ignored: registries send parameters).
-    void start;
     current = { scheme: name.toLowerCase(), params: {} };
     challenges.push(current);
   }

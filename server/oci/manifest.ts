@@ -6,10 +6,13 @@ export const MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 export const MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 export const MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
 export const MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
-const SCHEMA1 = /^application\/vnd\.docker\.distribution\.manifest\.v1\+(prettyj|j)ws$|^application\/vnd\.docker\.distribution\.manifest\.v1\+json$/;
+const SCHEMA1 =
+  /^application\/vnd\.docker\.distribution\.manifest\.v1\+(prettyj|j)ws$|^application\/vnd\.docker\.distribution\.manifest\.v1\+json$/;
 
 /** Sent as Accept: a registry then never converts to (or guesses) another format. */
-export const MANIFEST_ACCEPT = [MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST].join(", ");
+export const MANIFEST_ACCEPT = [MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST].join(
+  ", ",
+);
 
 /** Layer compression as read by the unpacker. */
 export type LayerCompression = "none" | "gzip" | "zstd";
@@ -62,13 +65,20 @@ export function parseManifest(body: Buffer, contentType: string | undefined, wha
   const headerType = contentType?.split(";", 1)[0]?.trim().toLowerCase();
   const mediaType = typeof doc.mediaType === "string" ? doc.mediaType : (headerType ?? "");
   if (SCHEMA1.test(mediaType) || doc.schemaVersion === 1) {
-    throw new OciError(`${what}: Docker schema 1 manifests are not supported (push the image again with a current tool)`, "UNSUPPORTED");
+    throw new OciError(
+      `${what}: Docker schema 1 manifests are not supported (push the image again with a current tool)`,
+      "UNSUPPORTED",
+    );
   }
   if (doc.schemaVersion !== 2) throw new OciError(`${what}: schemaVersion must be 2`, "BAD_MANIFEST");
   const isIndex =
-    mediaType === MEDIA_OCI_INDEX || mediaType === MEDIA_DOCKER_LIST || (mediaType === "" && Array.isArray(doc.manifests));
+    mediaType === MEDIA_OCI_INDEX ||
+    mediaType === MEDIA_DOCKER_LIST ||
+    (mediaType === "" && Array.isArray(doc.manifests));
   const isImage =
-    mediaType === MEDIA_OCI_MANIFEST || mediaType === MEDIA_DOCKER_MANIFEST || (mediaType === "" && Array.isArray(doc.layers));
+    mediaType === MEDIA_OCI_MANIFEST ||
+    mediaType === MEDIA_DOCKER_MANIFEST ||
+    (mediaType === "" && Array.isArray(doc.layers));
   if (isIndex) {
     if (!Array.isArray(doc.manifests)) throw new OciError(`${what}: index has no manifests list`, "BAD_MANIFEST");
     return {
@@ -111,7 +121,8 @@ function parseDescriptor(value: unknown, what: string): Descriptor {
       ...(typeof p.variant === "string" ? { variant: p.variant } : {}),
     };
   }
-  if (d.annotations && typeof d.annotations === "object") descriptor.annotations = d.annotations as Record<string, string>;
+  if (d.annotations && typeof d.annotations === "object")
+    descriptor.annotations = d.annotations as Record<string, string>;
   return descriptor;
 }
 
@@ -120,22 +131,35 @@ function parseDescriptor(value: unknown, what: string): Descriptor {
  * (`unknown/unknown`) are never picked. An index whose only entry has no platform is a
  * single-platform image. No match is an error listing what the index holds.
  */
-export function selectPlatform(index: Extract<Manifest, { kind: "index" }>, architecture: string, what: string): Descriptor {
+export function selectPlatform(
+  index: Extract<Manifest, { kind: "index" }>,
+  architecture: string,
+  what: string,
+): Descriptor {
   const images = index.manifests.filter(
     (d) =>
       d.annotations?.["vnd.docker.reference.type"] !== "attestation-manifest" &&
-      (d.mediaType === MEDIA_OCI_MANIFEST || d.mediaType === MEDIA_DOCKER_MANIFEST ||
-        d.mediaType === MEDIA_OCI_INDEX || d.mediaType === MEDIA_DOCKER_LIST),
+      (d.mediaType === MEDIA_OCI_MANIFEST ||
+        d.mediaType === MEDIA_DOCKER_MANIFEST ||
+        d.mediaType === MEDIA_OCI_INDEX ||
+        d.mediaType === MEDIA_DOCKER_LIST),
   );
   const matching = images.filter(
-    (d) => d.platform !== undefined && d.platform.architecture === architecture && (d.platform.os === "linux" || d.platform.os === ""),
+    (d) =>
+      d.platform !== undefined &&
+      d.platform.architecture === architecture &&
+      (d.platform.os === "linux" || d.platform.os === ""),
   );
   // arm64: prefer v8 (or no variant) over others, as containerd does.
   matching.sort((a, b) => variantRank(a.platform?.variant) - variantRank(b.platform?.variant));
   const chosen = matching[0];
   if (chosen) return chosen;
   if (images.length === 1 && images[0]!.platform === undefined) return images[0]!;
-  const offered = images.map((d) => (d.platform ? `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ""}` : "no platform"));
+  const offered = images.map((d) =>
+    d.platform
+      ? `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ""}`
+      : "no platform",
+  );
   throw new OciError(
     `${what}: no linux/${architecture} image in the index (it has: ${offered.join(", ") || "nothing"})`,
     "NO_PLATFORM",

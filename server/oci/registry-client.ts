@@ -124,7 +124,12 @@ export class RegistryClient {
     }
     if (!settings?.mirrorsOnly) {
       const apiHost = ref.registry === DOCKER_HUB ? DOCKER_HUB_API_HOST : ref.registry;
-      endpoints.push({ origin: this.#originOf(ref.registry, apiHost), host: ref.registry, repository: ref.repository, mirror: false });
+      endpoints.push({
+        origin: this.#originOf(ref.registry, apiHost),
+        host: ref.registry,
+        repository: ref.repository,
+        mirror: false,
+      });
     }
     return endpoints;
   }
@@ -161,9 +166,14 @@ export class RegistryClient {
     const { endpoint } = session;
     const what = `${endpoint.host}/${endpoint.repository}:${selector}`;
     return this.#withRetries(what, signal, async () => {
-      const res = await this.#request(session, `/v2/${endpoint.repository}/manifests/${selector}`, {
-        accept: MANIFEST_ACCEPT,
-      }, signal);
+      const res = await this.#request(
+        session,
+        `/v2/${endpoint.repository}/manifests/${selector}`,
+        {
+          accept: MANIFEST_ACCEPT,
+        },
+        signal,
+      );
       await this.#checkStatus(res, what);
       const body = await readBounded(res.body, MAX_MANIFEST_BYTES, what);
       const digest = `sha256:${createHash("sha256").update(body).digest("hex")}`;
@@ -182,7 +192,12 @@ export class RegistryClient {
     const what = `${session.endpoint.host}/${session.endpoint.repository}@${descriptor.digest}`;
     if (descriptor.size > limit) throw new OciError(`${what}: ${descriptor.size} bytes is more than ${limit}`, "SIZE");
     return this.#withRetries(what, signal, async () => {
-      const res = await this.#request(session, `/v2/${session.endpoint.repository}/blobs/${descriptor.digest}`, {}, signal);
+      const res = await this.#request(
+        session,
+        `/v2/${session.endpoint.repository}/blobs/${descriptor.digest}`,
+        {},
+        signal,
+      );
       await this.#checkStatus(res, what);
       const body = await readBounded(res.body, descriptor.size, what);
       const digest = `sha256:${createHash("sha256").update(body).digest("hex")}`;
@@ -243,7 +258,10 @@ export class RegistryClient {
         const declared = Number(headerValue(res.headers["content-length"]) ?? Number.NaN);
         if (Number.isFinite(declared) && declared > descriptor.size - have) {
           await discard(res.body);
-          throw new OciError(`${what}: the registry sends ${declared} bytes, the manifest says ${descriptor.size}`, "SIZE");
+          throw new OciError(
+            `${what}: the registry sends ${declared} bytes, the manifest says ${descriptor.size}`,
+            "SIZE",
+          );
         }
         await this.#appendBody(res.body, partial, descriptor.size - have, what, report);
       }),
@@ -447,7 +465,8 @@ export class RegistryClient {
       } catch {
         throw new OciError(`${what}: answer is not JSON`, "UNAUTHORIZED");
       }
-      const token = typeof doc.token === "string" ? doc.token : typeof doc.access_token === "string" ? doc.access_token : "";
+      const token =
+        typeof doc.token === "string" ? doc.token : typeof doc.access_token === "string" ? doc.access_token : "";
       if (token === "") throw new OciError(`${what}: answer has no token`, "UNAUTHORIZED");
       // Renewed a little early; the distribution spec's default lifetime is 60 s.
       const expiresIn = typeof doc.expires_in === "number" && doc.expires_in > 0 ? doc.expires_in : 60;
@@ -466,7 +485,10 @@ export class RegistryClient {
         const backoff = Math.min(this.#retry.maxDelayMs, this.#retry.baseDelayMs * 2 ** (n - 1));
         // Full jitter, but never less than half: a rack of appliances must not retry in step.
         const delay = err.retryAfterMs ?? Math.round(backoff * (0.5 + this.#random() / 2));
-        this.#options.log.warn({ what, attempt: n, delayMs: delay, err: err.message }, "registry request failed; retrying");
+        this.#options.log.warn(
+          { what, attempt: n, delayMs: delay, err: err.message },
+          "registry request failed; retrying",
+        );
         await this.#sleep(delay);
       }
     }
@@ -574,4 +596,3 @@ async function hashFile(file: string): Promise<string> {
   });
   return `sha256:${hash.digest("hex")}`;
 }
-

@@ -43,14 +43,18 @@ export const EMPTY_REGISTRIES_CONFIG: RegistriesConfig = { hosts: new Map(), ins
 const HOST_KEYS = new Set(["insecure", "tls", "caBundle", "mirrors", "mirrorsOnly"]);
 
 export function parseMirror(text: string, where: string): MirrorEndpoint {
-  const trimmed = text.trim().replace(/^[a-z]+:\/\//i, "").replace(/\/+$/, "");
+  const trimmed = text
+    .trim()
+    .replace(/^[a-z]+:\/\//i, "")
+    .replace(/\/+$/, "");
   const slash = trimmed.indexOf("/");
   const host = (slash === -1 ? trimmed : trimmed.slice(0, slash)).toLowerCase();
   const prefix = slash === -1 ? "" : trimmed.slice(slash + 1);
   if (!/^[a-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/.test(host)) {
     throw new Error(`${where}: mirror ${JSON.stringify(text)} must be host[:port][/prefix]`);
   }
-  if (prefix !== "" && !/^[a-z0-9._/-]+$/.test(prefix)) throw new Error(`${where}: mirror prefix must be a repository path`);
+  if (prefix !== "" && !/^[a-z0-9._/-]+$/.test(prefix))
+    throw new Error(`${where}: mirror prefix must be a repository path`);
   return { host, prefix };
 }
 
@@ -113,6 +117,9 @@ export function parseRegistriesConfig(
 
 /** Docker's rule: plain HTTP only for loopback hosts or hosts listed as insecure. */
 export function isLoopbackHost(host: string): boolean {
-  const name = host.replace(/:\d+$/, "").replace(/^\[|\]$/g, "").toLowerCase();
+  const name = host
+    .replace(/:\d+$/, "")
+    .replace(/^\[|\]$/g, "")
+    .toLowerCase();
   return name === "localhost" || name === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
