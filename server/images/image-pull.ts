@@ -100,19 +100,15 @@ export async function pullImage(options: {
   const aborter = new AbortController();
   const onAbort = () => aborter.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
-  // One promise per distinct layer blob: an image may list the same layer twice.
+  // One download per distinct layer blob, shared with other pulls that need it at the same time.
   const downloads = new Map<string, Promise<string>>();
   const download = (layer: Descriptor): Promise<string> => {
     let pending = downloads.get(layer.digest);
     if (!pending) {
-      pending = (async () => {
+      pending = cache.download(layer.digest, async () => {
         const dest = cache.blobFile(layer.digest);
         const present = await stat(dest).catch(() => undefined);
-        if (present?.size === layer.size) {
-          bytes += layer.size;
-          report("downloading");
-          return dest;
-        }
+        if (present?.size === layer.size) return dest;
         await client.fetchBlob(
           session,
           layer,
@@ -125,15 +121,18 @@ export async function pullImage(options: {
           aborter.signal,
         );
         return dest;
-      })();
+      });
       // Failures are read where each layer is awaited; never unhandled meanwhile.
       pending.catch(() => undefined);
       downloads.set(layer.digest, pending);
     }
     return pending;
   };
+  const layerDigests = layers.map((l) => l.digest);
+  cache.acquireBlobs(layerDigests);
   for (const layer of layers) download(layer);
   const staging = cache.stagingDir(image.digest);
+  let committed = false;
   try {
     const unpacker = new LayerUnpacker(staging, options.limits);
     await mkdir(staging, { recursive: true });
@@ -154,7 +153,7 @@ export async function pullImage(options: {
       pulledAt: new Date().toISOString(),
       sourceRef: options.refText,
     });
-    for (const layer of layers) await rm(cache.blobFile(layer.digest), { force: true });
+    committed = true;
     return {
       digest: top.digest,
       manifestDigest: image.digest,
@@ -169,5 +168,6 @@ export async function pullImage(options: {
     throw err;
   } finally {
     signal?.removeEventListener("abort", onAbort);
+    await cache.releaseBlobs(layerDigests, committed);
   }
 }

@@ -505,8 +505,7 @@ export class ImageReconciler implements ImageCatalog {
     }
     if (all) {
       // Blobs of pulls in flight are kept (they resume); the rest are leftovers.
-      const active = new Set<string>();
-      if (![...this.#entries.values()].some((e) => e.pulling)) freed += await cache.removeStrayBlobs(active);
+      freed += await cache.removeStrayBlobs(cache.blobsInUse());
     }
     if (removed.length > 0) {
       this.#log.info({ removed: removed.map((r) => r.manifestDigest), freedBytes: freed }, "image cache collected");

@@ -51,6 +51,10 @@ export class OciCache {
   readonly #log: Logger;
   readonly #refs = new Map<string, RefRecord>();
   readonly #images = new Map<string, CachedImageInfo>();
+  /** Layer downloads in flight, shared by every pull that needs the same blob (one partial file each). */
+  readonly #downloads = new Map<string, Promise<string>>();
+  /** Pulls using a layer blob: it is deleted when the last one is done with it. */
+  readonly #blobUsers = new Map<string, number>();
   /** Why refs.json could not be read (kept aside as .corrupt), for /readyz. */
   problem: string | undefined;
   #writing: Promise<void> = Promise.resolve();
@@ -211,6 +215,39 @@ export class OciCache {
     }
     await rm(trash, { recursive: true, force: true });
     return info?.bytes ?? 0;
+  }
+
+  /** Run `fetch` for a blob once, however many pulls ask for it at the same time. */
+  download(digest: string, fetch: () => Promise<string>): Promise<string> {
+    let pending = this.#downloads.get(digest);
+    if (!pending) {
+      pending = fetch().finally(() => this.#downloads.delete(digest));
+      this.#downloads.set(digest, pending);
+    }
+    return pending;
+  }
+
+  acquireBlobs(digests: readonly string[]): void {
+    for (const d of new Set(digests)) this.#blobUsers.set(d, (this.#blobUsers.get(d) ?? 0) + 1);
+  }
+
+  /** A pull is done with its layer blobs: delete those no other pull uses (the unpacked tree is what stays). */
+  async releaseBlobs(digests: readonly string[], remove: boolean): Promise<void> {
+    for (const d of new Set(digests)) {
+      const users = (this.#blobUsers.get(d) ?? 1) - 1;
+      if (users > 0) {
+        this.#blobUsers.set(d, users);
+        continue;
+      }
+      this.#blobUsers.delete(d);
+      // After a failed pull the verified blobs stay, so the retry does not download them again.
+      if (remove) await rm(this.blobFile(d), { force: true });
+    }
+  }
+
+  /** Digests of blobs some pull uses now (kept by a collection). */
+  blobsInUse(): Set<string> {
+    return new Set([...this.#blobUsers.keys(), ...this.#downloads.keys()]);
   }
 
   /** Leftover blobs and partial downloads not in `keep` (digests). */
