@@ -31,9 +31,7 @@ export interface Registry {
 export async function startRegistry(dir: string, port: number, options: { htpasswd?: string } = {}): Promise<Registry> {
   await mkdir(path.join(dir, "storage"), { recursive: true });
   const addr = `127.0.0.1:${port}`;
-  const auth = options.htpasswd
-    ? `auth:\n  htpasswd:\n    realm: metalman-test\n    path: ${options.htpasswd}\n`
-    : "";
+  const auth = options.htpasswd ? `auth:\n  htpasswd:\n    realm: metalman-test\n    path: ${options.htpasswd}\n` : "";
   await writeFile(
     path.join(dir, "config.yml"),
     `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\n  delete:\n    enabled: true\n${auth}http:\n  addr: ${addr}\n`,
@@ -44,7 +42,9 @@ export async function startRegistry(dir: string, port: number, options: { htpass
     dir,
     storage: path.join(dir, "storage"),
     start: async () => {
-      child = spawn("docker-registry", ["serve", path.join(dir, "config.yml")], { stdio: ["ignore", "ignore", "pipe"] });
+      child = spawn("docker-registry", ["serve", path.join(dir, "config.yml")], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
       let stderr = "";
       child.stderr?.on("data", (c: Buffer) => {
         stderr = (stderr + c.toString()).slice(-4000);
@@ -115,12 +115,22 @@ export async function pushTree(
 }
 
 export async function pushMultiArch(amd64: string, arm64: string, ref: string): Promise<void> {
-  await runOk(["bash", path.join(labDir(), "registry.sh"), "push-multiarch", amd64, arm64, ref], { timeoutMs: 120_000 });
+  await runOk(["bash", path.join(labDir(), "registry.sh"), "push-multiarch", amd64, arm64, ref], {
+    timeoutMs: 120_000,
+  });
 }
 
 /** The digest skopeo sees for a reference (sha256 of the raw manifest). */
 export async function remoteDigest(ref: string, creds?: string): Promise<string> {
-  const r = await runOk(["skopeo", "inspect", "--tls-verify=false", ...(creds ? ["--creds", creds] : []), "--format", "{{.Digest}}", `docker://${ref}`]);
+  const r = await runOk([
+    "skopeo",
+    "inspect",
+    "--tls-verify=false",
+    ...(creds ? ["--creds", creds] : []),
+    "--format",
+    "{{.Digest}}",
+    `docker://${ref}`,
+  ]);
   return r.stdout.trim();
 }
 
@@ -207,7 +217,10 @@ export async function startOciAppliance(opts: {
   cacheDir: string;
   extraArgs?: string[];
 }): Promise<RunningAppliance> {
-  const config = await loopbackConfig({ ...opts, extraArgs: [`--image-root=${opts.inventory}`, ...(opts.extraArgs ?? [])] });
+  const config = await loopbackConfig({
+    ...opts,
+    extraArgs: [`--image-root=${opts.inventory}`, ...(opts.extraArgs ?? [])],
+  });
   return startAppliance(config, {
     log: pino({ level: "silent" }),
     probes: loopbackProbes,
@@ -235,7 +248,11 @@ export function machineYaml(name: string, ip: string, image: string, extra = "")
 }
 
 /** GET a path from the netboot port as the Machine at `from` (its lease IP). */
-export function httpGet(port: number, urlPath: string, from = "127.0.0.1"): Promise<{ status: number; body: Buffer; headers: http.IncomingHttpHeaders }> {
+export function httpGet(
+  port: number,
+  urlPath: string,
+  from = "127.0.0.1",
+): Promise<{ status: number; body: Buffer; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: "127.0.0.1", port, path: urlPath, localAddress: from, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -248,7 +265,11 @@ export function httpGet(port: number, urlPath: string, from = "127.0.0.1"): Prom
   });
 }
 
-export async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+export async function until<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs: number,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
