@@ -227,6 +227,14 @@ export class RegistryClient {
       counted += delta;
       onBytes(delta);
     };
+    // sha256 of the partial file's first `hashed` bytes, kept up to date while streaming; after a
+    // cut (what reached the disk is unknown) the file is hashed again from its start.
+    let hash = createHash("sha256");
+    let hashed = 0;
+    const onChunk = (chunk: Buffer) => {
+      hash.update(chunk);
+      hashed += chunk.length;
+    };
     await this.#withRetries(what, signal, () =>
       this.#blobs.run(async () => {
         let have = (await stat(partial).catch(() => undefined))?.size ?? 0;
@@ -236,6 +244,11 @@ export class RegistryClient {
         }
         // Progress counts what is on disk: a resume after a cut does not count bytes twice.
         if (have !== counted) report(have - counted);
+        if (hashed !== have) {
+          hash = createHash("sha256");
+          hashed = 0;
+          if (have > 0) await hashInto(partial, hash).then(() => (hashed = have));
+        }
         if (have === descriptor.size) return;
         const res = await this.#request(session, path, have > 0 ? { range: `bytes=${have}-` } : {}, signal);
         if (res.statusCode === 206) {
@@ -244,6 +257,8 @@ export class RegistryClient {
             await discard(res.body);
             await truncate(partial, 0);
             report(-have);
+            hash = createHash("sha256");
+            hashed = 0;
             throw new OciError(`${what}: the registry answered another range than asked; starting over`, "HTTP", true);
           }
         } else {
@@ -253,6 +268,8 @@ export class RegistryClient {
             await truncate(partial, 0);
             report(-have);
             have = 0;
+            hash = createHash("sha256");
+            hashed = 0;
           }
         }
         const declared = Number(headerValue(res.headers["content-length"]) ?? Number.NaN);
@@ -263,11 +280,11 @@ export class RegistryClient {
             "SIZE",
           );
         }
-        await this.#appendBody(res.body, partial, descriptor.size - have, what, report);
+        await this.#appendBody(res.body, partial, descriptor.size - have, what, report, onChunk);
       }),
     );
     const size = (await stat(partial)).size;
-    const digest = await hashFile(partial);
+    const digest = hashed === size ? `sha256:${hash.digest("hex")}` : await hashFile(partial);
     if (size !== descriptor.size || digest !== descriptor.digest) {
       await rm(partial, { force: true });
       report(-counted);
@@ -285,6 +302,7 @@ export class RegistryClient {
     remaining: number,
     what: string,
     report: (delta: number) => void,
+    onChunk: (chunk: Buffer) => void,
   ): Promise<void> {
     let seen = 0;
     const out = createWriteStream(file, { flags: "a" });
@@ -297,6 +315,7 @@ export class RegistryClient {
             if (seen > remaining) throw new OciError(`${what}: more bytes than the manifest says`, "SIZE");
             // Counted when handed to the file; the next attempt corrects by the file's real length.
             report(chunk.length);
+            onChunk(chunk);
             yield chunk;
           }
         },
@@ -591,8 +610,12 @@ function toOciError(err: unknown, what: string): OciError {
 
 async function hashFile(file: string): Promise<string> {
   const hash = createHash("sha256");
+  await hashInto(file, hash);
+  return `sha256:${hash.digest("hex")}`;
+}
+
+async function hashInto(file: string, hash: ReturnType<typeof createHash>): Promise<void> {
   await pipeline(createReadStream(file, { highWaterMark: 1024 * 1024 }), async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) hash.update(chunk);
   });
-  return `sha256:${hash.digest("hex")}`;
 }
