@@ -15,6 +15,7 @@ export const API_ERRORS = {
   MACHINE_NOT_FOUND: { status: 404, message: "machine not found" },
   OPERATION_NOT_FOUND: { status: 404, message: "machine operation not found" },
   NOT_FOUND: { status: 404, message: "no such route" },
+  IMAGE_NOT_FOUND: { status: 404, message: "no Machine uses that image" }, // images (issue 7)
   METHOD_NOT_ALLOWED: { status: 405, message: "method not allowed" },
   MACHINE_QUARANTINED: {
     status: 409,

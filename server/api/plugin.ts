@@ -1,10 +1,12 @@
 import { Ajv } from "ajv";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { BootEventBus } from "../events/boot-events.js";
+import type { ImageCatalog } from "../images/image-catalog.js";
 import type { MachineBackend } from "../inventory/backend.js";
 import { MachineActions } from "./actions.js";
 import type { Actor, Identify } from "./actor.js";
 import { installApiErrorHandler, sendApiError } from "./errors.js";
+import { imagesPlugin } from "./images.js";
 import { machineActionsPlugin } from "./machine-actions.js";
 import { machineEventsPlugin } from "./machine-events.js";
 import { machinesPlugin } from "./machines.js";
@@ -30,6 +32,8 @@ export interface ManagementApiOptions {
   streamBufferBytes?: number;
   /** Interval of the SSE keep-alive comment (default 15 s). */
   heartbeatMs?: number;
+  /** OCI images (issue 7): the images surface is served when given. */
+  images?: ImageCatalog;
 }
 
 /** What every surface plugin receives. */
@@ -135,4 +139,5 @@ export const managementApiPlugin: FastifyPluginAsync<ManagementApiOptions> = asy
   });
   await app.register(machineActionsPlugin, surface);
   await app.register(operationsPlugin, surface);
+  if (options.images) await app.register(imagesPlugin, { ...surface, images: options.images }); // issue 7
 };

@@ -2,6 +2,7 @@ import { runTpmCli } from "../attest/tpm-cli.js";
 import { runBmcEmulator } from "../bmc/emulator/run.js"; // bmc-emulator (issue 6)
 import { systemAddressProbes } from "../config/address-probes.js";
 import { ConfigError, parseServePxeArgs, servePxeUsage } from "../config/serve-pxe-config.js";
+import { runImageCli } from "./image-cli.js"; // OCI images (issue 7)
 import { createLogger } from "./logger.js";
 import { runManagementCli } from "./machine-cli.js";
 import { startAppliance } from "./serve-pxe.js";
@@ -14,6 +15,7 @@ Usage:
   metalman state COMMAND       inspect and repair Machine state (quarantine, deleted Machines)
   metalman machine COMMAND     list, show, power, reboot, repave Machines (through a running serve-pxe)
   metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
+  metalman image COMMAND       list, pull, gc the OCI netboot images (through a running serve-pxe)
   metalman tpm repin MACHINE   forget (or replace) a Machine's pinned TPM after a board swap
   metalman bmc-emulator        Redfish BMC emulator for tests and demos (dev tool)
   metalman help                this text (metalman serve-pxe --help for the flags)
@@ -40,6 +42,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
         stdout: (s) => process.stdout.write(s),
         stderr: (s) => process.stderr.write(s),
       });
+    case "image": // OCI images (issue 7)
+      return runImageCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     case "tpm":
       return runTpmCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     case "bmc-emulator": // issue 6: dev tool

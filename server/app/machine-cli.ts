@@ -187,7 +187,7 @@ export async function runManagementCli(
 }
 
 /** The OS user, sent in x-metalman-user for the audit trail (the socket's mode is the authentication). */
-function osUser(env: NodeJS.ProcessEnv): string {
+export function osUser(env: NodeJS.ProcessEnv): string {
   let name = env.USER ?? "";
   try {
     name = userInfo().username;

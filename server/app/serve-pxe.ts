@@ -19,7 +19,7 @@ import { BootEventBus } from "../events/boot-events.js";
 import { countBootEvents, logBootEvents } from "../events/event-sinks.js";
 import { buildHealthApp, buildNetbootApp, closeGracefully } from "../http/app.js";
 import type { ReadinessReport } from "../http/health.js";
-import { DirImageStore } from "../images/dir-image-store.js";
+import { type ImagesSetup, imagesSetup } from "../images/images-setup.js"; // OCI images (issue 7)
 import { FileDiscoveryStore } from "../inventory/discovery-store.js";
 import { FileInventory } from "../inventory/file-inventory.js";
 import type { SecretReader } from "../inventory/secrets.js";
@@ -65,6 +65,8 @@ export async function startAppliance(
      * Machines with spec.pxe.redfish. `false`: no BMC flows (tests that drive operations themselves).
      */
     bmcDrivers?: DriverFactory | false;
+    /** OCI images (issue 7): registry client tuning and the retry delay after a failed pull (tests). */
+    images?: Pick<Parameters<typeof imagesSetup>[1], "client" | "retryMs">;
   },
 ): Promise<RunningAppliance> {
   const { log } = deps;
@@ -139,12 +141,19 @@ export async function startAppliance(
     closers.push(() => discovery.close());
     flushers.push(() => discovery.flush());
 
-    const images = new DirImageStore({
-      baseDirOf: (machine) => inventory.sourceDirOf(machine.metadata.name),
-      log: log.child({ component: "images" }),
-      // dir: images only under --image-root (docs/security.md).
-      imageRoots: config.imageRoots,
+    // OCI images (issue 7, docs/images.md): dir: folders and the registry cache behind one store;
+    // the reconciler pulls what the Machines name from the inventory watch.
+    const imageSetup: ImagesSetup = await imagesSetup(config, {
+      backend: inventory,
+      secrets: deps.secrets ?? inventory.secrets,
+      baseDirOf: (name) => inventory.sourceDirOf(name),
+      events,
+      metrics,
+      log,
+      ...deps.images,
     });
+    closers.push(() => imageSetup.close());
+    const images = imageSetup.store;
     const templateContext: TemplateContext = {
       serveUrl: addresses.serveUrl,
       apiserverUrl: config.apiserverUrl ?? "",
@@ -175,6 +184,7 @@ export async function startAppliance(
         http: { ok: listening.http },
         inventory: check("inventory", "invalid"),
         state: check("state", "untrusted state file(s)"),
+        images: imageSetup.reconciler.readiness(), // OCI images (issue 7)
       };
       return { ready: Object.values(checks).every((c) => c.ok), checks };
     };
@@ -263,7 +273,13 @@ export async function startAppliance(
 
     // Management API on its own Fastify instance (never the netboot listener). Closing it ends
     // its event streams, so the socket's drain above is not held up by them.
-    const api = buildManagementApp({ log, backend: inventory, events, identify: unixSocketIdentity });
+    const api = buildManagementApp({
+      log,
+      backend: inventory,
+      events,
+      identify: unixSocketIdentity,
+      images: imageSetup.reconciler, // OCI images (issue 7): GET/POST /api/v1/images
+    });
     await api.ready();
     apiSocket.attach(api.routing);
     drainers.push(() => api.close());
@@ -314,6 +330,7 @@ export async function startAppliance(
         `dhcp          ${transport.description}${bootServerTransport ? ` + ${bootServerTransport.description}` : ""}  mode=${addresses.dhcpMode} server-ip=${addresses.serverIp}`,
         `health        ${config.healthBindAddress}:${config.healthPort}  (/healthz, /readyz with details)`,
         `image roots   ${config.imageRoots.join(", ")}`,
+        `image cache   ${config.cacheDir}  (OCI images; metalman image list)`,
         `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.problems().filter((p) => p.kind === "inventory").length} invalid files)`,
         `state         ${config.stateDir}`,
         `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,

@@ -73,6 +73,19 @@ export interface ServePxeConfig {
   bootstrapTokenSecret: string;
   /** Absolute. PEM sent to attesting Machines as `clusterCA`. */
   clusterCaFile?: string;
+  // -- OCI images (issue 7, docs/images.md)
+  /** Absolute. YAML of per-registry settings (server/oci/registry-config.ts). */
+  registryConfigFile?: string;
+  /** Absolute. docker-style config.json with credentials. */
+  registryAuthFile?: string;
+  /** Absolute. PEM trusted for every registry. */
+  registryCaBundle?: string;
+  /** Registry hosts pulled over plain HTTP. */
+  insecureRegistries: string[];
+  /** Bytes; 0 = no budget. */
+  imageCacheBudgetBytes: number;
+  imageRefreshIntervalMs: number;
+  imagePullConcurrency: number;
 }
 
 /** The one error a bad command line or config file produces; the message names the field. */
@@ -306,6 +319,56 @@ const FLAGS: readonly FlagSpec[] = [
     defaultText: "none",
     help: "PEM file sent to attesting Machines as clusterCA",
   },
+  // -- OCI images (issue 7, docs/images.md)
+  {
+    flag: "registry-config",
+    key: "registryConfig",
+    kind: "path",
+    defaultText: "none",
+    help: "YAML file of per-registry settings: mirrors (rewrite), mirrorsOnly (air-gapped), insecure, caBundle",
+  },
+  {
+    flag: "registry-auth-file",
+    key: "registryAuthFile",
+    kind: "path",
+    defaultText: "none",
+    help: "docker-style config.json with registry credentials (Machines may name their own spec.pxe.pullSecretRef)",
+  },
+  {
+    flag: "registry-ca-bundle",
+    key: "registryCaBundle",
+    kind: "path",
+    defaultText: "none",
+    help: "PEM bundle trusted for every registry, besides the system CAs",
+  },
+  {
+    flag: "insecure-registry",
+    key: "insecureRegistry",
+    kind: "list",
+    defaultText: "none",
+    help: "registry host[:port] pulled over plain HTTP (repeatable; loopback registries always are)",
+  },
+  {
+    flag: "image-cache-budget",
+    key: "imageCacheBudget",
+    kind: "string",
+    defaultText: "0",
+    help: "unused cached images are deleted, oldest first, while --cache-dir holds more than this (e.g. 20GiB; 0 = keep)",
+  },
+  {
+    flag: "image-refresh-interval",
+    key: "imageRefreshInterval",
+    kind: "duration",
+    defaultText: "5m",
+    help: "how often the tags Machines use are re-resolved (a moved tag is pulled while the old digest serves)",
+  },
+  {
+    flag: "image-pull-concurrency",
+    key: "imagePullConcurrency",
+    kind: "count",
+    defaultText: "2",
+    help: "images pulled at once (each with up to 4 layer downloads)",
+  },
 ];
 
 /** Usage text for `metalman serve-pxe --help`. */
@@ -442,6 +505,10 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     requireEkCert: false,
     attestWindowMs: 3_600_000,
     bootstrapTokenSecret: "",
+    insecureRegistries: [],
+    imageCacheBudgetBytes: 0,
+    imageRefreshIntervalMs: 300_000,
+    imagePullConcurrency: 2,
   };
 }
 
@@ -684,6 +751,39 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
         );
       config.bootstrapTokenSecret = text;
       return;
+    // -- OCI images (issue 7)
+    case "registryConfig":
+    case "registryAuthFile":
+    case "registryCaBundle":
+      if (text.trim() === "") throw new ConfigError(`${field}: must name a file`);
+      config[key === "registryConfig" ? "registryConfigFile" : key] = path.resolve(item.baseDir, text);
+      return;
+    case "insecureRegistry":
+      config.insecureRegistries = (item.value as string[]).map((host) => {
+        if (!/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/.test(host))
+          throw new ConfigError(`${field}: must be a registry host[:port], got ${JSON.stringify(host)}`);
+        return host.toLowerCase();
+      });
+      return;
+    case "imageCacheBudget": {
+      const bytes = parseByteSize(text);
+      if (bytes === undefined) throw new ConfigError(`${field}: must be a size like 20GiB, 500MB or 0, got ${got}`);
+      config.imageCacheBudgetBytes = bytes;
+      return;
+    }
+    case "imageRefreshInterval": {
+      const ms = parseGoDuration(text);
+      if (ms === undefined || ms < 1000 || ms > 7 * 24 * 3_600_000)
+        throw new ConfigError(`${field}: must be a Go duration from 1s to 168h like 5m, got ${got}`);
+      config.imageRefreshIntervalMs = ms;
+      return;
+    }
+    case "imagePullConcurrency": {
+      const count = /^\d{1,2}$/.test(text) ? Number(text) : Number.NaN;
+      if (!(count >= 1 && count <= 32)) throw new ConfigError(`${field}: must be an integer 1-32, got ${got}`);
+      config.imagePullConcurrency = count;
+      return;
+    }
     case "logLevel":
       if (!(LOG_LEVELS as readonly string[]).includes(text)) {
         throw new ConfigError(`${field}: must be one of ${LOG_LEVELS.join(", ")}, got ${got}`);
@@ -691,6 +791,27 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
       config.logLevel = text as LogLevel;
       return;
   }
+}
+
+/** `20GiB`, `500MB`, `1024`, `0` → bytes (binary and decimal units). */
+export function parseByteSize(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$/i.exec(text.trim());
+  if (!m) return undefined;
+  const unit = (m[2] ?? "B").toUpperCase().replace(/B$/, "");
+  const powers: Record<string, number> = {
+    "": 1,
+    K: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    KI: 1024,
+    MI: 1024 ** 2,
+    GI: 1024 ** 3,
+    TI: 1024 ** 4,
+  };
+  const factor = powers[unit];
+  if (factor === undefined) return undefined;
+  return Math.round(Number(m[1]) * factor);
 }
 
 function parsePort(text: string, field: string): number {

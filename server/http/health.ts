@@ -42,6 +42,17 @@ export const healthPlugin: FastifyPluginAsync<HealthPluginOptions> = async (app,
       request.log.error({ err: error }, "readiness callback failed");
       return sendPlainError(reply, "NOT_READY", { body: "[-]readiness failed: callback threw\nreadyz check failed" });
     }
+    // `?verbose` (Kubernetes style) lists every check, passing ones too, with their detail on the
+    // health listener: what is cached and pulling shows while all is well (issue 7).
+    if ("verbose" in ((request.query ?? {}) as object)) {
+      const lines = Object.entries(report.checks).map(([name, check]) => {
+        const detail = options.details === true && check.detail ? `: ${check.detail}` : "";
+        return check.ok ? `[+]${name} ok${detail}` : `[-]${name} failed${detail}`;
+      });
+      const body = [...lines, report.ready ? "readyz check passed" : "readyz check failed"].join("\n");
+      if (report.ready) return reply.type("text/plain; charset=utf-8").send(body);
+      return sendPlainError(reply, "NOT_READY", { body });
+    }
     if (report.ready) return reply.type("text/plain; charset=utf-8").send("ok");
     const failing = Object.entries(report.checks)
       .filter(([, check]) => !check.ok)
