@@ -1,6 +1,8 @@
 /**
  * Issue 7 proof (e2e): a whole repave with our debian-12 netboot image, built here from Debian
- * packages (netboot-images/debian-12/build/build.sh) and served as a `dir:` image.
+ * packages (netboot-images/debian-12/build/build.sh). The UEFI Machine names the image in a local
+ * docker-registry (pushed by skopeo, pulled and cached by the appliance), the BIOS Machine the same
+ * build as a `dir:` image.
  *
  *   1. A Machine has repaveCounter 1 and no status; its VM has a blank disk.
  *   2. The VM PXE-boots from the appliance: UEFI with Secure Boot enforced (OVMF, Microsoft +
@@ -26,6 +28,7 @@ import {
   startApplianceInNetns,
   vmLabPaths,
   waitApplianceHealthy,
+  waitUntil,
 } from "./harness.js";
 import {
   addTap,
@@ -35,12 +38,16 @@ import {
   repaveMachineYaml,
   repaveQemuArgs,
   startQemu,
+  startRegistryInNetns,
 } from "./repave-vm.js";
 
 const SERVER_IP = "10.151.0.1";
 const BRIDGE = "br0";
 const HTTP_PORT = 15100;
 const HEALTH_PORT = 15101;
+/** docker-registry on the namespace's loopback (plain HTTP, as for any loopback registry). */
+const REGISTRY = "127.0.0.1:15120";
+const IMAGE_REF = `${REGISTRY}/netboot/debian-12:v1`;
 const SERVE_URL = `http://${SERVER_IP}:${HTTP_PORT}`;
 /** First sector of the image's seed partition (build.sh: 2048 + the 40960-sector ESP). */
 const SEED_LBA = 2048 + 40960;
@@ -60,7 +67,7 @@ const BIOS_VM: RepaveVm = { firmware: "bios", name: "repave-bios", mac: "52:54:0
 const { root, lab, serverMain } = vmLabPaths();
 const builder = path.join(root, "netboot-images", "debian-12", "build", "build.sh");
 const missing = missingVmPrerequisites({
-  commands: ["mformat", "mcopy", "mmd", "sha256sum", "tar"],
+  commands: ["mformat", "mcopy", "mmd", "sha256sum", "tar", "docker-registry", "skopeo"],
   files: [builder, "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"],
 });
 const skipReason = process.env.CI !== "true" && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
@@ -80,6 +87,7 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
   let imageDir = "";
   let netnsUp = false;
   let server: LoggedProcess | undefined;
+  let registry: LoggedProcess | undefined;
   const vms = new Set<LoggedProcess>();
 
   before(async () => {
@@ -87,14 +95,30 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
     work = mkdtempSync(path.join(tmpdir(), "metalman-repave-"));
     imageDir = path.join(work, "image");
     const started = Date.now();
-    run(builder, [imageDir], { timeoutMs: 300_000 });
+    run(builder, [imageDir, "--tag", "v1"], { timeoutMs: 300_000 });
     console.log(`# debian-12 image built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const inventory = path.join(work, "inventory");
     for (const dir of [inventory, path.join(work, "state"), path.join(work, "cache")]) mkdirSync(dir);
-    for (const vm of [UEFI_VM, BIOS_VM])
-      writeFileSync(path.join(inventory, `${vm.name}.yaml`), repaveMachineYaml(vm, `dir:${imageDir}`, SERVER_IP));
+    writeFileSync(path.join(inventory, `${UEFI_VM.name}.yaml`), repaveMachineYaml(UEFI_VM, IMAGE_REF, SERVER_IP));
+    writeFileSync(
+      path.join(inventory, `${BIOS_VM.name}.yaml`),
+      repaveMachineYaml(BIOS_VM, `dir:${imageDir}`, SERVER_IP),
+    );
     run(path.join(lab, "vm-netns.sh"), ["up", ns, BRIDGE, `${SERVER_IP}/24`]);
     netnsUp = true;
+    registry = startRegistryInNetns(ns, path.join(work, "registry"), REGISTRY);
+    const registryUp = await waitUntil(() => {
+      if (!registry?.running) return true;
+      try {
+        run("ip", ["netns", "exec", ns, "curl", "-sf", "-m", "2", `http://${REGISTRY}/v2/`], { timeoutMs: 5000 });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+    assert.ok(registryUp && registry.running, `docker-registry did not start:\n${registry.tail()}`);
+    // The builder's own publish step (skopeo copy of the OCI layout it wrote).
+    run("ip", ["netns", "exec", ns, builder, imageDir, "--push-only", IMAGE_REF, "--insecure"], { timeoutMs: 120_000 });
     server = startApplianceInNetns({
       ...{ ns, serverMain, work, inventory, serverIp: SERVER_IP, serveUrl: SERVE_URL },
       ...{ httpPort: HTTP_PORT, healthPort: HEALTH_PORT },
@@ -103,21 +127,39 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
     });
     const healthy = await waitApplianceHealthy(server, { ns, serverIp: SERVER_IP, healthPort: HEALTH_PORT });
     assert.ok(healthy, `metalman did not become healthy:\n${server.tail()}`);
+    // The pull is started by the appliance's reconciler (not by a request): wait until it is served.
+    let images: { ref: string; state: string; manifestDigest?: string; reason?: string }[] = [];
+    const pulled = await waitUntil(
+      () => {
+        images = (JSON.parse(api("/api/v1/images")) as { items: typeof images }).items;
+        return images.some((i) => i.ref === IMAGE_REF && i.state === "ready");
+      },
+      180_000,
+      1000,
+    );
+    assert.ok(pulled, `${IMAGE_REF} not pulled: ${JSON.stringify(images)}\n${server.tail()}`);
+    const digest = readFileSync(path.join(imageDir, "DIGEST"), "utf8").trim();
+    assert.equal(images.find((i) => i.ref === IMAGE_REF)?.manifestDigest, digest, "the pushed manifest is served");
   });
 
   after(async () => {
     for (const vm of vms) await vm.stop();
     await server?.stop();
+    await registry?.stop();
     if (netnsUp) run(path.join(lab, "vm-netns.sh"), ["down", ns]);
     if (work !== "" && process.env.METALMAN_KEEP_VM_LOGS !== "1") rmSync(work, { recursive: true, force: true });
     else if (work !== "") console.log(`# logs kept in ${work}`);
   });
 
+  /** GET from the management API (the unix socket in the state folder). */
+  function api(route: string): string {
+    const socket = path.join(work, "state", "metalman.sock");
+    return run("curl", ["-sf", "--unix-socket", socket, `http://metalman${route}`]);
+  }
+
   /** The Machine's events from the management API (its history: the whole repave fits). */
   function machineEvents(name: string): StreamEvent[] {
-    const socket = path.join(work, "state", "metalman.sock");
-    const body = run("curl", ["-sf", "--unix-socket", socket, `http://metalman/api/v1/machines/${name}/events`]);
-    return (JSON.parse(body) as { events: StreamEvent[] }).events;
+    return (JSON.parse(api(`/api/v1/machines/${name}/events`)) as { events: StreamEvent[] }).events;
   }
 
   function status(name: string) {
@@ -196,6 +238,7 @@ describe("repave e2e with the debian-12 image (QEMU TCG)", { skip: skipReason, t
     t.diagnostic(`uefi-sb: ${seconds.toFixed(1)} s from QEMU start to the installed system's poweroff`);
     const n = UEFI_VM.name;
     const missingEvent = firstMissingStep(events, [
+      ["image.pull from the registry", (e) => ok("image.pull")(e) && e.detail?.ref === IMAGE_REF],
       ["dhcp.ack (firmware)", ok("dhcp.ack")],
       ["tftp shimx64.efi", ok("tftp.transfer", "shimx64.efi")],
       ["tftp grubx64.efi", ok("tftp.transfer", "grubx64.efi")],

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { LoggedProcess, run } from "./harness.js";
@@ -126,4 +126,25 @@ export function diskMismatch(
     return "disk differs after the seed sector";
   }
   return undefined;
+}
+
+/** Debian's docker-registry inside the namespace on `addr` (its loopback), storage in `dir`. */
+export function startRegistryInNetns(ns: string, dir: string, addr: string): LoggedProcess {
+  mkdirSync(path.join(dir, "storage"), { recursive: true });
+  const config = path.join(dir, "config.yml");
+  writeFileSync(
+    config,
+    [
+      "version: 0.1",
+      "log: {level: error, accesslog: {disabled: true}}",
+      `storage: {filesystem: {rootdirectory: ${dir}/storage}}`,
+      `http: {addr: "${addr}"}`,
+      "",
+    ].join("\n"),
+  );
+  return new LoggedProcess(
+    "ip",
+    ["netns", "exec", ns, "docker-registry", "serve", config],
+    path.join(dir, "registry.log"),
+  );
 }

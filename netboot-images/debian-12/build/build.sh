@@ -2,6 +2,7 @@
 # build.sh - build the debian-12 netboot image from Debian packages only (no Docker, no root).
 #
 # Usage: build.sh OUTDIR [--cache DIR] [--tag TAG] [--push REF [--insecure]]
+#        build.sh OUTDIR --push-only REF [--insecure]     push an OUTDIR/oci built before
 #
 # Writes
 #   OUTDIR/disk/        the image's /disk tree (serve it with `spec.pxe.image: dir:OUTDIR`)
@@ -10,6 +11,7 @@
 #   OUTDIR/MANIFEST     sha256 and size of every file in disk/
 # --push REF            also `skopeo copy oci:OUTDIR/oci:TAG docker://REF`
 # --insecure            plain-HTTP / unverified-TLS registry for the push (a lab registry)
+# --push-only REF       build nothing: push OUTDIR/oci (its tag from index.json) to REF
 # Packages (fetched with `apt-get download`, unpacked with `dpkg-deb -x`, cached in --cache DIR,
 # else $METALMAN_DEB_CACHE, else $LAB_DEB_CACHE, else ~/.cache/lab-netboot-debs):
 #   linux-image-amd64's kernel (signed), busybox-static, shim-signed, grub-efi-amd64-signed,
@@ -28,12 +30,14 @@ OUT=""
 CACHE="${METALMAN_DEB_CACHE:-${LAB_DEB_CACHE:-${HOME:-/root}/.cache/lab-netboot-debs}}"
 TAG=""
 PUSH=""
+PUSH_ONLY=0
 INSECURE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --cache) CACHE="$2"; shift 2 ;;
     --tag) TAG="$2"; shift 2 ;;
     --push) PUSH="$2"; shift 2 ;;
+    --push-only) PUSH="$2"; PUSH_ONLY=1; shift 2 ;;
     --insecure) INSECURE=1; shift ;;
     -h|--help) usage 0 ;;
     -*) echo "unknown option $1" >&2; usage ;;
@@ -41,6 +45,19 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$OUT" ] || usage
+
+push() { # OCI_LAYOUT TAG REF
+  command -v skopeo >/dev/null || { echo "build.sh: skopeo not found" >&2; exit 1; }
+  local tls=(); [ "$INSECURE" = 0 ] || tls=(--dest-tls-verify=false)
+  skopeo copy --quiet "${tls[@]}" "oci:$1:$2" "docker://$3" >&2
+  echo "[netimg-build] pushed $3 ($(cat "$(dirname "$1")/DIGEST" 2>/dev/null || echo "tag $2"))" >&2
+}
+if [ "$PUSH_ONLY" = 1 ]; then
+  [ -f "$OUT/oci/index.json" ] || { echo "build.sh: $OUT/oci/index.json not found (build first)" >&2; exit 1; }
+  TAG="$(sed -n 's/.*"org.opencontainers.image.ref.name":"\([^"]*\)".*/\1/p' "$OUT/oci/index.json")"
+  push "$OUT/oci" "$TAG" "$PUSH"
+  exit 0
+fi
 for tool in apt-get apt-cache dpkg-deb cpio gzip mformat mcopy mmd strings sha256sum tar; do
   command -v "$tool" >/dev/null || { echo "build.sh: $tool not found (scripts/test-deps.d/netimg.sh)" >&2; exit 1; }
 done
@@ -219,10 +236,5 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"
 echo "sha256:$MANIFEST" > "$OUT/DIGEST"
 log "OCI layout $O tag $TAG manifest sha256:$MANIFEST (layer $LAYER_SIZE bytes)"
 
-if [ -n "$PUSH" ]; then
-  command -v skopeo >/dev/null || { echo "build.sh: skopeo not found" >&2; exit 1; }
-  TLS=(); [ "$INSECURE" = 0 ] || TLS=(--dest-tls-verify=false)
-  skopeo copy "${TLS[@]}" "oci:$O:$TAG" "docker://$PUSH" >&2
-  log "pushed $PUSH"
-fi
+[ -z "$PUSH" ] || push "$O" "$TAG" "$PUSH"
 log "done in $(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s: spec.pxe.image: dir:$OUT"
