@@ -174,6 +174,8 @@ export class HttpKubeApi implements KubeApi {
     const done = new Promise<void>((resolve, reject) => {
       settle = { resolve, reject };
     });
+    // The caller awaits `done` later; an early failure must not count as unhandled meanwhile.
+    done.catch(() => undefined);
     let aborted = false;
     req.on("error", (err) => {
       if (aborted) settle.resolve();
@@ -227,7 +229,6 @@ export class HttpKubeApi implements KubeApi {
       req.on("error", (err) => reject(new KubeUnreachableError(`watch ${path}: ${err.message}`)));
       req.end();
     });
-    done.catch(() => undefined);
     return {
       done,
       abort: () => {

@@ -27,6 +27,8 @@ export function kubeconfigYaml(server: string, token = "fake-admin-token"): stri
     "- name: fake",
     "  cluster:",
     `    server: ${server}`,
+    // client-node refuses plain http unless TLS verification is off (the fake speaks http on loopback).
+    "    insecure-skip-tls-verify: true",
     "users:",
     "- name: admin",
     "  user:",
