@@ -329,6 +329,8 @@ export class KubeMachineBackend implements MachineBackend {
           this.#updateGauges();
           this.#serve(name, "MODIFIED");
         }
+      } catch (err) {
+        this.#log.warn({ err }, "replaying queued status failed; will retry");
       } finally {
         this.#replaying = undefined;
       }

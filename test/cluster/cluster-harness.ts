@@ -35,6 +35,8 @@ export interface ClusterLab {
   stateDir: string;
   tmp: string;
   clientFor(): HttpKubeApi;
+  /** Closed before the fake API stops and the temp folder goes (t.after runs hooks in order). */
+  own<T extends { close(): Promise<void> | void }>(thing: T): T;
 }
 
 /** Starts a fake API (plus kubectl when installed; required under CI) and registers cleanup. */
@@ -47,7 +49,9 @@ export async function clusterLab(t: TestContext, opts: { requireKubectl?: boolea
   const tmp = mkdtempSync(path.join(tmpdir(), "metalman-cluster-"));
   const stateDir = path.join(tmp, "state");
   const clients: HttpKubeApi[] = [];
+  const owned: Array<{ close(): Promise<void> | void }> = [];
   t.after(async () => {
+    for (const o of owned.reverse()) await o.close();
     for (const c of clients) c.close();
     await api.stop();
     kubectl?.cleanup();
@@ -58,6 +62,10 @@ export async function clusterLab(t: TestContext, opts: { requireKubectl?: boolea
     kubectl,
     stateDir,
     tmp,
+    own: (thing) => {
+      owned.push(thing);
+      return thing;
+    },
     clientFor: () => {
       if (!kubectl) throw new Error("no kubectl");
       const c = new HttpKubeApi(loadKubeConfig({ kubeconfig: kubectl.kubeconfig }), { timeoutMs: 2000 });

@@ -16,8 +16,7 @@ const condition = (type: string, reason: string) => ({
 test("kubectl apply / patch / delete of Machines reaches the backend's MAC and IP indexes fast, for this site only", async (t) => {
   const lab = await clusterLab(t);
   if (!lab.kubectl) return t.skip("kubectl not installed");
-  const backend = new KubeMachineBackend({ api: lab.clientFor(), site: "rack-a", stateDir: lab.stateDir, log: silent });
-  t.after(() => backend.close());
+  const backend = lab.own(new KubeMachineBackend({ api: lab.clientFor(), site: "rack-a", stateDir: lab.stateDir, log: silent }));
   await backend.start();
   assert.equal(backend.upstream().connection, "connected");
 
@@ -60,8 +59,7 @@ test("kubectl apply / patch / delete of Machines reaches the backend's MAC and I
 test("status goes through the status subresource with conflict retry, and kubectl sees it", async (t) => {
   const lab = await clusterLab(t);
   if (!lab.kubectl) return t.skip("kubectl not installed");
-  const backend = new KubeMachineBackend({ api: lab.clientFor(), site: "", stateDir: lab.stateDir, log: silent });
-  t.after(() => backend.close());
+  const backend = lab.own(new KubeMachineBackend({ api: lab.clientFor(), site: "", stateDir: lab.stateDir, log: silent }));
   await backend.start();
   await lab.kubectl.run(["apply", "--validate=false", "-f", "-"], { input: machineYaml("node-01", { mac: "aa:bb:cc:dd:ee:01", ip: "10.0.0.11" }) });
   await within(2000, "node-01", () => backend.get("node-01"));
@@ -87,8 +85,7 @@ test("status goes through the status subresource with conflict retry, and kubect
 test("a dropped watch resumes from its version; a compacted one (410 Gone) lists again and misses nothing", async (t) => {
   const lab = await clusterLab(t);
   if (!lab.kubectl) return t.skip("kubectl not installed");
-  const backend = new KubeMachineBackend({ api: lab.clientFor(), site: "", stateDir: lab.stateDir, log: silent, backoffMs: 20 });
-  t.after(() => backend.close());
+  const backend = lab.own(new KubeMachineBackend({ api: lab.clientFor(), site: "", stateDir: lab.stateDir, log: silent, backoffMs: 20 }));
   await backend.start();
   const m = (name: string, ip: string) => ({
     apiVersion: "unbounded-cloud.io/v1alpha3",
