@@ -90,9 +90,10 @@ export class HttpKubeApi implements KubeApi {
   readonly caPem?: string;
   readonly #kc: KubeConfig;
   readonly #timeoutMs: number;
+  readonly #watchIdleMs: number;
   readonly #agent: http.Agent;
 
-  constructor(kc: KubeConfig, options: { timeoutMs?: number } = {}) {
+  constructor(kc: KubeConfig, options: { timeoutMs?: number; watchIdleMs?: number } = {}) {
     this.#kc = kc;
     const cluster = kc.getCurrentCluster()!;
     this.server = cluster.server.replace(/\/+$/, "");
@@ -102,6 +103,8 @@ export class HttpKubeApi implements KubeApi {
         ? undefined
         : undefined;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+    // The API server sends a bookmark about once a minute; two missed ones mean the stream is gone.
+    this.#watchIdleMs = options.watchIdleMs ?? 150_000;
     this.#agent = this.server.startsWith("https:")
       ? new https.Agent({ keepAlive: true, maxSockets: 16 })
       : new http.Agent({ keepAlive: true, maxSockets: 16 });
@@ -167,9 +170,12 @@ export class HttpKubeApi implements KubeApi {
 
   async watch(path: string, onEvent: (event: WatchEvent) => void): Promise<WatchHandle> {
     const opts = await this.#options("GET", path);
-    // A watch lives long: its own connection, no idle timeout (bookmarks keep it busy).
-    opts.agent = undefined;
+    // A watch lives long: its own connection, never a pooled keep-alive socket (a socket the
+    // server closed while idle in the pool answers "socket hang up"). Bookmarks keep it busy, so
+    // a stream silent for `watchIdleMs` is dead (a half-open TCP connection) and is cut.
+    opts.agent = false;
     const req = this.#send(opts);
+    req.setTimeout(this.#watchIdleMs, () => req.destroy(new Error(`no data for ${this.#watchIdleMs} ms`)));
     let settle!: { resolve: () => void; reject: (e: Error) => void };
     const done = new Promise<void>((resolve, reject) => {
       settle = { resolve, reject };
@@ -220,6 +226,10 @@ export class HttpKubeApi implements KubeApi {
           }
         });
         res.on("end", () => settle.resolve());
+        res.on("aborted", () => {
+          if (aborted) settle.resolve();
+          else settle.reject(new KubeUnreachableError(`watch ${path}: connection lost`));
+        });
         res.on("error", (err) => {
           if (aborted) settle.resolve();
           else settle.reject(new KubeUnreachableError(`watch ${path}: ${err.message}`));

@@ -172,6 +172,11 @@ export class KubeMachineBackend implements MachineBackend {
     await Promise.race([this.#waitSynced(), new Promise((r) => setTimeout(r, waitMs).unref())]);
   }
 
+  /** SIGHUP: nothing to re-read (the watch is live); the queue gets another replay attempt. */
+  async reload(): Promise<void> {
+    if (this.#connection === "connected") await this.#replay();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     await this.#reflector.stop();
@@ -302,12 +307,16 @@ export class KubeMachineBackend implements MachineBackend {
   /** Replays the queue, Machine by Machine, each as one status write over a fresh GET. */
   #replay(): Promise<void> {
     this.#replaying ??= (async () => {
+      // Yield first: with nothing to do the body would finish (and clear #replaying) before
+      // `??=` stores this promise, leaving a settled promise that blocks every later replay.
+      await Promise.resolve();
       try {
         for (let round = 0; round < 100 && this.#queue.size > 0 && this.#connection === "connected"; round++) {
           const name = this.#queue.entries()[0]!.machine;
           const entries = this.#queue.forMachine(name);
           const ids = new Set(entries.map((e) => e.id));
           const uid = entries[0]!.uid;
+          this.#log.debug({ machine: name, updates: entries.length }, "replaying queued status updates");
           try {
             await this.#writeLive(name, (fresh) => {
               if (uid !== undefined && fresh.metadata.uid !== uid) return UNCHANGED;

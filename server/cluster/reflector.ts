@@ -28,7 +28,7 @@ export interface ReflectorOptions {
   labelSelector?: string;
   fieldSelector?: string;
   log: Pick<Logger, "warn" | "debug" | "info">;
-  /** First back-off step (default 200 ms); doubles to `maxBackoffMs` (default 10 s). */
+  /** First back-off step (default 200 ms); doubles to `maxBackoffMs` (default 3 s: one appliance reconnecting quickly costs the API server nothing). */
   backoffMs?: number;
   maxBackoffMs?: number;
   /** Server-side watch timeout asked for (default 300 s): the watch is re-opened from its version. */
@@ -136,7 +136,7 @@ export class Reflector {
         else this.#o.log.warn({ err, path: this.#o.path }, "list/watch failed");
         // 403 and 5xx: the list may be wrong too; list again when it works.
         if (err instanceof KubeApiError) needList = true;
-        const base = Math.min(this.#o.maxBackoffMs ?? 10_000, (this.#o.backoffMs ?? 200) * 2 ** (failures - 1));
+        const base = Math.min(this.#o.maxBackoffMs ?? 3_000, (this.#o.backoffMs ?? 200) * 2 ** (failures - 1));
         await this.#sleep(base / 2 + Math.random() * (base / 2));
       }
     }
