@@ -42,6 +42,12 @@ export const healthPlugin: FastifyPluginAsync<HealthPluginOptions> = async (app,
       request.log.error({ err: error }, "readiness callback failed");
       return sendPlainError(reply, "NOT_READY", { body: "[-]readiness failed: callback threw\nreadyz check failed" });
     }
+    // cluster sync (issue 10): `?verbose` lists every check, kube-apiserver style, so a ready
+    // appliance can still say "offline, serving the last-known state" (details on the health port only).
+    if (report.ready && options.details === true && "verbose" in (request.query as object)) {
+      const lines = Object.entries(report.checks).map(([name, c]) => `[+]${name} ok${c.detail ? `: ${c.detail}` : ""}`);
+      return reply.type("text/plain; charset=utf-8").send([...lines, "readyz check passed"].join("\n"));
+    }
     if (report.ready) return reply.type("text/plain; charset=utf-8").send("ok");
     const failing = Object.entries(report.checks)
       .filter(([, check]) => !check.ok)
