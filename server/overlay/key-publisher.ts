@@ -17,6 +17,7 @@ export interface OverlayMember {
 
 export const WG_PUBKEY_ANNOTATION = "net.unbounded-cloud.io/wg-pubkey";
 export const SITE_LABEL = "net.unbounded-cloud.io/site";
+export const APPLIANCE_LABEL = "unbounded-cloud.io/metalman-appliance";
 /** Keeps workloads off the appliance's Node: there is no kubelet behind it. */
 export const NO_SCHEDULE_TAINT = {
   key: "unbounded-cloud.io/metalman-appliance",

@@ -1,5 +1,7 @@
-import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Node } from "@kubernetes/client-node";
+import type { KubeApi } from "../cluster/kube-api.js";
+import { statusOf } from "../cluster/kube-api.js";
 import {
+  APPLIANCE_LABEL,
   NO_SCHEDULE_TAINT,
   type OverlayKeyPublisher,
   type OverlayMember,
@@ -7,49 +9,50 @@ import {
   WG_PUBKEY_ANNOTATION,
 } from "./key-publisher.js";
 
+const MERGE_PATCH = "application/merge-patch+json";
+
 /**
  * Publishes the key on a Node object that stands for the appliance: created when missing
- * (labelled with the site, tainted NoSchedule, InternalIP in its status), else merge-patched.
- * RBAC: `nodes` create, and get/patch on that one name (docs/overlay.md, deploy/rbac).
+ * (labelled with the site, tainted NoSchedule), else merge-patched; its InternalIP goes in
+ * through the status subresource. RBAC: `nodes` create, and get/patch of that one name plus
+ * `nodes/status` patch (docs/overlay.md).
  */
 export class KubeKeyPublisher implements OverlayKeyPublisher {
-  readonly #core: CoreV1Api;
+  readonly #api: KubeApi;
 
-  constructor(kubeConfig: KubeConfig) {
-    this.#core = kubeConfig.makeApiClient(CoreV1Api);
+  constructor(api: KubeApi) {
+    this.#api = api;
   }
 
   async publish(member: OverlayMember): Promise<void> {
+    const path = `/api/v1/nodes/${encodeURIComponent(member.nodeName)}`;
     const metadata = {
       name: member.nodeName,
-      labels: { [SITE_LABEL]: member.site, "unbounded-cloud.io/metalman-appliance": "true" },
+      labels: { [SITE_LABEL]: member.site, [APPLIANCE_LABEL]: "true" },
       annotations: { [WG_PUBKEY_ANNOTATION]: member.publicKey },
     };
     let exists = true;
     try {
-      await this.#core.readNode({ name: member.nodeName });
+      await this.#api.request("GET", path);
     } catch (err) {
-      if ((err as { code?: number }).code !== 404) throw err;
+      if (statusOf(err) !== 404) throw err;
       exists = false;
     }
-    if (!exists) {
-      const body: V1Node = {
+    if (exists) {
+      await this.#api.request("PATCH", path, { metadata }, MERGE_PATCH);
+    } else {
+      await this.#api.request("POST", "/api/v1/nodes", {
         apiVersion: "v1",
         kind: "Node",
         metadata,
         spec: { taints: [{ ...NO_SCHEDULE_TAINT }] },
-      };
-      await this.#core.createNode({ body });
-    } else {
-      await this.#core.patchNode(
-        { name: member.nodeName, body: { metadata } },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
+      });
     }
-    // The address lives in status (a subresource): the gateways route the member by it.
-    await this.#core.patchNodeStatus(
-      { name: member.nodeName, body: { status: { addresses: [{ type: "InternalIP", address: member.internalIP }] } } },
-      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    await this.#api.request(
+      "PATCH",
+      `${path}/status`,
+      { status: { addresses: [{ type: "InternalIP", address: member.internalIP }] } },
+      MERGE_PATCH,
     );
   }
 }

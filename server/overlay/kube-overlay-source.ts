@@ -1,5 +1,6 @@
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject, makeInformer } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import type { KubeApi } from "../cluster/kube-api.js";
+import { type KubeObject, Reflector } from "../cluster/reflector.js";
 import type { OverlaySource } from "./overlay-source.js";
 import {
   type GatewayPool,
@@ -12,10 +13,11 @@ import {
 } from "./resources.js";
 
 /**
- * The overlay's resources from the upstream cluster: one list+watch informer per kind of
+ * The overlay's resources from the upstream cluster: one list+watch reflector per kind of
  * `net.unbounded-cloud.io/v1alpha1` object the plan reads (all cluster-scoped; RBAC: get, list,
- * watch on those four resources only, deploy/rbac). The snapshot appears once all four have listed,
- * so the first plan never sees a pool without its assignment and withdraws a working tunnel.
+ * watch on those four only, docs/overlay.md). The snapshot appears once all four have listed,
+ * so a first plan never sees a pool without its assignment and withdraws a working tunnel.
+ * While the API is unreachable the last snapshot stays: tunnels keep working offline.
  */
 
 const KINDS = {
@@ -28,63 +30,48 @@ const KINDS = {
 type Key = keyof typeof KINDS;
 
 export interface KubeOverlaySourceOptions {
-  kubeConfig: KubeConfig;
-  log: Logger;
-  /** Wait before an informer that failed is started again (default 5 s). */
-  restartMs?: number;
+  api: KubeApi;
+  log: Pick<Logger, "warn" | "debug" | "info">;
 }
 
 export class KubeOverlaySource implements OverlaySource {
-  readonly #informers: { key: Key; informer: ReturnType<typeof makeInformer<KubernetesObject>> }[] = [];
-  readonly #synced = new Set<Key>();
+  readonly #reflectors: Reflector[] = [];
+  readonly #objects = new Map<Key, Map<string, KubeObject>>();
   readonly #listeners = new Set<() => void>();
-  readonly #log: Logger;
-  readonly #restartMs: number;
-  #stopped = false;
 
   constructor(options: KubeOverlaySourceOptions) {
-    this.#log = options.log;
-    this.#restartMs = options.restartMs ?? 5_000;
-    const api = options.kubeConfig.makeApiClient(CustomObjectsApi);
     for (const key of Object.keys(KINDS) as Key[]) {
-      const plural = KINDS[key];
-      const informer = makeInformer<KubernetesObject>(
-        options.kubeConfig,
-        `/apis/${NET_API_GROUP}/${NET_API_VERSION}/${plural}`,
-        () => api.listClusterCustomObject({ group: NET_API_GROUP, version: NET_API_VERSION, plural }),
+      const reflector = new Reflector(
+        { api: options.api, path: `/apis/${NET_API_GROUP}/${NET_API_VERSION}/${KINDS[key]}`, log: options.log },
+        {
+          onList: (items) => {
+            this.#objects.set(key, new Map(items.map((o) => [o.metadata.name, o])));
+            this.#changed();
+          },
+          onEvent: (type, object) => {
+            const objects = this.#objects.get(key);
+            if (objects === undefined) return;
+            if (type === "DELETED") objects.delete(object.metadata.name);
+            else objects.set(object.metadata.name, object);
+            this.#changed();
+          },
+        },
       );
-      const changed = () => this.#changed();
-      informer.on("add", changed);
-      informer.on("update", changed);
-      informer.on("delete", changed);
-      informer.on("connect", () => {
-        this.#synced.add(key);
-        this.#changed();
-      });
-      informer.on("error", (err: unknown) => {
-        if (this.#stopped) return;
-        this.#log.warn({ err: String(err), resource: plural }, "overlay: watch failed; restarting");
-        setTimeout(() => {
-          if (!this.#stopped) void informer.start().catch(() => undefined);
-        }, this.#restartMs).unref();
-      });
-      this.#informers.push({ key, informer });
+      this.#reflectors.push(reflector);
     }
   }
 
   async start(): Promise<void> {
-    this.#stopped = false;
-    await Promise.all(this.#informers.map(({ informer }) => informer.start()));
+    for (const reflector of this.#reflectors) reflector.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    await Promise.all(this.#informers.map(({ informer }) => informer.stop()));
+    await Promise.all(this.#reflectors.map((r) => r.stop()));
   }
 
   snapshot(): OverlayResources | undefined {
-    if (this.#synced.size < this.#informers.length) return undefined;
-    const list = <T>(key: Key): T[] => (this.#informers.find((i) => i.key === key)?.informer.list() ?? []) as T[];
+    if (this.#objects.size < this.#reflectors.length) return undefined;
+    const list = <T>(key: Key): T[] => [...(this.#objects.get(key)?.values() ?? [])] as unknown as T[];
     return {
       sites: list<Site>("sites"),
       gatewayPools: list<GatewayPool>("gatewayPools"),

@@ -72,6 +72,7 @@ export const FAKE_RESOURCES: ResourceDef[] = [
     singular: "node",
     namespaced: false,
     shortNames: ["no"],
+    subresources: ["status"],
   }),
   R({
     group: "",
@@ -143,6 +144,27 @@ export const FAKE_RESOURCES: ResourceDef[] = [
     shortNames: ["crd", "crds"],
     subresources: ["status"],
   }),
+  // unbounded-net's resources the overlay reads (spec §2.8; all cluster-scoped).
+  ...(
+    [
+      ["sites", "Site", "site", "st", false],
+      ["gatewaypools", "GatewayPool", "gatewaypool", "gp", true],
+      ["sitegatewaypoolassignments", "SiteGatewayPoolAssignment", "sitegatewaypoolassignment", "sgpa", false],
+      ["sitepeerings", "SitePeering", "sitepeering", "spr", false],
+    ] as const
+  ).map(([resource, kind, singular, short, status]) =>
+    R({
+      group: "net.unbounded-cloud.io",
+      version: "v1alpha1",
+      resource,
+      kind,
+      singular,
+      namespaced: false,
+      shortNames: [short],
+      ...(status ? { subresources: ["status"] } : {}),
+      custom: true,
+    }),
+  ),
   R({
     group: "unbounded-cloud.io",
     version: "v1alpha3",
