@@ -28,12 +28,19 @@ import { userDataFromConfigMaps } from "../netboot/user-data.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
 import { StopDeadline, waitUntilIdle } from "./stop-deadline.js";
+import { type ClusterMode, startClusterMode } from "../cluster/cluster-mode.js"; // cluster sync (issue 10)
+import type { KubeMachineBackend } from "../cluster/kube-backend.js"; // cluster sync (issue 10)
+import type { UpstreamStatus } from "../cluster/upstream-status.js"; // cluster sync (issue 10)
 
 export interface RunningAppliance {
   readonly addresses: DerivedAddresses;
   readonly metrics: Registry;
   readonly events: BootEventBus;
-  readonly inventory: FileInventory;
+  /** cluster sync (issue 10): the Kubernetes backend with --kubeconfig / --in-cluster. */
+  readonly inventory: FileInventory | KubeMachineBackend;
+  /** cluster sync (issue 10): connection, leader, last sync, queued updates (docs/cluster.md); standalone: undefined. */
+  readonly upstream?: () => UpstreamStatus;
+  readonly cluster?: ClusterMode;
   /** The management API's unix socket (`<stateDir>/metalman.sock`, docs/management-api.md). */
   readonly apiSocket: string;
   /**
@@ -116,8 +123,9 @@ export async function startAppliance(
 
   try {
     // A mistyped --inventory would otherwise start a server that answers nobody.
+    const clusterMode = config.kubeconfig !== undefined || config.inCluster; // cluster sync (issue 10)
     const inventoryStat = await stat(config.inventory).catch(() => undefined);
-    if (!inventoryStat?.isDirectory()) {
+    if (!clusterMode && !inventoryStat?.isDirectory()) {
       throw new Error(
         `--inventory: ${config.inventory} is not a directory (create it, or point at your Machine files)`,
       );
@@ -126,15 +134,39 @@ export async function startAppliance(
     // this --state-dir stops here. It answers 503 until the API is attached below.
     const apiSocket = await claimUnixSocket(apiSocketPath(config.stateDir));
     drainers.push((deadline) => apiSocket.release(deadline.reached));
-    const inventory = new FileInventory({
-      dir: config.inventory,
-      stateDir: config.stateDir,
-      site: config.site,
-      log,
-      metrics,
-    });
-    await inventory.load();
-    closers.push(() => inventory.close());
+    // cluster sync (issue 10, docs/cluster.md): Machines from the API server, else the inventory folder.
+    let inventory: FileInventory | KubeMachineBackend;
+    let cluster: ClusterMode | undefined;
+    if (clusterMode) {
+      cluster = await startClusterMode({
+        kubeconfig: config.kubeconfig,
+        inCluster: config.inCluster,
+        site: config.site,
+        stateDir: config.stateDir,
+        leaseDurationMs: config.leaderElectLeaseDurationMs,
+        renewDeadlineMs: config.leaderElectRenewDeadlineMs,
+        retryPeriodMs: config.leaderElectRetryPeriodMs,
+        apiserverUrl: config.apiserverUrl,
+        log,
+        metrics,
+        events,
+      });
+      const running = cluster;
+      closers.push(() => running.close());
+      inventory = cluster.backend;
+    } else {
+      const files = new FileInventory({
+        dir: config.inventory,
+        stateDir: config.stateDir,
+        site: config.site,
+        log,
+        metrics,
+      });
+      await files.load();
+      closers.push(() => files.close());
+      inventory = files;
+    }
+    const fileInventory = inventory instanceof FileInventory ? inventory : undefined;
 
     const discovery = new FileDiscoveryStore({ stateDir: config.stateDir, log, metrics });
     await discovery.load();
@@ -146,7 +178,7 @@ export async function startAppliance(
     const imageSetup: ImagesSetup = await imagesSetup(config, {
       backend: inventory,
       secrets: deps.secrets ?? inventory.secrets,
-      baseDirOf: (name) => inventory.sourceDirOf(name),
+      baseDirOf: (name) => fileInventory?.sourceDirOf(name),
       events,
       metrics,
       log,
@@ -154,11 +186,24 @@ export async function startAppliance(
     });
     closers.push(() => imageSetup.close());
     const images = imageSetup.store;
+    const backendFacts = () => cluster?.backend.facts ?? {}; // cluster sync (issue 10): cluster-info, kube-dns, /version
     const templateContext: TemplateContext = {
       serveUrl: addresses.serveUrl,
-      apiserverUrl: config.apiserverUrl ?? "",
-      // Standalone: no cluster yet. The Kubernetes sync fills these from cluster-info.
-      cluster: { caCertBase64: "", clusterDNS: "", version: "" },
+      get apiserverUrl() {
+        return config.apiserverUrl ?? backendFacts().apiserverUrl ?? "";
+      },
+      // Standalone: no cluster. Cluster mode: the facts, read at render time (they are watched).
+      cluster: {
+        get caCertBase64() {
+          return backendFacts().caCertBase64 ?? "";
+        },
+        get clusterDNS() {
+          return backendFacts().clusterDNS ?? "";
+        },
+        get version() {
+          return backendFacts().version ?? "";
+        },
+      },
     };
     const renderer = new TemplateRenderer();
     const resolver = new NetbootResolver({
@@ -185,13 +230,18 @@ export async function startAppliance(
         inventory: check("inventory", "invalid"),
         state: check("state", "untrusted state file(s)"),
         images: imageSetup.reconciler.readiness(), // OCI images (issue 7)
+        // cluster sync (issue 10): serving from the last-known state is ready, but says so.
+        ...(cluster ? { upstream: upstreamCheck(cluster.upstream()) } : {}),
       };
       return { ready: Object.values(checks).every((c) => c.ok), checks };
     };
 
     // attest (issue 9): POST /attest. Standalone, the bootstrap token comes from a kubeadm-shaped
     // Secret in the inventory folder (inventory.secrets); tests and the cluster sync may inject their own.
-    const attest = await attestSetup(config, { secrets: deps.secrets ?? inventory.secrets, tokens: deps.tokens });
+    const attest = await attestSetup(config, {
+      secrets: deps.secrets ?? inventory.secrets,
+      tokens: deps.tokens ?? cluster?.tokens, // cluster sync (issue 10): TokenRequest for metalman-bootstrap
+    });
     const http = buildNetbootApp({
       attest,
       log,
@@ -290,11 +340,13 @@ export async function startAppliance(
     );
     // BMC flows (issue 6, docs/bmc-flows.md): the Redfish driver for Machines with spec.pxe.redfish,
     // unless a test injects its own factory (or turns the flows off).
-    if (deps.bmcDrivers !== false) {
+    const bmcDrivers = deps.bmcDrivers;
+    if (bmcDrivers !== false) {
+      const startBmc = () => {
       const bmc = new BmcReconciler({
         backend: inventory,
         driverFor:
-          deps.bmcDrivers ??
+          bmcDrivers ??
           redfishDriverFactory({
             backend: inventory,
             secrets: inventory.secrets,
@@ -306,7 +358,29 @@ export async function startAppliance(
         options: { site: config.site },
       });
       bmc.start();
-      closers.push(() => bmc.stop());
+      return bmc;
+      };
+      if (!cluster) {
+        const bmc = startBmc();
+        closers.push(() => bmc.stop());
+      } else {
+        // cluster sync (issue 10): BMC actions only on the Lease holder (docs/cluster.md "Leader duties").
+        let bmc: BmcReconciler | undefined;
+        const follow = (leader: boolean) => {
+          if (leader && !bmc) bmc = startBmc();
+          else if (!leader && bmc) {
+            const stopping = bmc;
+            bmc = undefined;
+            void stopping.stop();
+          }
+        };
+        unsubscribers.push(cluster.leader.onChange(follow));
+        follow(cluster.leader.isLeader());
+        closers.push(async () => {
+          await bmc?.stop();
+          bmc = undefined;
+        });
+      }
     }
 
     // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
@@ -321,6 +395,8 @@ export async function startAppliance(
       metrics,
       events,
       inventory,
+      upstream: cluster?.upstream,
+      cluster,
       apiSocket: apiSocket.path,
       close: closeAll,
       describe: () => [
@@ -331,7 +407,9 @@ export async function startAppliance(
         `health        ${config.healthBindAddress}:${config.healthPort}  (/healthz, /readyz with details)`,
         `image roots   ${config.imageRoots.join(", ")}`,
         `image cache   ${config.cacheDir}  (OCI images; metalman image list)`,
-        `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.problems().filter((p) => p.kind === "inventory").length} invalid files)`,
+        cluster
+          ? `cluster       ${cluster.upstream().server}  (${inventory.list().length} machines, ${cluster.upstream().connection}, lease ${cluster.leader.status().lease})`
+          : `inventory     ${config.inventory}  (${inventory.list().length} machines, ${inventory.problems().filter((p) => p.kind === "inventory").length} invalid files)`,
         `state         ${config.stateDir}`,
         `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
@@ -341,4 +419,14 @@ export async function startAppliance(
     await closeAll({ graceMs: 0 });
     throw err;
   }
+}
+
+/** cluster sync (issue 10): the `/readyz` line of the uplink; offline is still ready (it serves the last-known state). */
+function upstreamCheck(u: UpstreamStatus): { ok: boolean; detail?: string } {
+  if (u.connection === "connected") return { ok: true };
+  if (u.servingFrom === "none") return { ok: false, detail: `no Machines yet: API server ${u.server} ${u.connection}` };
+  return {
+    ok: true,
+    detail: `offline since ${u.offlineSince ?? "start"}: serving the last-known state of ${u.lastSyncAt ?? "?"}, ${u.queuedUpdates} status update(s) queued`,
+  };
 }

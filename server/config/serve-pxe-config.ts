@@ -86,6 +86,11 @@ export interface ServePxeConfig {
   imageCacheBudgetBytes: number;
   imageRefreshIntervalMs: number;
   imagePullConcurrency: number;
+  // -- cluster sync (issue 10, docs/cluster.md)
+  /** Absolute. `--kubeconfig`: Machines come from this cluster instead of --inventory. */
+  kubeconfig?: string;
+  /** `--in-cluster`: the pod's service account (KUBERNETES_SERVICE_HOST) instead of a kubeconfig. */
+  inCluster: boolean;
 }
 
 /** The one error a bad command line or config file produces; the message names the field. */
@@ -369,6 +374,21 @@ const FLAGS: readonly FlagSpec[] = [
     defaultText: "2",
     help: "images pulled at once (each with up to 4 layer downloads)",
   },
+  // cluster sync (issue 10, docs/cluster.md)
+  {
+    flag: "kubeconfig",
+    key: "kubeconfig",
+    kind: "path",
+    defaultText: "none (standalone: --inventory)",
+    help: "serve the site's Machines from this cluster (status, Events, Lease, TokenRequest); offline: the last-known state",
+  },
+  {
+    flag: "in-cluster",
+    key: "inCluster",
+    kind: "bool",
+    defaultText: "false",
+    help: "like --kubeconfig, with the pod's service account",
+  },
 ];
 
 /** Usage text for `metalman serve-pxe --help`. */
@@ -509,6 +529,7 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     imageCacheBudgetBytes: 0,
     imageRefreshIntervalMs: 300_000,
     imagePullConcurrency: 2,
+    inCluster: false,
   };
 }
 
@@ -735,7 +756,12 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
       return;
     case "verifyEkCert":
     case "requireEkCert":
+    case "inCluster": // cluster sync (issue 10)
       config[key] = item.value === true;
+      return;
+    case "kubeconfig": // cluster sync (issue 10)
+      if (text.trim() === "") throw new ConfigError(`${field}: must name a kubeconfig file`);
+      config.kubeconfig = path.resolve(item.baseDir, text);
       return;
     case "attestWindow": {
       const ms = parseGoDuration(text);
