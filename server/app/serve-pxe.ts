@@ -361,7 +361,7 @@ export async function startAppliance(
         `state         ${config.stateDir}`,
         `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
-        ...consoleBanner(webConsole),
+        ...consoleBanner(webConsole, config.stateDir),
       ],
     };
   } catch (err) {
@@ -371,7 +371,7 @@ export async function startAppliance(
 }
 
 /** Banner lines of the web console; the first admin's password appears here once, never in the log. */
-function consoleBanner(running: RunningConsole | undefined): string[] {
+function consoleBanner(running: RunningConsole | undefined, stateDir: string): string[] {
   if (!running) return ["console       off (--console-port 0)"];
   const lines = [
     `console       ${running.url}  (web console; docs/console-api.md)`,
@@ -380,7 +380,7 @@ function consoleBanner(running: RunningConsole | undefined): string[] {
   if (running.firstAdmin) {
     lines.push(
       `  first login user "${running.firstAdmin.name}" password ${running.firstAdmin.password}`,
-      "  (shown only now; change it with: metalman user passwd admin --state-dir ...)",
+      `  (shown only now; change it with: metalman user passwd ${running.firstAdmin.name} --state-dir ${stateDir})`,
     );
   }
   return lines;
