@@ -2,12 +2,17 @@ import { Ajv } from "ajv";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { BootEventBus } from "../events/boot-events.js";
 import type { ImageCatalog } from "../images/image-catalog.js";
-import type { MachineBackend } from "../inventory/backend.js";
+import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
+import type { InventoryWriter } from "../inventory/inventory-writer.js";
 import { MachineActions } from "./actions.js";
 import type { Actor, Identify } from "./actor.js";
+import { allEventsPlugin } from "./all-events.js";
+import { type ApplianceInfo, appliancePlugin } from "./appliance.js";
+import { discoveredPlugin } from "./discovered.js";
 import { installApiErrorHandler, sendApiError } from "./errors.js";
 import { imagesPlugin } from "./images.js";
 import { machineActionsPlugin } from "./machine-actions.js";
+import { machineEditPlugin } from "./machine-edit.js";
 import { machineEventsPlugin } from "./machine-events.js";
 import { machinesPlugin } from "./machines.js";
 import { operationsPlugin } from "./operations.js";
@@ -34,6 +39,17 @@ export interface ManagementApiOptions {
   heartbeatMs?: number;
   /** OCI images (issue 7): the images surface is served when given. */
   images?: ImageCatalog;
+  /**
+   * More surfaces registered inside this context (same validator, parser, error and not-found
+   * handlers, same `identify`): the console adds its session, user and audit routes this way.
+   */
+  extensions?: Array<FastifyPluginAsync<SurfaceOptions>>;
+  /** Writes Machines (standalone: the inventory folder's YAML); absent: machine writes answer READ_ONLY_INVENTORY. */
+  writer?: InventoryWriter;
+  /** Unknown MACs seen by DHCP (`GET /discovered`, enroll). */
+  discovery?: DiscoveryStore;
+  /** Facts for `GET /appliance`. */
+  appliance?: () => ApplianceInfo;
 }
 
 /** What every surface plugin receives. */
@@ -131,13 +147,19 @@ export const managementApiPlugin: FastifyPluginAsync<ManagementApiOptions> = asy
     actor: async (request) => request.metalmanActor ?? options.identify(request),
   };
   await app.register(machinesPlugin, surface);
-  await app.register(machineEventsPlugin, {
+  const streams = {
     ...surface,
     maxStreams: options.maxStreams ?? 64,
     bufferBytes: options.streamBufferBytes ?? 256 * 1024,
     heartbeatMs: options.heartbeatMs ?? 15_000,
-  });
+  };
+  await app.register(machineEventsPlugin, streams);
+  await app.register(allEventsPlugin, streams);
   await app.register(machineActionsPlugin, surface);
+  await app.register(machineEditPlugin, { ...surface, writer: options.writer });
+  await app.register(discoveredPlugin, { ...surface, writer: options.writer, discovery: options.discovery });
+  await app.register(appliancePlugin, { ...surface, appliance: options.appliance });
   await app.register(operationsPlugin, surface);
   if (options.images) await app.register(imagesPlugin, { ...surface, images: options.images }); // issue 7
+  for (const extension of options.extensions ?? []) await app.register(extension, surface);
 };

@@ -4,6 +4,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { unixSocketIdentity } from "../api/actor.js"; // management API (docs/management-api.md)
 import { buildManagementApp } from "../api/app.js"; // management API
 import { apiSocketPath, claimUnixSocket } from "../api/unix-socket.js"; // management API
+import { scrub } from "../api/views.js"; // web console (issue 8): what the writer keeps when the API scrubbed it
 import { attestSetup } from "../attest/attest-setup.js";
 import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
@@ -11,6 +12,7 @@ import { redfishDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (i
 import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
+import { type RunningConsole, startConsole } from "../console/console-setup.js"; // web console (issue 8)
 import { DhcpServer } from "../dhcp/server.js";
 import { DeviceTransport, PXE_BOOT_SERVER_PORT } from "../dhcp/transport/device-transport.js";
 import { UdpTransport } from "../dhcp/transport/udp-transport.js";
@@ -22,11 +24,13 @@ import type { ReadinessReport } from "../http/health.js";
 import { type ImagesSetup, imagesSetup } from "../images/images-setup.js"; // OCI images (issue 7)
 import { FileDiscoveryStore } from "../inventory/discovery-store.js";
 import { FileInventory } from "../inventory/file-inventory.js";
+import { FileInventoryWriter } from "../inventory/file-inventory-writer.js"; // web console (issue 8)
 import type { SecretReader } from "../inventory/secrets.js";
 import { NetbootResolver } from "../netboot/resolver.js";
 import { userDataFromConfigMaps } from "../netboot/user-data.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
+import { applianceInfoProvider } from "./appliance-info.js"; // web console (issue 8)
 import { StopDeadline, waitUntilIdle } from "./stop-deadline.js";
 import { type ClusterMode, startClusterMode } from "../cluster/cluster-mode.js"; // cluster sync (issue 10)
 import type { KubeMachineBackend } from "../cluster/kube-backend.js"; // cluster sync (issue 10)
@@ -43,6 +47,8 @@ export interface RunningAppliance {
   readonly cluster?: ClusterMode;
   /** The management API's unix socket (`<stateDir>/metalman.sock`, docs/management-api.md). */
   readonly apiSocket: string;
+  /** The web console's HTTPS listener (docs/console-api.md), unless --console-port 0. */
+  readonly console?: { url: string; fingerprint: string };
   /**
    * Graceful stop (docs/events.md "Shutdown"): state is flushed first; then every listener
    * stops accepting at once; downloads in flight get `graceMs` (default: --shutdown-grace)
@@ -323,16 +329,50 @@ export async function startAppliance(
 
     // Management API on its own Fastify instance (never the netboot listener). Closing it ends
     // its event streams, so the socket's drain above is not held up by them.
-    const api = buildManagementApp({
-      log,
-      backend: inventory,
-      events,
-      identify: unixSocketIdentity,
+    // web console (issue 8): Machine writes (standalone: the inventory folder's YAML), discovered
+    // MACs and appliance facts, on the socket and on the console alike.
+    let webConsole: RunningConsole | undefined;
+    const apiExtras = {
+      // cluster mode: no writer yet (machine writes answer READ_ONLY_INVENTORY)
+      writer: fileInventory
+        ? new FileInventoryWriter({ dir: config.inventory, inventory: fileInventory, site: config.site, scrub })
+        : undefined,
+      discovery,
       images: imageSetup.reconciler, // OCI images (issue 7): GET/POST /api/v1/images
-    });
+      appliance: applianceInfoProvider({
+        readiness,
+        addresses,
+        consoleInfo: () => (webConsole ? { fingerprint: webConsole.tls.fingerprint, url: webConsole.url } : undefined),
+        listeners: {
+          http: `${config.bindAddress}:${config.httpPort}`,
+          tftp: `${config.bindAddress}:${config.tftpPort}`,
+          dhcp: `${addresses.dhcpMode} ${config.bindAddress}:${config.dhcpPort}`,
+        },
+      }),
+    };
+    const api = buildManagementApp({ log, backend: inventory, events, identify: unixSocketIdentity, ...apiExtras });
     await api.ready();
     apiSocket.attach(api.routing);
     drainers.push(() => api.close());
+
+    // Web console (issue 8, docs/console-api.md): the same management API on its own HTTPS
+    // listener, behind sessions, CSRF and roles.
+    if (config.consolePort !== 0) {
+      const started = await startConsole(
+        {
+          stateDir: config.stateDir,
+          address: config.consoleAddress,
+          port: config.consolePort,
+          tlsCert: config.consoleTlsCert,
+          tlsKey: config.consoleTlsKey,
+          trustedProxies: config.trustedProxies,
+        },
+        { backend: inventory, events, ...apiExtras },
+        log,
+      );
+      webConsole = started;
+      drainers.push(() => started.close());
+    }
 
     // attest (issue 9): `metalman tpm repin` requests (<stateDir>/attest/requests).
     unsubscribers.push(
@@ -398,6 +438,7 @@ export async function startAppliance(
       upstream: cluster?.upstream,
       cluster,
       apiSocket: apiSocket.path,
+      console: webConsole ? { url: webConsole.url, fingerprint: webConsole.tls.fingerprint } : undefined,
       close: closeAll,
       describe: () => [
         `serve-url     ${addresses.serveUrl}`,
@@ -413,6 +454,7 @@ export async function startAppliance(
         `state         ${config.stateDir}`,
         `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
+        ...consoleBanner(webConsole, config.stateDir),
       ],
     };
   } catch (err) {
@@ -429,4 +471,20 @@ function upstreamCheck(u: UpstreamStatus): { ok: boolean; detail?: string } {
     ok: true,
     detail: `offline since ${u.offlineSince ?? "start"}: serving the last-known state of ${u.lastSyncAt ?? "?"}, ${u.queuedUpdates} status update(s) queued`,
   };
+}
+
+/** Banner lines of the web console; the first admin's password appears here once, never in the log. */
+function consoleBanner(running: RunningConsole | undefined, stateDir: string): string[] {
+  if (!running) return ["console       off (--console-port 0)"];
+  const lines = [
+    `console       ${running.url}  (web console; docs/console-api.md)`,
+    `  TLS SHA-256 ${running.tls.fingerprint}  (${running.tls.source === "operator" ? running.tls.certFile : `self-signed, ${running.tls.certFile}`})`,
+  ];
+  if (running.firstAdmin) {
+    lines.push(
+      `  first login user "${running.firstAdmin.name}" password ${running.firstAdmin.password}`,
+      `  (shown only now; change it with: metalman user passwd ${running.firstAdmin.name} --state-dir ${stateDir})`,
+    );
+  }
+  return lines;
 }
