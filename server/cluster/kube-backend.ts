@@ -21,7 +21,11 @@ import {
   UNCHANGED,
   type WatchOptions,
 } from "../inventory/backend.js";
-import { DEFAULT_CONFLICT_RETRY, type ConflictRetryOptions, updateWithConflictRetry } from "../inventory/conflict-retry.js";
+import {
+  type ConflictRetryOptions,
+  DEFAULT_CONFLICT_RETRY,
+  updateWithConflictRetry,
+} from "../inventory/conflict-retry.js";
 import { deepFreeze } from "../inventory/deep-freeze.js";
 import { MachineValidator } from "../inventory/machine-schema.js";
 import { compareVersions, isVersion } from "../inventory/resource-version.js";
@@ -30,7 +34,7 @@ import { type Machine, type MachineStatus, SITE_LABEL } from "../inventory/types
 import { WatchHub } from "../inventory/watch-hub.js";
 import { isUnreachable, type KubeApi, statusOf } from "./kube-api.js";
 import { KubeOperationStore } from "./kube-operations.js";
-import { type ClusterFacts, LastKnownStore, type LastKnownState } from "./last-known.js";
+import { type ClusterFacts, type LastKnownState, LastKnownStore } from "./last-known.js";
 import { type KubeObject, Reflector } from "./reflector.js";
 import { applyStatusPatches, diffStatus, isEmptyPatch } from "./status-patch.js";
 import { StatusQueue } from "./status-queue.js";
@@ -320,14 +324,20 @@ export class KubeMachineBackend implements MachineBackend {
           try {
             await this.#writeLive(name, (fresh) => {
               if (uid !== undefined && fresh.metadata.uid !== uid) return UNCHANGED;
-              const next = applyStatusPatches(fresh.status, entries.map((e) => e.patch));
+              const next = applyStatusPatches(
+                fresh.status,
+                entries.map((e) => e.patch),
+              );
               return JSON.stringify(next) === JSON.stringify(fresh.status ?? {}) ? UNCHANGED : next;
             });
             this.#replayed.total += entries.length;
             this.#log.info({ machine: name, updates: entries.length }, "replayed queued status updates");
           } catch (err) {
             if (err instanceof NotFoundError) {
-              this.#log.warn({ machine: name, updates: entries.length }, "queued status updates dropped: the Machine is gone");
+              this.#log.warn(
+                { machine: name, updates: entries.length },
+                "queued status updates dropped: the Machine is gone",
+              );
             } else {
               if (isUnreachable(err)) this.#setConnection(false, err);
               else this.#log.warn({ err, machine: name }, "replaying queued status failed; will retry");
@@ -442,7 +452,11 @@ export class KubeMachineBackend implements MachineBackend {
       return undefined;
     }
     const queued = this.#queue.forMachine(name);
-    if (queued.length > 0) normal.status = applyStatusPatches(normal.status, queued.map((e) => e.patch));
+    if (queued.length > 0)
+      normal.status = applyStatusPatches(
+        normal.status,
+        queued.map((e) => e.patch),
+      );
     const machine = deepFreeze(normal) as Machine;
     this.#unindex(before);
     this.#machines.set(name, machine);
@@ -653,7 +667,8 @@ export class KubeMachineBackend implements MachineBackend {
         const value = data?.[ref.key ?? ""];
         return value === undefined ? undefined : Buffer.from(value, "base64");
       },
-      hasSecret: async (ref, defaultNamespace) => (await fetch("secrets", ns(ref, defaultNamespace), ref.name)) !== null,
+      hasSecret: async (ref, defaultNamespace) =>
+        (await fetch("secrets", ns(ref, defaultNamespace), ref.name)) !== null,
       configMapValue: async (ref, defaultNamespace) =>
         (await fetch("configmaps", ns(ref, defaultNamespace), ref.name))?.[ref.key ?? "user-data"],
       hasConfigMap: async (ref, defaultNamespace) =>
