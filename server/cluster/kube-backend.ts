@@ -54,7 +54,7 @@ export interface KubeBackendOptions {
   /** Reflector back-off (tests shorten it). */
   backoffMs?: number;
   maxBackoffMs?: number;
-  /** Debounce of the last-known file (default 250 ms). */
+  /** Debounce of the last-known file (default 2 s: one serialisation of a large site per burst, not per event). */
   saveDelayMs?: number;
 }
 
@@ -602,7 +602,7 @@ export class KubeMachineBackend implements MachineBackend {
     this.#saveTimer = setTimeout(() => {
       this.#saveTimer = undefined;
       void this.#saveNow().catch((err: unknown) => this.#log.warn({ err }, "cannot write the last-known state"));
-    }, this.#o.saveDelayMs ?? 250);
+    }, this.#o.saveDelayMs ?? 2000);
     this.#saveTimer.unref();
   }
 
