@@ -10,6 +10,9 @@ import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
 import { redfishDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (issue 6)
 import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
+import { type ClusterMode, startClusterMode } from "../cluster/cluster-mode.js"; // cluster sync (issue 10)
+import type { KubeMachineBackend } from "../cluster/kube-backend.js"; // cluster sync (issue 10)
+import type { UpstreamStatus } from "../cluster/upstream-status.js"; // cluster sync (issue 10)
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { type RunningConsole, startConsole } from "../console/console-setup.js"; // web console (issue 8)
@@ -32,9 +35,6 @@ import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
 import { applianceInfoProvider } from "./appliance-info.js"; // web console (issue 8)
 import { StopDeadline, waitUntilIdle } from "./stop-deadline.js";
-import { type ClusterMode, startClusterMode } from "../cluster/cluster-mode.js"; // cluster sync (issue 10)
-import type { KubeMachineBackend } from "../cluster/kube-backend.js"; // cluster sync (issue 10)
-import type { UpstreamStatus } from "../cluster/upstream-status.js"; // cluster sync (issue 10)
 
 export interface RunningAppliance {
   readonly addresses: DerivedAddresses;
@@ -383,22 +383,22 @@ export async function startAppliance(
     const bmcDrivers = deps.bmcDrivers;
     if (bmcDrivers !== false) {
       const startBmc = () => {
-      const bmc = new BmcReconciler({
-        backend: inventory,
-        driverFor:
-          bmcDrivers ??
-          redfishDriverFactory({
-            backend: inventory,
-            secrets: inventory.secrets,
-            events,
-            log: log.child({ component: "bmc" }),
-          }),
-        events,
-        log: log.child({ component: "bmc" }),
-        options: { site: config.site },
-      });
-      bmc.start();
-      return bmc;
+        const bmc = new BmcReconciler({
+          backend: inventory,
+          driverFor:
+            bmcDrivers ??
+            redfishDriverFactory({
+              backend: inventory,
+              secrets: inventory.secrets,
+              events,
+              log: log.child({ component: "bmc" }),
+            }),
+          events,
+          log: log.child({ component: "bmc" }),
+          options: { site: config.site },
+        });
+        bmc.start();
+        return bmc;
       };
       if (!cluster) {
         const bmc = startBmc();

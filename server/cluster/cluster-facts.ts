@@ -72,7 +72,7 @@ export class ClusterFactsWatcher {
     try {
       facts.version = (await this.#api.request<{ gitVersion?: string }>("GET", "/version")).gitVersion;
     } catch (err) {
-      this.#log.warn({ err }, "cluster facts: /version failed; using the last-known version");
+      this.#log.warn({ error: (err as Error).message }, "cluster facts: /version failed; using the last-known version");
     }
     try {
       const svc = await this.#api.request<{ spec?: { clusterIP?: string } }>(
@@ -81,7 +81,10 @@ export class ClusterFactsWatcher {
       );
       if (svc.spec?.clusterIP) facts.clusterDNS = svc.spec.clusterIP;
     } catch (err) {
-      this.#log.warn({ err }, "cluster facts: kube-system/kube-dns not readable; using the last-known cluster DNS");
+      this.#log.warn(
+        { error: (err as Error).message },
+        "cluster facts: kube-system/kube-dns not readable; using the last-known cluster DNS",
+      );
     }
     if (Object.keys(facts).length > 0) this.#onFacts(facts);
     this.#reflector.start();

@@ -47,7 +47,12 @@ export async function startClusterMode(o: ClusterModeOptions): Promise<ClusterMo
   const api = new HttpKubeApi(loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster }));
   const backend = new KubeMachineBackend({ api, site: o.site, stateDir: o.stateDir, log: o.log, metrics: o.metrics });
   await backend.start();
-  const facts = new ClusterFactsWatcher({ api, log, apiserverUrl: o.apiserverUrl, onFacts: (f) => backend.setFacts(f) });
+  const facts = new ClusterFactsWatcher({
+    api,
+    log,
+    apiserverUrl: o.apiserverUrl,
+    onFacts: (f) => backend.setFacts(f),
+  });
   await facts.start();
   const leader = new LeaderElector({
     api,

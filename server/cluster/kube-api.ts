@@ -97,11 +97,7 @@ export class HttpKubeApi implements KubeApi {
     this.#kc = kc;
     const cluster = kc.getCurrentCluster()!;
     this.server = cluster.server.replace(/\/+$/, "");
-    this.caPem = cluster.caData
-      ? Buffer.from(cluster.caData, "base64").toString("utf8")
-      : cluster.caFile
-        ? undefined
-        : undefined;
+    this.caPem = cluster.caData ? Buffer.from(cluster.caData, "base64").toString("utf8") : undefined;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     // The API server sends a bookmark about once a minute; two missed ones mean the stream is gone.
     this.#watchIdleMs = options.watchIdleMs ?? 150_000;
@@ -126,7 +122,7 @@ export class HttpKubeApi implements KubeApi {
     return opts;
   }
 
-  #send(opts: https.RequestOptions, body?: string): http.ClientRequest {
+  #send(opts: https.RequestOptions): http.ClientRequest {
     return (opts.protocol === "https:" ? https : http).request(opts);
   }
 

@@ -21,7 +21,11 @@ import {
   UNCHANGED,
   type WatchOptions,
 } from "../inventory/backend.js";
-import { DEFAULT_CONFLICT_RETRY, type ConflictRetryOptions, updateWithConflictRetry } from "../inventory/conflict-retry.js";
+import {
+  type ConflictRetryOptions,
+  DEFAULT_CONFLICT_RETRY,
+  updateWithConflictRetry,
+} from "../inventory/conflict-retry.js";
 import { deepFreeze } from "../inventory/deep-freeze.js";
 import { MachineValidator } from "../inventory/machine-schema.js";
 import { compareVersions, isVersion } from "../inventory/resource-version.js";
@@ -30,7 +34,7 @@ import { type Machine, type MachineStatus, SITE_LABEL } from "../inventory/types
 import { WatchHub } from "../inventory/watch-hub.js";
 import { isUnreachable, type KubeApi, statusOf } from "./kube-api.js";
 import { KubeOperationStore } from "./kube-operations.js";
-import { type ClusterFacts, LastKnownStore, type LastKnownState } from "./last-known.js";
+import { type ClusterFacts, type LastKnownState, LastKnownStore } from "./last-known.js";
 import { type KubeObject, Reflector } from "./reflector.js";
 import { applyStatusPatches, diffStatus, isEmptyPatch } from "./status-patch.js";
 import { StatusQueue } from "./status-queue.js";
@@ -50,7 +54,7 @@ export interface KubeBackendOptions {
   /** Reflector back-off (tests shorten it). */
   backoffMs?: number;
   maxBackoffMs?: number;
-  /** Debounce of the last-known file (default 250 ms). */
+  /** Debounce of the last-known file (default 2 s: one serialisation of a large site per burst, not per event). */
   saveDelayMs?: number;
 }
 
@@ -67,8 +71,13 @@ export class KubeMachineBackend implements MachineBackend {
   readonly #o: KubeBackendOptions;
   readonly #log: Logger;
   readonly #validator = new MachineValidator();
-  /** Upstream objects as the API holds them (raw), and the served Machines (validated, frozen, queued status applied). */
-  readonly #raw = new Map<string, KubeObject>();
+  /**
+   * Upstream Machines (validated, CRD defaults applied, frozen; null: present but invalid) and the
+   * served ones: the same object unless status updates are queued for it (then a copy with them
+   * applied), so a large site is held once.
+   */
+  readonly #upstream = new Map<string, Machine | null>();
+  readonly #upstreamVersion = new Map<string, string>();
   readonly #machines = new Map<string, Machine>();
   readonly #invalid = new Map<string, string>();
   readonly #macIndex = new Map<string, string[]>();
@@ -320,14 +329,20 @@ export class KubeMachineBackend implements MachineBackend {
           try {
             await this.#writeLive(name, (fresh) => {
               if (uid !== undefined && fresh.metadata.uid !== uid) return UNCHANGED;
-              const next = applyStatusPatches(fresh.status, entries.map((e) => e.patch));
+              const next = applyStatusPatches(
+                fresh.status,
+                entries.map((e) => e.patch),
+              );
               return JSON.stringify(next) === JSON.stringify(fresh.status ?? {}) ? UNCHANGED : next;
             });
             this.#replayed.total += entries.length;
             this.#log.info({ machine: name, updates: entries.length }, "replayed queued status updates");
           } catch (err) {
             if (err instanceof NotFoundError) {
-              this.#log.warn({ machine: name, updates: entries.length }, "queued status updates dropped: the Machine is gone");
+              this.#log.warn(
+                { machine: name, updates: entries.length },
+                "queued status updates dropped: the Machine is gone",
+              );
             } else {
               if (isUnreachable(err)) this.#setConnection(false, err);
               else this.#log.warn({ err, machine: name }, "replaying queued status failed; will retry");
@@ -384,10 +399,10 @@ export class KubeMachineBackend implements MachineBackend {
   /** Read-your-writes: the written object replaces the cache unless the watch already has a newer one. */
   #acceptWrite(written: KubeObject): Machine {
     const name = written.metadata.name;
-    const cached = this.#raw.get(name);
-    if (!cached || newer(written, cached)) {
-      this.#raw.set(name, written);
-      this.#serve(name, cached ? "MODIFIED" : "ADDED", written.metadata.resourceVersion);
+    const cached = this.#upstreamVersion.get(name);
+    if (cached === undefined || newer(written.metadata.resourceVersion ?? "", cached)) {
+      this.#store1(written);
+      this.#serve(name, "ADDED", written.metadata.resourceVersion);
     }
     const served = this.#machines.get(name);
     return served ?? (deepFreeze(this.#normalise(written)!) as Machine);
@@ -432,18 +447,38 @@ export class KubeMachineBackend implements MachineBackend {
     return machine;
   }
 
-  /** Rebuilds the served Machine of `name` from the raw object plus queued status, and emits the change. */
+  /** Validates and keeps an API object as the upstream Machine of its name. */
+  #store1(o: KubeObject): void {
+    const normal = this.#normalise(o);
+    this.#upstream.set(o.metadata.name, normal ? (deepFreeze(normal) as Machine) : null);
+    this.#upstreamVersion.set(o.metadata.name, o.metadata.resourceVersion ?? "");
+  }
+
+  #forget(name: string): void {
+    this.#upstream.delete(name);
+    this.#upstreamVersion.delete(name);
+    this.#invalid.delete(name);
+  }
+
+  /** Rebuilds the served Machine of `name` from upstream plus queued status, and emits the change. */
   #serve(name: string, type: "ADDED" | "MODIFIED", version?: string): Machine | undefined {
-    const raw = this.#raw.get(name);
+    const up = this.#upstream.get(name);
     const before = this.#machines.get(name);
-    const normal = raw ? this.#normalise(raw) : undefined;
-    if (!normal) {
+    if (!up) {
       if (before) this.#drop(name, before, version);
       return undefined;
     }
     const queued = this.#queue.forMachine(name);
-    if (queued.length > 0) normal.status = applyStatusPatches(normal.status, queued.map((e) => e.patch));
-    const machine = deepFreeze(normal) as Machine;
+    const machine =
+      queued.length === 0
+        ? up
+        : (deepFreeze({
+            ...up,
+            status: applyStatusPatches(
+              up.status,
+              queued.map((e) => e.patch),
+            ),
+          }) as Machine);
     this.#unindex(before);
     this.#machines.set(name, machine);
     this.#index(machine);
@@ -470,15 +505,14 @@ export class KubeMachineBackend implements MachineBackend {
     for (const item of items) {
       if (!this.#inSite(item)) continue;
       seen.add(item.metadata.name);
-      const cached = this.#raw.get(item.metadata.name);
-      if (cached && JSON.stringify(cached) === JSON.stringify(item)) continue;
-      this.#raw.set(item.metadata.name, item);
+      const cached = this.#upstreamVersion.get(item.metadata.name);
+      if (cached !== undefined && cached === item.metadata.resourceVersion) continue;
+      this.#store1(item);
       this.#serve(item.metadata.name, "ADDED", rv);
     }
-    for (const name of [...this.#raw.keys()]) {
+    for (const name of [...this.#upstream.keys()]) {
       if (seen.has(name)) continue;
-      this.#raw.delete(name);
-      this.#invalid.delete(name);
+      this.#forget(name);
       const before = this.#machines.get(name);
       if (before) this.#drop(name, before, rv);
     }
@@ -498,20 +532,19 @@ export class KubeMachineBackend implements MachineBackend {
 
   #onEvent(type: "ADDED" | "MODIFIED" | "DELETED", object: KubeObject): void {
     const name = object.metadata.name;
-    const cached = this.#raw.get(name);
+    const cached = this.#upstreamVersion.get(name);
     const rv = object.metadata.resourceVersion;
     this.#lastSyncAt = new Date().toISOString();
     if (type === "DELETED" || !this.#inSite(object)) {
       // Relabelled out of the site counts as deleted here (the selector no longer matches).
-      if (!cached) return;
-      this.#raw.delete(name);
-      this.#invalid.delete(name);
+      if (cached === undefined) return;
+      this.#forget(name);
       const before = this.#machines.get(name);
       if (before) this.#drop(name, before, rv);
       return;
     }
-    if (cached && !newer(object, cached)) return; // our own write got here first
-    this.#raw.set(name, object);
+    if (cached !== undefined && !newer(rv ?? "", cached)) return; // our own write got here first
+    this.#store1(object);
     this.#serve(name, type, rv);
   }
 
@@ -571,7 +604,7 @@ export class KubeMachineBackend implements MachineBackend {
     this.#version = isVersion(state.resourceVersion) ? state.resourceVersion : "0";
     for (const item of state.machines as KubeObject[]) {
       if (typeof item?.metadata?.name !== "string") continue;
-      this.#raw.set(item.metadata.name, item);
+      this.#store1(item);
       this.#serve(item.metadata.name, "ADDED", this.#version);
     }
     for (const [k, v] of Object.entries(state.configMaps)) this.#configMaps.set(k, v);
@@ -588,7 +621,7 @@ export class KubeMachineBackend implements MachineBackend {
     this.#saveTimer = setTimeout(() => {
       this.#saveTimer = undefined;
       void this.#saveNow().catch((err: unknown) => this.#log.warn({ err }, "cannot write the last-known state"));
-    }, this.#o.saveDelayMs ?? 250);
+    }, this.#o.saveDelayMs ?? 2000);
     this.#saveTimer.unref();
   }
 
@@ -597,7 +630,10 @@ export class KubeMachineBackend implements MachineBackend {
       savedAt: this.#lastSyncAt ?? new Date().toISOString(),
       site: this.#o.site,
       resourceVersion: this.#version,
-      machines: [...this.#raw.values()],
+      machines: [...this.#upstream.values()].filter((m): m is Machine => m !== null) as unknown as Record<
+        string,
+        unknown
+      >[],
       configMaps: Object.fromEntries(this.#configMaps),
       secrets: Object.fromEntries(this.#secretData),
       facts: this.#facts,
@@ -653,7 +689,8 @@ export class KubeMachineBackend implements MachineBackend {
         const value = data?.[ref.key ?? ""];
         return value === undefined ? undefined : Buffer.from(value, "base64");
       },
-      hasSecret: async (ref, defaultNamespace) => (await fetch("secrets", ns(ref, defaultNamespace), ref.name)) !== null,
+      hasSecret: async (ref, defaultNamespace) =>
+        (await fetch("secrets", ns(ref, defaultNamespace), ref.name)) !== null,
       configMapValue: async (ref, defaultNamespace) =>
         (await fetch("configmaps", ns(ref, defaultNamespace), ref.name))?.[ref.key ?? "user-data"],
       hasConfigMap: async (ref, defaultNamespace) =>
@@ -662,9 +699,7 @@ export class KubeMachineBackend implements MachineBackend {
   }
 }
 
-function newer(a: KubeObject, b: KubeObject): boolean {
-  const x = a.metadata.resourceVersion ?? "";
-  const y = b.metadata.resourceVersion ?? "";
+function newer(x: string, y: string): boolean {
   if (!isVersion(x) || !isVersion(y)) return x !== y;
   return compareVersions(x, y) > 0;
 }

@@ -70,7 +70,16 @@ export function subscribeKubeEvents(options: KubeEventSinkOptions): { flush(): P
     let agg = aggregates.get(key);
     if (!agg) {
       if (aggregates.size >= max) aggregates.delete(aggregates.keys().next().value!);
-      agg = { machine: event.machine, reason, type, message: "", first: event.time, last: event.time, pending: 0, written: 0 };
+      agg = {
+        machine: event.machine,
+        reason,
+        type,
+        message: "",
+        first: event.time,
+        last: event.time,
+        pending: 0,
+        written: 0,
+      };
       aggregates.set(key, agg);
     }
     agg.pending++;

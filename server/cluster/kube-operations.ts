@@ -34,7 +34,13 @@ export class KubeOperationStore implements MachineOperationStore {
   readonly #reflector: Reflector;
   #version = "0";
 
-  constructor(o: { api: KubeApi; log: Logger; retry?: ConflictRetryOptions; backoffMs?: number; maxBackoffMs?: number }) {
+  constructor(o: {
+    api: KubeApi;
+    log: Logger;
+    retry?: ConflictRetryOptions;
+    backoffMs?: number;
+    maxBackoffMs?: number;
+  }) {
     this.#api = o.api;
     this.#retry = o.retry ?? DEFAULT_CONFLICT_RETRY;
     this.#hub = new WatchHub(o.log, () => this.#version);

@@ -67,7 +67,10 @@ export class LastKnownStore {
     if (this.#key) return this.#key;
     try {
       const key = Buffer.from((await readFile(this.#keyFile, "utf8")).trim(), "base64");
-      if (key.length === 32) return (this.#key = key);
+      if (key.length === 32) {
+        this.#key = key;
+        return key;
+      }
       throw new Error(`${this.#keyFile}: not a 32-byte key`);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
@@ -77,7 +80,8 @@ export class LastKnownStore {
       if (!create) return undefined;
       const key = randomBytes(32);
       await writeFileAtomic(this.#keyFile, `${key.toString("base64")}\n`);
-      return (this.#key = key);
+      this.#key = key;
+      return key;
     }
   }
 
@@ -91,7 +95,11 @@ export class LastKnownStore {
     }
     try {
       const disk = JSON.parse(text) as OnDisk;
-      if (disk.format !== "metalman-last-known/1" || !Array.isArray(disk.machines) || typeof disk.secrets !== "object") {
+      if (
+        disk.format !== "metalman-last-known/1" ||
+        !Array.isArray(disk.machines) ||
+        typeof disk.secrets !== "object"
+      ) {
         throw new Error("not a metalman last-known state");
       }
       const key = await this.#loadKey(false);
@@ -137,7 +145,11 @@ export class LastKnownStore {
       resourceVersion: state.resourceVersion,
       machines: state.machines,
       configMaps: state.configMaps,
-      secrets: { iv: iv.toString("base64"), tag: cipher.getAuthTag().toString("base64"), data: data.toString("base64") },
+      secrets: {
+        iv: iv.toString("base64"),
+        tag: cipher.getAuthTag().toString("base64"),
+        data: data.toString("base64"),
+      },
       facts: state.facts,
     };
     await writeFileAtomic(this.file, JSON.stringify(disk));

@@ -94,7 +94,10 @@ export class LeaderElector implements LeadershipSignal {
       });
       await this.#running;
       if (this.#leader && this.#renewedAt !== undefined && Date.now() - this.#renewedAt > this.#o.renewDeadlineMs) {
-        this.#o.log.warn({ lease: this.#path }, "leader election: could not renew within the renew deadline; stepping down");
+        this.#o.log.warn(
+          { lease: this.#path },
+          "leader election: could not renew within the renew deadline; stepping down",
+        );
         this.#setLeader(false);
       }
       if (!this.#stopped) {

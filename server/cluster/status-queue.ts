@@ -42,7 +42,11 @@ export class StatusQueue {
       const parsed = JSON.parse(text) as { entries: QueuedStatus[] };
       if (!Array.isArray(parsed.entries)) throw new Error("no entries");
       for (const e of parsed.entries) {
-        if (typeof e.machine !== "string" || typeof e.patch?.fields !== "object" || typeof e.patch?.conditions !== "object") {
+        if (
+          typeof e.machine !== "string" ||
+          typeof e.patch?.fields !== "object" ||
+          typeof e.patch?.conditions !== "object"
+        ) {
           throw new Error("malformed entry");
         }
       }

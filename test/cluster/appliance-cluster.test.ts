@@ -28,7 +28,10 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
   api.put("services", { metadata: { name: "kube-dns", namespace: "kube-system" }, spec: { clusterIP: "10.96.0.10" } });
   api.put("configmaps", {
     metadata: { name: "cluster-info", namespace: "kube-public" },
-    data: { kubeconfig: "apiVersion: v1\nclusters:\n- cluster:\n    server: https://api.example:6443\n    certificate-authority-data: Q0E=\n  name: ''\n" },
+    data: {
+      kubeconfig:
+        "apiVersion: v1\nclusters:\n- cluster:\n    server: https://api.example:6443\n    certificate-authority-data: Q0E=\n  name: ''\n",
+    },
   });
   api.put("configmaps", { metadata: { name: "ud-01", namespace: "unbounded-kube" }, data: { "user-data": userData } });
   await kc.run(["apply", "--validate=false", "-f", "-"], {
@@ -60,7 +63,13 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
         "--leader-elect-retry-period=300ms",
       ],
     });
-    const appliance = await startAppliance(config, { log: process.env.DEBUG_CLUSTER ? (await import("pino")).default({ level: "debug" }).child({ replica: name }) : silent, probes: loopbackProbes, bmcDrivers: () => undefined });
+    const appliance = await startAppliance(config, {
+      log: process.env.DEBUG_CLUSTER
+        ? (await import("pino")).default({ level: "debug" }).child({ replica: name })
+        : silent,
+      probes: loopbackProbes,
+      bmcDrivers: () => undefined,
+    });
     return { appliance, config };
   };
   const a = await start("a");
@@ -69,10 +78,22 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
   t.after(() => b.appliance.close({ graceMs: 0 }));
 
   // Exactly one leader, and kubectl sees it as the Lease holder.
-  await within(5000, "a leader", () => a.appliance.upstream!().leader.isLeader || b.appliance.upstream!().leader.isLeader);
+  await within(
+    5000,
+    "a leader",
+    () => a.appliance.upstream!().leader.isLeader || b.appliance.upstream!().leader.isLeader,
+  );
   const [leader, follower] = a.appliance.upstream!().leader.isLeader ? [a, b] : [b, a];
   assert.equal(follower.appliance.upstream!().leader.isLeader, false);
-  const holder = await kc.run(["get", "lease", "metalman-lab", "-n", "unbounded-kube", "-o", "jsonpath={.spec.holderIdentity}"]);
+  const holder = await kc.run([
+    "get",
+    "lease",
+    "metalman-lab",
+    "-n",
+    "unbounded-kube",
+    "-o",
+    "jsonpath={.spec.holderIdentity}",
+  ]);
   assert.equal(holder, leader.appliance.upstream!().leader.identity);
 
   // Cluster facts reach the templates' context (cluster-info, kube-dns, /version).
@@ -91,17 +112,36 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
   const log = await fetch(`http://127.0.0.1:${follower.config.httpPort}/cloudinit/log`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ event_type: "finish", name: "modules-final", result: "SUCCESS", description: "d", origin: "cloudinit" }),
+    body: JSON.stringify({
+      event_type: "finish",
+      name: "modules-final",
+      result: "SUCCESS",
+      description: "d",
+      origin: "cloudinit",
+    }),
   });
   assert.equal(log.status, 200);
-  await within(3000, "CloudInitDone via kubectl", async () =>
-    (await kc.run(["get", "machine", "node-01", "-o", "jsonpath={.status.conditions[?(@.type=='CloudInitDone')].status}"])) === "True",
+  await within(
+    3000,
+    "CloudInitDone via kubectl",
+    async () =>
+      (await kc.run([
+        "get",
+        "machine",
+        "node-01",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='CloudInitDone')].status}",
+      ])) === "True",
   );
 
   // BMC actions and attestation results become aggregated Kubernetes Events (one Event, count 3).
   for (let i = 0; i < 3; i++) leader.appliance.events.emit({ step: "bmc.power-on", result: "ok", machine: "node-01" });
   await leader.appliance.cluster!.flushEvents();
-  const events = JSON.parse(await kc.run(["get", "events", "-n", "default", "-o", "json"])).items as Array<Record<string, any>>;
+  const events = JSON.parse(await kc.run(["get", "events", "-n", "default", "-o", "json"])).items as Array<{
+    reason: string;
+    count: number;
+    involvedObject: { name: string };
+  }>;
   const power = events.filter((e) => e.reason === "BmcPowerOn");
   assert.equal(power.length, 1);
   assert.equal(power[0]!.count, 3);
@@ -109,8 +149,13 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
   // More of the same: the one Event's count grows (a patch), no second Event.
   leader.appliance.events.emit({ step: "bmc.power-on", result: "ok", machine: "node-01" });
   await leader.appliance.cluster!.flushEvents();
-  const again = JSON.parse(await kc.run(["get", "events", "-n", "default", "-o", "json"])).items.filter((e: { reason: string }) => e.reason === "BmcPowerOn");
-  assert.deepEqual(again.map((e: { count: number }) => e.count), [4]);
+  const again = JSON.parse(await kc.run(["get", "events", "-n", "default", "-o", "json"])).items.filter(
+    (e: { reason: string }) => e.reason === "BmcPowerOn",
+  );
+  assert.deepEqual(
+    again.map((e: { count: number }) => e.count),
+    [4],
+  );
 
   // TokenRequest for unbounded-kube/metalman-bootstrap is the /attest token source in cluster mode.
   const issued = await leader.appliance.cluster!.tokens.issue(leader.appliance.inventory.get("node-01")!);
@@ -145,14 +190,30 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
 
   const servedStatus = JSON.stringify(follower.appliance.inventory.get("node-01")!.status);
   await api.start();
-  await within(Number(process.env.WAIT ?? 10_000), "queue replayed", () => follower.appliance.upstream!().queuedUpdates === 0);
-  assert.equal(JSON.stringify(api.get("machines", "node-01")!.status), servedStatus, "the offline write reached the API server");
+  await within(
+    Number(process.env.WAIT ?? 10_000),
+    "queue replayed",
+    () => follower.appliance.upstream!().queuedUpdates === 0,
+  );
+  assert.equal(
+    JSON.stringify(api.get("machines", "node-01")!.status),
+    servedStatus,
+    "the offline write reached the API server",
+  );
   assert.equal(follower.appliance.upstream!().queuedUpdates, 0);
 
   // Handover: the leader stops and releases the Lease; the other replica takes it.
   await leader.appliance.close({ graceMs: 0 });
   await within(5000, "handover", () => follower.appliance.upstream!().leader.isLeader);
-  const holder2 = await kc.run(["get", "lease", "metalman-lab", "-n", "unbounded-kube", "-o", "jsonpath={.spec.holderIdentity}"]);
+  const holder2 = await kc.run([
+    "get",
+    "lease",
+    "metalman-lab",
+    "-n",
+    "unbounded-kube",
+    "-o",
+    "jsonpath={.spec.holderIdentity}",
+  ]);
   assert.equal(holder2, follower.appliance.upstream!().leader.identity);
 
   // RBAC: every request the appliances made is granted by deploy/03-rbac.yaml, and every verb
@@ -163,7 +224,10 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
     if (request.userAgent?.startsWith("kubectl")) continue;
     const access = accessOf(request);
     if (!access) continue;
-    assert.ok(grants.some((g) => allows(g, access)), `not granted by deploy/03-rbac.yaml: ${JSON.stringify(access)} (${request.method} ${request.path})`);
+    assert.ok(
+      grants.some((g) => allows(g, access)),
+      `not granted by deploy/03-rbac.yaml: ${JSON.stringify(access)} (${request.method} ${request.path})`,
+    );
     used.add(`${access.verb} ${access.group}/${access.resource}`);
   }
   for (const { rule } of grants) {

@@ -44,7 +44,8 @@ export async function clusterLab(t: TestContext, opts: { requireKubectl?: boolea
   const api = new FakeKubeApi({ bookmarkMs: 200 });
   await api.start();
   const bin = kubectlBinary();
-  if (!bin && (opts.requireKubectl ?? true) && process.env.CI === "true") throw new Error("kubectl is not installed (scripts/test-deps.d/cluster.sh)");
+  if (!bin && (opts.requireKubectl ?? true) && process.env.CI === "true")
+    throw new Error("kubectl is not installed (scripts/test-deps.d/cluster.sh)");
   const kubectl = bin ? new Kubectl(bin, api.url) : undefined;
   const tmp = mkdtempSync(path.join(tmpdir(), "metalman-cluster-"));
   const stateDir = path.join(tmp, "state");

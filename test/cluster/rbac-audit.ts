@@ -65,7 +65,9 @@ export function accessOf(request: RecordedRequest): Access | undefined {
           ? "watch"
           : "list"
         : "get"
-      : ({ POST: "create", PUT: "update", PATCH: "patch", DELETE: "delete" } as Record<string, string>)[request.method]!;
+      : ({ POST: "create", PUT: "update", PATCH: "patch", DELETE: "delete" } as Record<string, string>)[
+          request.method
+        ]!;
   return { verb, group, resource: sub ? `${resource}/${sub}` : resource, namespace, name: name ?? fieldName };
 }
 

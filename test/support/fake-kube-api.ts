@@ -189,6 +189,7 @@ export const FAKE_RESOURCES: ResourceDef[] = [
   }),
 ];
 
+// biome-ignore lint/suspicious/noExplicitAny: arbitrary JSON objects, as the API server stores them
 type Obj = Record<string, any> & { metadata: Record<string, any> };
 
 interface Watcher {
@@ -421,6 +422,7 @@ export class FakeKubeApi {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks).toString("utf8");
+    // biome-ignore lint/suspicious/noExplicitAny: arbitrary JSON objects, as the API server stores them
     let body: any;
     if (raw !== "") {
       try {
@@ -583,12 +585,13 @@ export class FakeKubeApi {
     return this.#status(res, 405, "MethodNotAllowed", method);
   }
 
-  #notFound(res: http.ServerResponse, def: ResourceDef, name: string): void {
+  #notFound(res: http.ServerResponse, def: ResourceDef, name: string) {
     const gr = def.group === "" ? def.resource : `${def.resource}.${def.group}`;
     this.#status(res, 404, "NotFound", `${gr} "${name}" not found`, { name, group: def.group, kind: def.resource });
   }
 
-  #create(res: http.ServerResponse, def: ResourceDef, ns: string | undefined, body: any, dryRun: boolean): void {
+  // biome-ignore lint/suspicious/noExplicitAny: arbitrary JSON objects, as the API server stores them
+  #create(res: http.ServerResponse, def: ResourceDef, ns: string | undefined, body: any, dryRun: boolean) {
     if (!body?.metadata) return this.#status(res, 400, "BadRequest", "body needs metadata");
     const o: Obj = structuredClone(body);
     if (!o.metadata.name && o.metadata.generateName)
@@ -607,7 +610,8 @@ export class FakeKubeApi {
     this.#json(res, 201, stored);
   }
 
-  #tokenRequest(res: http.ServerResponse, ns: string, name: string, sa: Obj | undefined, body: any): void {
+  // biome-ignore lint/suspicious/noExplicitAny: arbitrary JSON objects, as the API server stores them
+  #tokenRequest(res: http.ServerResponse, ns: string, name: string, sa: Obj | undefined, body: any) {
     if (!sa) return this.#status(res, 404, "NotFound", `serviceaccounts "${name}" not found`);
     const expirationSeconds = Number(body?.spec?.expirationSeconds ?? 3600);
     const payload = Buffer.from(
@@ -629,7 +633,7 @@ export class FakeKubeApi {
     });
   }
 
-  #list(res: http.ServerResponse, def: ResourceDef, namespace: string | undefined, q: URLSearchParams): void {
+  #list(res: http.ServerResponse, def: ResourceDef, namespace: string | undefined, q: URLSearchParams) {
     const matches = selectorFor(q);
     if (!matches.ok) return this.#status(res, 400, "BadRequest", matches.error);
     const items = [...this.#store.values()]
@@ -656,7 +660,7 @@ export class FakeKubeApi {
     def: ResourceDef,
     namespace: string | undefined,
     q: URLSearchParams,
-  ): void {
+  ) {
     const matches = selectorFor(q);
     if (!matches.ok) return this.#status(res, 400, "BadRequest", matches.error);
     const from = q.get("resourceVersion") ?? "";
@@ -785,6 +789,7 @@ function jsonPatch(doc: Obj, ops: Array<{ op: string; path: string; value?: unkn
       .split("/")
       .slice(1)
       .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+    // biome-ignore lint/suspicious/noExplicitAny: arbitrary JSON objects, as the API server stores them
     let parent: any = doc;
     for (const part of parts.slice(0, -1)) parent = parent?.[part];
     const last = parts.at(-1)!;
@@ -805,26 +810,28 @@ type Selector = { ok: true; fn: (o: Obj) => boolean } | { ok: false; error: stri
 function selectorFor(q: URLSearchParams): Selector {
   const tests: Array<(o: Obj) => boolean> = [];
   const label = q.get("labelSelector") ?? "";
+  const labels = (o: Obj) => (o.metadata.labels ?? {}) as Record<string, string>;
   for (const term of splitTerms(label)) {
-    let m: RegExpExecArray | null;
-    const labels = (o: Obj) => (o.metadata.labels ?? {}) as Record<string, string>;
-    if ((m = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(term))) {
-      const [, key, op, vals] = m;
-      const set = vals!.split(",").map((v) => v.trim());
-      tests.push((o) =>
-        op === "in" ? set.includes(labels(o)[key!] as string) : !set.includes(labels(o)[key!] as string),
-      );
-    } else if ((m = /^([^\s!=]+)\s*!=\s*(\S*)$/.exec(term))) {
-      const [, key, value] = m;
+    const set = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(term);
+    const notEqual = /^([^\s!=]+)\s*!=\s*(\S*)$/.exec(term);
+    const equal = /^([^\s!=]+)\s*==?\s*(\S*)$/.exec(term);
+    const absent = /^!([^\s!=]+)$/.exec(term);
+    const present = /^([^\s!=()]+)$/.exec(term);
+    if (set) {
+      const [, key, op, vals] = set;
+      const values = vals!.split(",").map((v) => v.trim());
+      tests.push((o) => values.includes(labels(o)[key!] as string) === (op === "in"));
+    } else if (notEqual) {
+      const [, key, value] = notEqual;
       tests.push((o) => labels(o)[key!] !== value);
-    } else if ((m = /^([^\s!=]+)\s*==?\s*(\S*)$/.exec(term))) {
-      const [, key, value] = m;
+    } else if (equal) {
+      const [, key, value] = equal;
       tests.push((o) => labels(o)[key!] === value);
-    } else if ((m = /^!([^\s!=]+)$/.exec(term))) {
-      const key = m[1]!;
+    } else if (absent) {
+      const key = absent[1]!;
       tests.push((o) => !(key in labels(o)));
-    } else if ((m = /^([^\s!=()]+)$/.exec(term))) {
-      const key = m[1]!;
+    } else if (present) {
+      const key = present[1]!;
       tests.push((o) => key in labels(o));
     } else return { ok: false, error: `unable to parse requirement: ${term}` };
   }
