@@ -1,4 +1,5 @@
 import { stat } from "node:fs/promises";
+import path from "node:path";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { unixSocketIdentity } from "../api/actor.js"; // management API (docs/management-api.md)
@@ -31,6 +32,10 @@ import { FileInventoryWriter } from "../inventory/file-inventory-writer.js"; // 
 import type { SecretReader } from "../inventory/secrets.js";
 import { NetbootResolver } from "../netboot/resolver.js";
 import { userDataFromConfigMaps } from "../netboot/user-data.js";
+import { KubeKeyPublisher } from "../overlay/kube-key-publisher.js"; // overlay (issue 12)
+import { KubeOverlaySource } from "../overlay/kube-overlay-source.js";
+import { OverlayService } from "../overlay/overlay-service.js";
+import { WgCommandDriver } from "../overlay/wg-command-driver.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
 import { applianceInfoProvider } from "./appliance-info.js"; // web console (issue 8)
@@ -126,6 +131,8 @@ export async function startAppliance(
     return done;
   };
   const listening = { dhcp: false, tftp: false, http: false };
+  // overlay (issue 12): started after the listeners, read by /readyz and the banner.
+  const overlayState: OverlayState = { enabled: false };
 
   try {
     // A mistyped --inventory would otherwise start a server that answers nobody.
@@ -238,6 +245,8 @@ export async function startAppliance(
         images: imageSetup.reconciler.readiness(), // OCI images (issue 7)
         // cluster sync (issue 10): serving from the last-known state is ready, but says so.
         ...(cluster ? { upstream: upstreamCheck(cluster.upstream()) } : {}),
+        // overlay (issue 12): never gates readiness (netboot works without it), says its state.
+        ...(overlayState.enabled ? { overlay: overlayCheck(overlayState) } : {}),
       };
       return { ready: Object.values(checks).every((c) => c.ok), checks };
     };
@@ -423,6 +432,32 @@ export async function startAppliance(
       }
     }
 
+    // overlay (issue 12, docs/overlay.md): WireGuard to the site's gateways, cluster mode only.
+    if (cluster && config.overlay === "auto" && config.site !== "") {
+      const overlayLog = log.child({ component: "overlay" });
+      const service = new OverlayService({
+        site: config.site,
+        keyFile: path.join(config.stateDir, "overlay", "wireguard.key"),
+        nodeName: config.overlayNodeName ?? `metalman-${config.site}`,
+        internalIP: config.overlayNodeIp ?? addresses.serverIp,
+        source: new KubeOverlaySource({ api: cluster.api, log: overlayLog }),
+        publisher: new KubeKeyPublisher(cluster.api),
+        driver: new WgCommandDriver(),
+        log: overlayLog,
+        metrics,
+      });
+      overlayState.enabled = true;
+      try {
+        await service.start();
+        overlayState.service = service;
+        closers.push(() => service.stop());
+      } catch (err) {
+        // A bad key file stops the overlay, never the netboot services (and is never replaced).
+        overlayState.error = err instanceof Error ? err.message : String(err);
+        overlayLog.error({ err: overlayState.error }, "overlay: not started");
+      }
+    }
+
     // A Machine deleted (and perhaps created again) starts a new timeline on the event stream.
     unsubscribers.push(
       inventory.watch((change) => {
@@ -455,6 +490,9 @@ export async function startAppliance(
         `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
         ...consoleBanner(webConsole, config.stateDir),
+        ...(overlayState.enabled
+          ? [`overlay       ${overlayCheck(overlayState).detail ?? ""}  (docs/overlay.md)`]
+          : []),
       ],
     };
   } catch (err) {
@@ -487,4 +525,22 @@ function consoleBanner(running: RunningConsole | undefined, stateDir: string): s
     );
   }
   return lines;
+}
+
+/** overlay (issue 12): what /readyz and the banner know of the WireGuard overlay. */
+interface OverlayState {
+  enabled: boolean;
+  service?: OverlayService;
+  error?: string;
+}
+
+function overlayCheck(state: OverlayState): { ok: boolean; detail?: string } {
+  if (state.error !== undefined) return { ok: true, detail: `overlay not started: ${state.error}` };
+  const status = state.service?.status();
+  if (status === undefined) return { ok: true, detail: "overlay starting" };
+  const healthy = status.tunnels.filter((t) => t.healthy).length;
+  return {
+    ok: true,
+    detail: `overlay ${status.state}: ${healthy}/${status.tunnels.length} tunnels healthy${status.keyPublished ? "" : ", key not published yet"}${status.lastError ? `, ${status.lastError}` : ""}`,
+  };
 }

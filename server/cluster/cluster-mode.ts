@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { BootEventBus } from "../events/boot-events.js";
 import { ClusterFactsWatcher } from "./cluster-facts.js";
-import { HttpKubeApi, loadKubeConfig } from "./kube-api.js";
+import { HttpKubeApi, type KubeApi, loadKubeConfig } from "./kube-api.js";
 import { KubeMachineBackend } from "./kube-backend.js";
 import { subscribeKubeEvents } from "./kube-events.js";
 import { LeaderElector } from "./leader-election.js";
@@ -34,6 +34,8 @@ export interface ClusterModeOptions {
 
 export interface ClusterMode {
   backend: KubeMachineBackend;
+  /** The API client, for other rooms that read the cluster (the overlay, issue 12). */
+  api: KubeApi;
   leader: LeaderElector;
   tokens: TokenRequestSource;
   /** The console's and /readyz's view (docs/cluster.md "Upstream status"). */
@@ -73,6 +75,7 @@ export async function startClusterMode(o: ClusterModeOptions): Promise<ClusterMo
   });
   return {
     backend,
+    api,
     leader,
     tokens: new TokenRequestSource({ api }),
     upstream: () => ({ ...backend.upstream(), leader: leader.status() }),

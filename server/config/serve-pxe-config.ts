@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { isHttpUrl, isIPv4, isLabelValue } from "../inventory/formats.js";
@@ -91,6 +92,13 @@ export interface ServePxeConfig {
   kubeconfig?: string;
   /** `--in-cluster`: the pod's service account (KUBERNETES_SERVICE_HOST) instead of a kubeconfig. */
   inCluster: boolean;
+  // -- overlay (issue 12, docs/overlay.md)
+  /** `auto`: WireGuard to the site's gateways in cluster mode with a --site; `off`: never. */
+  overlay: "auto" | "off";
+  /** The Node object that stands for the appliance (default `metalman-<site>`). */
+  overlayNodeName?: string;
+  /** The appliance's address as the gateways route it (default: the server IP). */
+  overlayNodeIp?: string;
   // -- web console (docs/console-api.md)
   /** Address of the console's HTTPS listener (default 127.0.0.1: open it up deliberately). */
   consoleAddress: string;
@@ -397,6 +405,28 @@ const FLAGS: readonly FlagSpec[] = [
     defaultText: "false",
     help: "like --kubeconfig, with the pod's service account",
   },
+  // overlay (issue 12, docs/overlay.md)
+  {
+    flag: "overlay",
+    key: "overlay",
+    kind: "string",
+    defaultText: "auto",
+    help: "auto: WireGuard tunnels to the site's unbounded-net gateways in cluster mode with a --site; off: none",
+  },
+  {
+    flag: "overlay-node-name",
+    key: "overlayNodeName",
+    kind: "string",
+    defaultText: "metalman-<site>",
+    help: "the Node object that carries the appliance's WireGuard public key for the gateways",
+  },
+  {
+    flag: "overlay-node-ip",
+    key: "overlayNodeIp",
+    kind: "string",
+    defaultText: "the server IP",
+    help: "the appliance's address as the gateways route it (Node InternalIP, source of the overlay routes)",
+  },
   {
     flag: "console-address",
     key: "consoleAddress",
@@ -578,6 +608,7 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     imageRefreshIntervalMs: 300_000,
     imagePullConcurrency: 2,
     inCluster: false,
+    overlay: "auto",
     consoleAddress: "127.0.0.1",
     consolePort: 8443,
   };
@@ -821,6 +852,20 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
     case "requireEkCert":
     case "inCluster": // cluster sync (issue 10)
       config[key] = item.value === true;
+      return;
+    case "overlay": // overlay (issue 12)
+      if (text !== "auto" && text !== "off") throw new ConfigError(`${field}: must be auto or off, got ${got}`);
+      config.overlay = text;
+      return;
+    case "overlayNodeName":
+      if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(text)) {
+        throw new ConfigError(`${field}: must be a Kubernetes node name (lower-case DNS subdomain), got ${got}`);
+      }
+      config.overlayNodeName = text;
+      return;
+    case "overlayNodeIp":
+      if (isIP(text) === 0) throw new ConfigError(`${field}: must be an IP address, got ${got}`);
+      config.overlayNodeIp = text;
       return;
     case "kubeconfig": // cluster sync (issue 10)
       if (text.trim() === "") throw new ConfigError(`${field}: must name a kubeconfig file`);
