@@ -7,8 +7,9 @@ import { apiSocketPath, claimUnixSocket } from "../api/unix-socket.js"; // manag
 import { attestSetup } from "../attest/attest-setup.js";
 import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
-import { redfishDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (issue 6)
+import { bmcDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (issue 6): Redfish and IPMI
 import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
+import { templateView } from "../bmc/pending-replace.js"; // issue 6: HostReplace → repave pending
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
 import { DhcpServer } from "../dhcp/server.js";
@@ -154,7 +155,9 @@ export async function startAppliance(
     const renderer = new TemplateRenderer();
     const resolver = new NetbootResolver({
       images,
-      render: (source, machine, name) => renderer.render(source, machine, templateContext, name),
+      // issue 6: a pending HostReplace operation makes templates see a repave pending (server/bmc/pending-replace.ts).
+      render: (source, machine, name) =>
+        renderer.render(source, templateView(machine, inventory.operations), templateContext, name),
       // cloud-init/user-data from the Machine's userDataConfigMapRef (a ConfigMap in the inventory folder).
       userData: userDataFromConfigMaps(inventory.secrets),
     });
@@ -279,7 +282,7 @@ export async function startAppliance(
         backend: inventory,
         driverFor:
           deps.bmcDrivers ??
-          redfishDriverFactory({
+          bmcDriverFactory({
             backend: inventory,
             secrets: inventory.secrets,
             events,
