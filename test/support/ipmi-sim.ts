@@ -143,7 +143,10 @@ export class IpmiSim {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise((resolve) => this.child.once("exit", resolve));
     this.child.kill("SIGTERM");
-    const done = await Promise.race([exited.then(() => true), sleep(3000).then(() => false)]);
+    const done = await Promise.race([
+      exited.then(() => true),
+      sleep(3000, undefined, { ref: false }).then(() => false),
+    ]);
     if (!done) {
       this.child.kill("SIGKILL");
       await exited;
