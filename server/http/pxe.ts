@@ -96,12 +96,13 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
           ),
         }));
       }
-      if (written.outcome === "unchanged") {
+      if (written.outcome === "unchanged" && !replace) {
         events.emit({ ...base, result: "ignored", reason: "already-cleared" });
       } else {
         const repaveCounter = written.machine.status?.operations?.repaveCounter;
-        request.log.info({ machine: name, repaveCounter }, "repave completed, PXE disabled");
-        events.emit({ ...base, result: "ok", detail: { repaveCounter, attempts: written.attempts } });
+        const operation = replace?.metadata.name;
+        request.log.info({ machine: name, repaveCounter, operation }, "repave completed, PXE disabled");
+        events.emit({ ...base, result: "ok", detail: { repaveCounter, attempts: written.attempts, operation } });
       }
       return reply.code(200).send();
     } catch (error) {

@@ -62,6 +62,24 @@ describe("grub.cfg and a pending HostReplace operation", () => {
         assert.match(await grub(), /no repave pending/);
         const steps = appliance.events.history("node-01").map((e) => `${e.step} ${e.result}`);
         assert.ok(steps.includes("pxe.disable ok"), steps.join(", "));
+
+        // A second HostReplace on a Machine already Repaved=True: the Machine's status does not
+        // change, yet the operation is completed and /pxe/disable reports ok (not already-cleared).
+        await appliance.inventory.operations.create({
+          metadata: { name: "replace-2" },
+          spec: { machineRef: "node-01", operationKind: "HostReplace" },
+        });
+        assert.match(await grub(), /menuentry 'metalman install node-01'/);
+        assert.equal((await fetch(`http://127.0.0.1:${config.httpPort}/pxe/disable`)).status, 200);
+        const second = appliance.inventory.operations.get("replace-2");
+        assert.equal(findCondition(second?.status?.conditions, "BootImageWritten")?.status, "True");
+        const last = appliance.events
+          .history("node-01")
+          .filter((e) => e.step === "pxe.disable")
+          .at(-1);
+        assert.equal(last?.result, "ok");
+        assert.equal(last?.detail?.operation, "replace-2");
+        assert.match(await grub(), /no repave pending/);
       } finally {
         await appliance.close({ graceMs: 0 });
       }
