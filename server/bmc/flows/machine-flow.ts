@@ -179,7 +179,7 @@ export class MachineFlow {
       } catch (err) {
         if (!(err instanceof BmcError) || err.code !== "not-supported") throw err;
       }
-      if (!current || current.target !== "Pxe" || current.enabled === "Disabled") {
+      if (current?.target !== "Pxe" || current.enabled === "Disabled") {
         const prepared = await this.#prepareBoot(machine, bmc, true, state);
         if (prepared !== "ready") return prepared;
       }
