@@ -84,7 +84,8 @@ export function bmcOf(machine: Machine): BmcSummary {
 
 /**
  * The power state as last written into status by the BMC flows (`status.power.state`, or
- * `status.redfish.powerState`), else what the `PoweredOff` condition says, else "Unknown".
+ * `status.redfish.powerState`), else what the `PoweredOff` condition says, else the flows'
+ * `PoweredOn` reading, else "Unknown".
  */
 export function powerOf(machine: Machine): string {
   const status = machine.status as (Machine["status"] & Record<string, unknown>) | undefined;
@@ -95,6 +96,9 @@ export function powerOf(machine: Machine): string {
   const off = findCondition(machine.status?.conditions, "PoweredOff");
   if (off?.status === "True") return off.reason === "PoweringOn" ? "PoweringOn" : "Off";
   if (off?.status === "False" && off.reason === "PoweringOff") return "PoweringOff";
+  // issue 6: the flows' last reading (docs/bmc-flows.md: PoweredOn, reason = the state).
+  const on = findCondition(machine.status?.conditions, "PoweredOn");
+  if (on && ["On", "Off", "PoweringOn", "PoweringOff"].includes(on.reason)) return on.reason;
   return "Unknown";
 }
 

@@ -9,8 +9,9 @@ import { scrub } from "../api/views.js"; // web console (issue 8): what the writ
 import { attestSetup } from "../attest/attest-setup.js";
 import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
-import { redfishDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (issue 6)
+import { bmcDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (issue 6): Redfish and IPMI
 import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
+import { templateView } from "../bmc/pending-replace.js"; // issue 6: HostReplace → repave pending
 import { type ClusterMode, startClusterMode } from "../cluster/cluster-mode.js"; // cluster sync (issue 10)
 import type { KubeMachineBackend } from "../cluster/kube-backend.js"; // cluster sync (issue 10)
 import type { UpstreamStatus } from "../cluster/upstream-status.js"; // cluster sync (issue 10)
@@ -221,7 +222,9 @@ export async function startAppliance(
     const renderer = new TemplateRenderer();
     const resolver = new NetbootResolver({
       images,
-      render: (source, machine, name) => renderer.render(source, machine, templateContext, name),
+      // issue 6: a pending HostReplace operation makes templates see a repave pending (server/bmc/pending-replace.ts).
+      render: (source, machine, name) =>
+        renderer.render(source, templateView(machine, inventory.operations), templateContext, name),
       // cloud-init/user-data from the Machine's userDataConfigMapRef (a ConfigMap in the inventory folder).
       userData: userDataFromConfigMaps(inventory.secrets),
     });
@@ -396,7 +399,7 @@ export async function startAppliance(
           backend: inventory,
           driverFor:
             bmcDrivers ??
-            redfishDriverFactory({
+            bmcDriverFactory({
               backend: inventory,
               secrets: inventory.secrets,
               events,

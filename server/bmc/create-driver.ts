@@ -3,12 +3,14 @@ import type { SecretReader } from "../inventory/secrets.js";
 import { resolvePassword } from "../inventory/secrets.js";
 import type { Machine } from "../inventory/types.js";
 import { type BmcDriver, BmcError } from "./driver.js";
+import { IpmiDriver, type IpmiDriverOptions } from "./ipmi/driver.js";
 import { RedfishDriver, type RedfishDriverOptions } from "./redfish/driver.js";
 import { MachinePinStore, type PinEvents, type PinLog } from "./tls-pin.js";
 
 /**
  * The one place a concrete BMC driver is chosen for a Machine (flows, API and console get a
- * `BmcDriver` from here and never import a client). Redfish today; IPMI plugs in here.
+ * `BmcDriver` from here and never import a client): Redfish for `spec.pxe.redfish`, IPMI
+ * (ipmitool lanplus) for `spec.pxe.ipmi`; the schema refuses a Machine with both.
  */
 export interface BmcDriverDeps {
   backend: MachineBackend;
@@ -18,6 +20,8 @@ export interface BmcDriverDeps {
   log?: PinLog;
   /** Timeouts and polling (tests shorten them). */
   tuning?: Omit<RedfishDriverOptions, "url" | "username" | "password" | "deviceID" | "pins" | "ca">;
+  /** ipmitool timeouts and binary (tests shorten them). */
+  ipmiTuning?: Pick<IpmiDriverOptions, "binary" | "tryTimeoutSeconds" | "retries" | "callTimeoutMs">;
 }
 
 /**
@@ -31,7 +35,8 @@ export const BMC_CA_KEY = "ca.crt";
 /** Undefined when the Machine has no BMC configured. Rejects with a BmcError (never a credential in it). */
 export async function createBmcDriver(machine: Machine, deps: BmcDriverDeps): Promise<BmcDriver | undefined> {
   const redfish = machine.spec.pxe?.redfish;
-  if (!redfish) return undefined;
+  const ipmi = machine.spec.pxe?.ipmi;
+  if (!redfish && !ipmi) return undefined;
   const name = machine.metadata.name;
   const refuse = () =>
     deps.backend.quarantine(name)
@@ -39,6 +44,25 @@ export async function createBmcDriver(machine: Machine, deps: BmcDriverDeps): Pr
       : undefined;
   const refusal = refuse();
   if (refusal) throw refusal;
+  if (!redfish) {
+    const ipmiSpec = ipmi!;
+    const secret = await resolvePassword(deps.secrets, ipmiSpec.passwordRef);
+    if (!secret.secretFound) {
+      const ref = ipmiSpec.passwordRef;
+      throw new BmcError("auth", `Secret ${ref.namespace}/${ref.name} (spec.pxe.ipmi.passwordRef) not found`);
+    }
+    return new IpmiDriver({
+      ...deps.ipmiTuning,
+      host: ipmiSpec.host,
+      port: ipmiSpec.port ?? 623,
+      username: ipmiSpec.username,
+      password: secret.password,
+      cipherSuite: ipmiSpec.cipherSuite,
+      privilege: ipmiSpec.privilege ?? "ADMINISTRATOR",
+      bootMode: ipmiSpec.bootMode,
+      refuse,
+    });
+  }
   const ref = redfish.passwordRef;
   const secret = await resolvePassword(deps.secrets, ref);
   if (!secret.secretFound) {

@@ -7,17 +7,22 @@ export type SyncDriverFactory = (machine: Machine) => BmcDriver | undefined;
 
 /**
  * The production driver factory for the BMC flows: a Redfish driver for every Machine with
- * `spec.pxe.redfish`. Creating one reads its password Secret (async), so the flows get a driver
+ * `spec.pxe.redfish`, an IPMI one for `spec.pxe.ipmi` (create-driver.ts chooses). Creating one reads its password Secret (async), so the flows get a driver
  * that creates the real one on first use and again after a failed creation (a Secret added
  * later, a BMC CA ConfigMap fixed), and closes it with itself.
  */
-export function redfishDriverFactory(deps: BmcDriverDeps): SyncDriverFactory {
+export function bmcDriverFactory(deps: BmcDriverDeps): SyncDriverFactory {
   return (machine) => {
     const redfish = machine.spec.pxe?.redfish;
-    if (!redfish) return undefined;
-    return new DeferredDriver(`redfish ${redfish.url}`, () => createBmcDriver(machine, deps));
+    const ipmi = machine.spec.pxe?.ipmi;
+    const description = redfish ? `redfish ${redfish.url}` : ipmi ? `ipmi ${ipmi.host}:${ipmi.port ?? 623}` : undefined;
+    if (!description) return undefined;
+    return new DeferredDriver(description, () => createBmcDriver(machine, deps));
   };
 }
+
+/** The name it had when only Redfish existed. */
+export const redfishDriverFactory = bmcDriverFactory;
 
 class DeferredDriver implements BmcDriver {
   #pending: Promise<BmcDriver | undefined> | undefined;

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { pendingHostReplace } from "../bmc/pending-replace.js"; // issue 6: /pxe/disable completes a HostReplace
 import type { BootEvent, BootEventBus, BootResult } from "../events/boot-events.js";
 import { type MachineBackend, UNCHANGED } from "../inventory/backend.js";
 import { setCondition } from "../inventory/conditions.js";
@@ -61,13 +62,16 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
     try {
       // A quarantined Machine was served no install entry, so an installer finishing now is
       // stale or forged: record nothing (the operator decides what its counters are).
+      // issue 6: a pending HostReplace is a repave request too (its template view installs).
+      const replace = pendingHostReplace(backend.operations.list(), name);
       const written = await backend.updateStatus(name, (current) => {
         const specRepave = current.spec.operations?.repaveCounter ?? 0;
         const status = current.status ?? {};
-        if (specRepave <= (status.operations?.repaveCounter ?? 0)) return UNCHANGED;
+        const completed = status.operations?.repaveCounter ?? 0;
+        if (specRepave <= completed && !replace) return UNCHANGED;
         return {
           ...status,
-          operations: { ...status.operations, repaveCounter: specRepave },
+          operations: { ...status.operations, repaveCounter: Math.max(specRepave, completed) },
           conditions: setCondition(
             status.conditions,
             {
@@ -81,12 +85,24 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
           ),
         };
       });
-      if (written.outcome === "unchanged") {
+      if (replace) {
+        // Spec §8.9: BootImageWritten=True/Succeeded "at the /pxe/disable equivalent".
+        await backend.operations.updateStatus(replace.metadata.name, (op) => ({
+          ...op.status,
+          conditions: setCondition(
+            op.status?.conditions,
+            { type: "BootImageWritten", status: "True", reason: "Succeeded", message: `machine ${name}: /pxe/disable` },
+            now(),
+          ),
+        }));
+      }
+      if (written.outcome === "unchanged" && !replace) {
         events.emit({ ...base, result: "ignored", reason: "already-cleared" });
       } else {
         const repaveCounter = written.machine.status?.operations?.repaveCounter;
-        request.log.info({ machine: name, repaveCounter }, "repave completed, PXE disabled");
-        events.emit({ ...base, result: "ok", detail: { repaveCounter, attempts: written.attempts } });
+        const operation = replace?.metadata.name;
+        request.log.info({ machine: name, repaveCounter, operation }, "repave completed, PXE disabled");
+        events.emit({ ...base, result: "ok", detail: { repaveCounter, attempts: written.attempts, operation } });
       }
       return reply.code(200).send();
     } catch (error) {

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { type FormatSpec, MACHINE_FORMATS } from "./formats.js";
 import { API_VERSION, type Machine } from "./types.js";
@@ -26,6 +27,8 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const DNS1123_SUBDOMAIN_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+/** A host name label (RFC 1123; BMC names are often upper-case, which DNS ignores). */
+const HOST_LABEL = /^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$/;
 
 /** A Kubernetes label or annotation key: `[prefix/]name`, prefix a DNS-1123 subdomain, name ≤ 63. */
 export function isQualifiedName(value: string): boolean {
@@ -50,6 +53,10 @@ const TEMPLATE_SAFE_FORMATS: Record<string, FormatSpec> = {
     check: isQualifiedName,
     message:
       "must be a Kubernetes key: an optional DNS-1123 prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric",
+  },
+  "bmc-host": {
+    check: (v) => isIP(v) !== 0 || (v.length <= 253 && v.split(".").every((l) => HOST_LABEL.test(l))),
+    message: "must be an IPv4 or IPv6 address or a DNS name like bmc-01.example.com",
   },
   "secret-key": {
     check: (v) => v.length <= 253 && SECRET_KEY.test(v),
@@ -171,6 +178,21 @@ export const MACHINE_JSON_SCHEMA = {
                 passwordRef: secretKeySelector("ssh-privatekey"),
               },
             },
+            // Ours (docs/bmc-ipmi.md): IPMI 2.0 over LAN for servers without Redfish.
+            ipmi: {
+              type: "object",
+              required: ["host", "username", "passwordRef"],
+              additionalProperties: false,
+              properties: {
+                host: fmt("bmc-host"),
+                port: { type: "integer", minimum: 1, maximum: 65535, default: 623 },
+                username: { type: "string", format: "text", maxLength: 16 },
+                passwordRef: secretKeySelector("password"),
+                cipherSuite: { type: "integer", minimum: 0, maximum: 17 },
+                privilege: { enum: ["CALLBACK", "USER", "OPERATOR", "ADMINISTRATOR"], default: "ADMINISTRATOR" },
+                bootMode: { enum: ["UEFI", "Legacy"] },
+              },
+            },
             cloudInit: {
               type: "object",
               additionalProperties: false,
@@ -289,9 +311,13 @@ export class MachineValidator {
   }
 }
 
-/** Checks JSON Schema cannot express: a MAC repeated within one Machine's leases. */
+/** Checks JSON Schema cannot express: a MAC repeated within one Machine's leases; two BMCs. */
 function semanticErrors(machine: Machine): string[] {
   const errors: string[] = [];
+  if (machine.spec.pxe?.redfish && machine.spec.pxe.ipmi) {
+    // One BMC per Machine: two would fight over power and boot device.
+    errors.push("spec.pxe.ipmi: set either spec.pxe.redfish or spec.pxe.ipmi, not both");
+  }
   const seen = new Map<string, number>();
   (machine.spec.pxe?.dhcpLeases ?? []).forEach((lease, i) => {
     const mac = lease.mac.toLowerCase();

@@ -38,11 +38,32 @@ export interface RedfishSpec {
   passwordRef: SecretKeySelector;
 }
 
+/**
+ * `spec.pxe.ipmi` (ours, beyond upstream): a BMC reached over IPMI 2.0 RMCP+ (`ipmitool -I
+ * lanplus`) for servers without Redfish. docs/bmc-ipmi.md.
+ */
+export interface IpmiSpec {
+  /** IPv4, IPv6 or a DNS name of the BMC. */
+  host: string;
+  /** UDP port (default 623). */
+  port: number;
+  username: string;
+  /** The password Secret; key default `password`. */
+  passwordRef: SecretKeySelector;
+  /** RMCP+ cipher suite ID (ipmitool -C); absent: ipmitool negotiates. */
+  cipherSuite?: number;
+  /** Session privilege level (default ADMINISTRATOR; power control needs OPERATOR at least). */
+  privilege: "CALLBACK" | "USER" | "OPERATOR" | "ADMINISTRATOR";
+  /** Firmware boot mode to request with a boot override (UEFI: `options=efiboot`). */
+  bootMode?: "UEFI" | "Legacy";
+}
+
 export interface PxeSpec {
   /** OCI reference, or `dir:PATH` for a local image folder holding `disk/`. */
   image: string;
   dhcpLeases?: DhcpLease[];
   redfish?: RedfishSpec;
+  ipmi?: IpmiSpec;
   cloudInit?: { userDataConfigMapRef?: SecretKeySelector };
   /** Later-upstream fields (§2.7), accepted and carried. */
   architecture?: "amd64" | "arm64";

@@ -1,10 +1,11 @@
 /**
  * The process the BMC e2e (bmc-repave.test.ts) runs inside its network namespace: the
- * appliance (startAppliance, as `serve-pxe` does) with the BMC flows wired to a Redfish driver,
- * and one emulated BMC whose server is a qemu VM. Both live in one process so qemu's tap and
- * the appliance's DHCP share the namespace. Usage (argv):
+ * appliance (startAppliance, as `serve-pxe` does) with the production BMC drivers (Redfish with
+ * TOFU pinning, IPMI through ipmitool; passwords from the inventory's Secret), and one emulated
+ * Redfish BMC whose server is a qemu VM. Both live in one process so qemu's tap and the
+ * appliance's DHCP share the namespace. Usage (argv):
  *   bmc-e2e-appliance.js BMC_ADDR BMC_PORT WORK QEMU_ARGS_JSON -- serve-pxe flags...
- * The BMC password comes from $METALMAN_E2E_BMC_PASSWORD (never argv: ps shows argv).
+ * The emulator's password comes from $METALMAN_E2E_BMC_PASSWORD (never argv: ps shows argv).
  * On SIGTERM it prints `{"emulator":{override,boots}}` and exits 0.
  */
 import path from "node:path";
@@ -15,7 +16,6 @@ import { QemuPower } from "../../server/bmc/emulator/qemu-power.js";
 import { EmulatedBmc } from "../../server/bmc/emulator/redfish-service.js";
 import { systemAddressProbes } from "../../server/config/address-probes.js";
 import { parseServePxeArgs } from "../../server/config/serve-pxe-config.js";
-import { MiniRedfishDriver } from "../unit/bmc/emulator/mini-redfish-driver.js";
 
 const [bmcAddr, bmcPort, work, qemuArgs, dashes, ...serveArgs] = process.argv.slice(2);
 if (!bmcAddr || !bmcPort || !work || !qemuArgs || dashes !== "--") {
@@ -31,14 +31,8 @@ await power.on(false);
 
 const config = parseServePxeArgs(serveArgs, process.env);
 const log = createLogger(config.logLevel);
-const appliance = await startAppliance(config, {
-  log,
-  probes: await systemAddressProbes(),
-  bmcDrivers: (m) => {
-    const redfish = m.spec.pxe?.redfish;
-    return redfish ? new MiniRedfishDriver(redfish.url, redfish.username, password) : undefined;
-  },
-});
+// No bmcDrivers: the production factory (server/bmc/driver-factory.ts), as serve-pxe runs it.
+const appliance = await startAppliance(config, { log, probes: await systemAddressProbes() });
 process.stderr.write("bmc-e2e-appliance: ready\n");
 process.once("SIGTERM", () => {
   process.stdout.write(`${JSON.stringify({ emulator: { override: bmc.override, boots: power.boots } })}\n`);

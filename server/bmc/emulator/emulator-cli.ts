@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { selfSignedCertificate } from "./certificate.js";
+import { persistentCertificate, selfSignedCertificate } from "./certificate.js";
 import { MemoryPower, type PowerBackend } from "./power.js";
 import { QemuPower } from "./qemu-power.js";
 import { EmulatedBmc } from "./redfish-service.js";
@@ -16,6 +16,9 @@ Flags:
   --name-prefix P        BMC names P01, P02, ... (default node-)
   --username U           (default admin)
   --password-file F      password (first line of F); else $METALMAN_BMC_PASSWORD; else "admin"
+  --tls-dir DIR          keep the certificate (cert.pem, key.pem 0600) in DIR across restarts, so a
+                         Machine's pinned fingerprint stays valid (default: a fresh one per start)
+  --power-off            VM-less BMCs start Off (default On)
   --no-once              refuse BootSourceOverrideEnabled=Once (like BMCs that only know Continuous)
   --require-if-match     PATCH without If-Match answers 428 (iLO/XCC behaviour)
   --config FILE          JSON {"bmcs":[{"name","port","qemu":{"args":[...],"qmpSocket":"..."}}]}:
@@ -50,6 +53,8 @@ export interface EmulatorFlags {
   password: string;
   onceAllowed: boolean;
   requireIfMatch: boolean;
+  tlsDir?: string;
+  startOff: boolean;
   config?: EmulatorConfigFile;
 }
 
@@ -64,6 +69,7 @@ export async function parseEmulatorArgs(argv: string[], env: NodeJS.ProcessEnv):
     password: env.METALMAN_BMC_PASSWORD ?? "admin",
     onceAllowed: true,
     requireIfMatch: false,
+    startOff: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -99,6 +105,12 @@ export async function parseEmulatorArgs(argv: string[], env: NodeJS.ProcessEnv):
       case "--password-file":
         flags.password = (await readFile(value(), "utf8")).split("\n")[0]!;
         break;
+      case "--tls-dir":
+        flags.tlsDir = value();
+        break;
+      case "--power-off":
+        flags.startOff = true;
+        break;
       case "--no-once":
         flags.onceAllowed = false;
         break;
@@ -117,7 +129,9 @@ export async function parseEmulatorArgs(argv: string[], env: NodeJS.ProcessEnv):
 
 /** Starts every BMC (all share one fresh certificate); on a failed start the started ones are closed. */
 export async function startEmulators(flags: EmulatorFlags): Promise<RunningEmulators> {
-  const tls = await selfSignedCertificate([flags.listen]);
+  const tls = flags.tlsDir
+    ? await persistentCertificate(flags.tlsDir, [flags.listen])
+    : await selfSignedCertificate([flags.listen]);
   const specs =
     flags.config?.bmcs ??
     Array.from({ length: flags.count }, (_, i) => ({
@@ -130,7 +144,8 @@ export async function startEmulators(flags: EmulatorFlags): Promise<RunningEmula
   };
   try {
     for (const [i, spec] of specs.entries()) {
-      const power: PowerBackend = "qemu" in spec && spec.qemu ? new QemuPower(spec.qemu) : new MemoryPower("On");
+      const power: PowerBackend =
+        "qemu" in spec && spec.qemu ? new QemuPower(spec.qemu) : new MemoryPower(flags.startOff ? "Off" : "On");
       const bmc = new EmulatedBmc({
         name: spec.name,
         username: flags.username,

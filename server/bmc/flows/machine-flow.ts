@@ -171,8 +171,15 @@ export class MachineFlow {
     if (poweredOff.reason === "PoweringOn" && age < options.powerTimeoutMs) return options.pollMs;
     if (repavePending && !isFalse(conditions, BOOT_ORDER_SUPPORTED)) {
       // Some BMCs drop an override at power-off; make sure the next start still goes to PXE.
-      const current = await bmc.bootOverride();
-      if (current.target !== "Pxe" || current.enabled === "Disabled") {
+      // A BMC that cannot even report it (ipmi_sim with a VM) gets the override set again,
+      // which settles BootOrderConfigSupported; a server found Off never had it set at all.
+      let current: BootOverride | undefined;
+      try {
+        current = await bmc.bootOverride();
+      } catch (err) {
+        if (!(err instanceof BmcError) || err.code !== "not-supported") throw err;
+      }
+      if (current?.target !== "Pxe" || current.enabled === "Disabled") {
         const prepared = await this.#prepareBoot(machine, bmc, true, state);
         if (prepared !== "ready") return prepared;
       }

@@ -127,8 +127,10 @@ export class OperationFlow {
     const keys = new Set<string>();
     for (const name of names) {
       keys.add(`machine:${name}`);
-      const url = this.ctx.backend.get(name)?.spec.pxe?.redfish?.url;
+      const pxe = this.ctx.backend.get(name)?.spec.pxe;
+      const url = pxe?.redfish?.url;
       if (url) keys.add(`bmc:${url.replace(/\/+$/, "")}`);
+      if (pxe?.ipmi) keys.add(`bmc:ipmi://${pxe.ipmi.host}:${pxe.ipmi.port ?? 623}`);
     }
     return keys;
   }
@@ -162,7 +164,10 @@ export class OperationFlow {
       if (!machine) return fail("MachineNotFound", `machine ${op.spec.machineRef} not found`);
       if (!isBareMetal(machine)) return "ignore"; // a cloud provider's Machine: another controller's
       if (!this.ctx.driverFor(machine))
-        return fail("UnsupportedTarget", `machine ${op.spec.machineRef} has no BMC (spec.pxe.redfish)`);
+        return fail(
+          "UnsupportedTarget",
+          `machine ${op.spec.machineRef} has no BMC (spec.pxe.redfish or spec.pxe.ipmi)`,
+        );
       machines = [machine];
     } else {
       const selector = op.spec.machineSelector ?? {};

@@ -21,7 +21,8 @@ const unused = (call: string) => () => {
 };
 export const unusedOperations: MachineOperationStore = {
   get: unused("get"),
-  list: unused("list"),
+  // /pxe/disable asks whether a HostReplace is pending (issue 6): none in these fakes.
+  list: () => Object.assign([], { resourceVersion: "0" }),
   watch: unused("watch"),
   create: unused("create"),
   updateStatus: unused("updateStatus"),

@@ -127,6 +127,22 @@ describe("BMC counter flows", { timeout: 60_000 }, () => {
     assert.equal(r.driver.calls.filter((x) => x.startsWith("set:")).length, 2);
   });
 
+  it("a server that is Off, with a BMC refusing to set and to read the boot device (IPMI on ipmi_sim): NotSupported, then On", async (t) => {
+    const r = await rig(t);
+    r.driver.state = "Off";
+    r.driver.allowOverride = false;
+    r.driver.allowOverrideRead = false;
+    r.rec.start();
+    await r.settle();
+    await r.request({ repave: 1 });
+    const c = r.condition("BootOrderConfigSupported");
+    assert.deepEqual([c?.status, c?.reason], ["False", "NotSupported"]);
+    assert.equal(r.driver.count("power:On"), 1, r.driver.calls.join(","));
+    assert.equal(r.driver.state, "On");
+    assert.equal(r.condition("Repaved")?.reason, "Pending");
+    assert.equal(r.condition("BmcReachable")?.status, "True");
+  });
+
   it("retries a repave that times out after 30 minutes, bounded to 3 cycles (upstream: forever)", async (t) => {
     const r = await rig(t);
     r.rec.start();

@@ -19,6 +19,8 @@ export class MemoryDriver implements BmcDriver {
   allowOnce = true;
   /** false: every boot override is refused with not-supported. */
   allowOverride = true;
+  /** false: reading the override is refused too (ipmi_sim with a VM: "Invalid data field"). */
+  allowOverrideRead = true;
   /** false: Disabled is refused (upstream then falls back to Hdd/Continuous). */
   allowDisabled = true;
   /** true: ForceOff leaves the server in PoweringOff, and On still reads Off, until `settle()`. */
@@ -64,6 +66,8 @@ export class MemoryDriver implements BmcDriver {
 
   async bootOverride(): Promise<BootOverride> {
     this.#call("get-boot");
+    if (!this.allowOverrideRead)
+      throw new BmcError("not-supported", "Get Chassis Boot Parameter 5 failed: Invalid data field in request");
     return { ...this.override };
   }
 
