@@ -189,4 +189,63 @@ describe("registry client", () => {
     await assert.rejects(untrusted.resolve(parseReference(`${host}/a:v1`), creds), /self.signed|certificate/i);
     await untrusted.close();
   });
+
+  it("bounds manifest answers (4 MiB) and blob bodies (the descriptor's size)", async () => {
+    const port = await serve((req, res) => {
+      if (req.url?.includes("/manifests/")) return res.writeHead(200).end(Buffer.alloc(5 * 1024 * 1024, 32));
+      res.writeHead(200).end(Buffer.concat([blob, Buffer.from("extra")]));
+    });
+    const client = new RegistryClient({ registries: { hosts: new Map(), insecure: new Set() }, log, retry: fast });
+    await assert.rejects(
+      client.resolve(parseReference(`127.0.0.1:${port}/a/b:v1`), creds),
+      /larger than 4194304 bytes/,
+    );
+    const endpoint = client.endpointsOf(parseReference(`127.0.0.1:${port}/a/b:v1`))[0]!;
+    const dest = path.join(scratch, "bounded");
+    await assert.rejects(
+      client.fetchBlob(
+        { endpoint, credentials: creds },
+        { mediaType: "x", digest: blobDigest, size: blob.length },
+        dest,
+        `${dest}.partial`,
+        () => {},
+      ),
+      /sends 16 bytes, the manifest says 11|more bytes than the manifest says/,
+    );
+    await client.close();
+  });
+
+  it("downloads at most maxConcurrentBlobs blobs at once", async () => {
+    let active = 0;
+    let peak = 0;
+    const port = await serve((_req, res) => {
+      active++;
+      peak = Math.max(peak, active);
+      setTimeout(() => {
+        active--;
+        res.writeHead(200).end(blob);
+      }, 60);
+    });
+    const client = new RegistryClient({
+      registries: { hosts: new Map(), insecure: new Set() },
+      log,
+      retry: fast,
+      maxConcurrentBlobs: 2,
+    });
+    const endpoint = client.endpointsOf(parseReference(`127.0.0.1:${port}/a/b:v1`))[0]!;
+    await Promise.all(
+      [1, 2, 3, 4, 5, 6].map((i) => {
+        const dest = path.join(scratch, `c${i}`);
+        return client.fetchBlob(
+          { endpoint, credentials: creds },
+          { mediaType: "x", digest: blobDigest, size: blob.length },
+          dest,
+          `${dest}.partial`,
+          () => {},
+        );
+      }),
+    );
+    assert.equal(peak, 2);
+    await client.close();
+  });
 });
