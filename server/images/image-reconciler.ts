@@ -458,7 +458,7 @@ export class ImageReconciler implements ImageCatalog {
       status.manifestDigest = record.manifestDigest;
       status.resolvedAt = record.resolvedAt;
     }
-    if (entry.pulling) {
+    if (entry.pulling && (!serving || (entry.pulling.digest !== undefined && entry.pulling.digest !== record.digest))) {
       status.bytes = entry.pulling.bytes;
       status.totalBytes = entry.pulling.totalBytes;
       if (serving && entry.pulling.digest && entry.pulling.digest !== record.digest)
