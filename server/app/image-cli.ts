@@ -146,7 +146,7 @@ async function follow(
         i.state === "failed" ||
         (i.state === "ready" &&
           i.pullingDigest === undefined &&
-          (seenPulling || Date.parse(i.resolvedAt ?? "") >= askedAt - 1000)),
+          (seenPulling || Date.parse(i.resolvedAt ?? "") >= askedAt)),
     );
     if (!json) {
       for (const item of running) {

@@ -89,6 +89,7 @@ export class ImageReconciler implements ImageCatalog {
   #syncQueued = false;
   #stopped = false;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #targets = new Map<string, Target | null>();
   readonly #metrics: {
     pulls: Counter<"result">;
     downloaded: Counter;
@@ -184,7 +185,10 @@ export class ImageReconciler implements ImageCatalog {
 
   #sync(): void {
     const seen = new Set<string>();
-    for (const entry of this.#entries.values()) entry.machines.clear();
+    for (const entry of this.#entries.values()) {
+      entry.machines.clear();
+      entry.pullSecret = undefined;
+    }
     for (const machine of this.#o.backend.list()) {
       const target = imageTarget(machine);
       // An unparsable reference is reported by lookups (the schema already refuses most).
@@ -352,7 +356,8 @@ export class ImageReconciler implements ImageCatalog {
     this.#metrics.progress.set(labels, progress.bytes);
     this.#metrics.size.set(labels, progress.totalBytes);
     const now = this.#now();
-    if (now - entry.lastProgressAt < PROGRESS_EVENT_MS) return;
+    // Nothing to tell before the manifest gave the size.
+    if (progress.totalBytes === 0 || now - entry.lastProgressAt < PROGRESS_EVENT_MS) return;
     entry.lastProgressAt = now;
     this.#emit(entry, "progress", undefined, {
       digest: entry.pulling.digest,
@@ -406,7 +411,14 @@ export class ImageReconciler implements ImageCatalog {
 
   /** The cached tree for a Machine's image, or why there is none. Cheap: memory only. */
   served(machine: Machine): { record?: RefRecord; entry?: ImageStatus; error?: string } {
-    const target = imageTarget(machine);
+    // Called per packet: the parsed reference is remembered (bounded; references are few).
+    const cacheKey = `${machine.spec.pxe?.image ?? ""}|${machine.spec.pxe?.architecture ?? ""}`;
+    let target = this.#targets.get(cacheKey);
+    if (target === undefined) {
+      target = imageTarget(machine) ?? null;
+      if (this.#targets.size >= 4096) this.#targets.clear();
+      this.#targets.set(cacheKey, target);
+    }
     if (!target) return { error: "not an OCI reference" };
     if ("error" in target) return { error: target.error };
     const record = this.#o.cache.ref(target.canonical, target.architecture);
@@ -446,7 +458,7 @@ export class ImageReconciler implements ImageCatalog {
       status.manifestDigest = record.manifestDigest;
       status.resolvedAt = record.resolvedAt;
     }
-    if (entry.pulling) {
+    if (entry.pulling && (!serving || (entry.pulling.digest !== undefined && entry.pulling.digest !== record.digest))) {
       status.bytes = entry.pulling.bytes;
       status.totalBytes = entry.pulling.totalBytes;
       if (serving && entry.pulling.digest && entry.pulling.digest !== record.digest)

@@ -538,9 +538,10 @@ export class RegistryClient {
     const extra = [this.#options.registries.caBundle, this.#settings(key)?.caBundle].filter(
       (f): f is string => f !== undefined,
     );
-    const ca = extra.length === 0 ? undefined : [...this.#systemCaList(), ...extra.map((f) => read(f))];
+    // Node's own list plus the system bundle (so a CA installed with update-ca-certificates works), plus ours.
+    const ca = [...this.#systemCaList(), ...extra.map((f) => read(f))];
     agent = new Agent({
-      connect: { timeout: this.#timeouts.connectMs, ...(ca ? { ca } : {}) },
+      connect: { timeout: this.#timeouts.connectMs, ca },
       connections: 16,
       keepAliveTimeout: 10_000,
     });

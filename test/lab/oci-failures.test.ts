@@ -288,6 +288,31 @@ labSuite("OCI pulls when the registry, the network or the disk fail", OCI_TOOLS,
     assert.equal(readdirSync(path.join(r.dir, "cache", "oci")).length, 1);
   });
 
+  it("with --image-cache-budget, an image no Machine uses any more is deleted after the next pull", async () => {
+    const ref = `${registry!.addr}/netboot/budget:v1`;
+    await pushTree(scratch, await writeTree(path.join(scratch, "b1"), { "version.txt": "one" }), ref);
+    const r = await applianceFor(ref, { args: ["--image-cache-budget=1B"] });
+    const first = await settled(r.api);
+    assert.equal(first.state, "ready");
+    await pushTree(scratch, await writeTree(path.join(scratch, "b2"), { "version.txt": "two" }), ref);
+    await r.api.post("/images/pull", { ref });
+    await until(
+      "the new digest to serve",
+      async () => {
+        const s = await status(r.api);
+        return s && s.digest !== first.digest && !s.pullingDigest ? s : undefined;
+      },
+      30_000,
+    );
+    const left = readdirSync(path.join(r.dir, "cache", "oci"));
+    assert.deepEqual(
+      left,
+      [`sha256_${(await status(r.api))!.manifestDigest!.slice(7)}`],
+      "only the served tree is left",
+    );
+    assert.equal((await httpGet(r.http, "/version.txt")).body.toString(), "two");
+  });
+
   it("a cache disk that fills up during a pull: a clear error, the old digest still serves", async () => {
     const ref = `${registry!.addr}/netboot/full:v1`;
     await pushTree(scratch, await writeTree(path.join(scratch, "f1"), { "version.txt": "small" }), ref);
