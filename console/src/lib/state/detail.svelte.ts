@@ -1,0 +1,170 @@
+/**
+ * One Machine's page: its detail, its events (grouped into boot attempts), its YAML, and the
+ * actions. Live events for this Machine are appended as they come.
+ */
+import { type ApiClient, describeError } from "../api/client";
+import type { BootEvent, MachineDetail, PowerAction } from "../api/types";
+import { type BootAttempt, groupAttempts } from "../util/timeline";
+import type { LiveManager } from "./live.svelte";
+import type { MachinesManager } from "./machines.svelte";
+
+export type ActionKind = "repave" | "reboot" | "power-on" | "power-off" | "power-cycle" | "repin-bmc" | "delete";
+
+export class MachineDetailManager {
+  name = $state("");
+  detail = $state.raw<MachineDetail | undefined>(undefined);
+  events = $state.raw<BootEvent[]>([]);
+  yaml = $state("");
+  error = $state("");
+  notice = $state("");
+  actionError = $state("");
+  busy = $state(false);
+  readonly attempts: BootAttempt[] = $derived(groupAttempts(this.events));
+
+  #off: (() => void) | undefined;
+  #seen = new Set<number>();
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly api: ApiClient,
+    private readonly live: LiveManager,
+    private readonly machines: MachinesManager,
+  ) {}
+
+  async open(name: string): Promise<void> {
+    this.close();
+    this.name = name;
+    this.detail = undefined;
+    this.events = [];
+    this.yaml = "";
+    this.error = "";
+    this.notice = "";
+    this.actionError = "";
+    this.#seen = new Set();
+    // Subscribe first, so nothing between the history read and the live stream is missed.
+    this.#off = this.live.subscribe((event) => {
+      if (event.machine === this.name) this.#add([event]);
+    });
+    await Promise.all([this.reload(), this.#loadEvents()]);
+  }
+
+  close(): void {
+    this.#off?.();
+    this.#off = undefined;
+    if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
+  }
+
+  async reload(): Promise<void> {
+    try {
+      this.detail = await this.api.machine(this.name);
+      this.error = "";
+    } catch (error) {
+      this.error = describeError(error);
+    }
+  }
+
+  async loadYaml(): Promise<void> {
+    try {
+      this.yaml = (await this.api.machineYaml(this.name)).yaml;
+    } catch (error) {
+      this.yaml = `# ${describeError(error)}`;
+    }
+  }
+
+  async #loadEvents(): Promise<void> {
+    try {
+      const history = await this.api.machineEvents(this.name);
+      this.#add(history.events);
+    } catch {
+      // The detail's error says enough.
+    }
+  }
+
+  #add(events: BootEvent[]): void {
+    const fresh = events.filter((event) => !this.#seen.has(event.seq));
+    if (fresh.length === 0) return;
+    for (const event of fresh) this.#seen.add(event.seq);
+    this.events = [...this.events, ...fresh].sort((a, b) => a.seq - b.seq);
+    if (fresh.some((event) => /^(operation\.|bmc\.|pxe\.disable|cloudinit\.|dhcp\.ack)/.test(event.step))) {
+      this.#scheduleRefresh();
+    }
+  }
+
+  #scheduleRefresh(): void {
+    if (this.#refreshTimer) return;
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined;
+      void this.reload();
+    }, 300);
+  }
+
+  async act(kind: ActionKind): Promise<boolean> {
+    this.busy = true;
+    this.actionError = "";
+    this.notice = "";
+    try {
+      switch (kind) {
+        case "repave":
+          await this.api.repave(this.name);
+          this.notice = "Repave requested: the BMC sets a one-time network boot and power-cycles the server.";
+          break;
+        case "reboot":
+          await this.api.reboot(this.name);
+          this.notice = "Reboot requested.";
+          break;
+        case "repin-bmc":
+          await this.api.repinBmc(this.name);
+          this.notice = "BMC pin cleared: the next contact pins the certificate it sees.";
+          break;
+        case "delete":
+          await this.api.deleteMachine(this.name);
+          this.machines.remove(this.name);
+          this.notice = "Machine deleted.";
+          return true;
+        default: {
+          const action = kind.slice("power-".length) as PowerAction;
+          await this.api.power(this.name, action);
+          this.notice = `Power ${action} requested.`;
+        }
+      }
+      await this.reload();
+      return true;
+    } catch (error) {
+      this.actionError = describeError(error);
+      return false;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Save the editable fields; the server merges them into the file and keeps its comments. */
+  async save(changes: { image: string; site: string; labels: Record<string, string> }): Promise<boolean> {
+    const detail = this.detail;
+    if (!detail) return false;
+    this.busy = true;
+    this.actionError = "";
+    try {
+      const spec = structuredClone(detail.spec) as { pxe?: Record<string, unknown> };
+      spec.pxe = { ...(spec.pxe ?? {}), image: changes.image };
+      const labels = { ...changes.labels };
+      if (changes.site) labels["unbounded-cloud.io/site"] = changes.site;
+      else delete labels["unbounded-cloud.io/site"];
+      const machine = {
+        apiVersion: "unbounded-cloud.io/v1alpha3",
+        kind: "Machine",
+        metadata: { name: this.name, labels },
+        spec,
+      };
+      const summary = await this.api.updateMachine(this.name, machine);
+      if (summary) this.machines.upsert(summary);
+      this.notice = "Saved. The file keeps its comments and layout.";
+      await Promise.all([this.reload(), this.loadYaml()]);
+      return true;
+    } catch (error) {
+      this.actionError = describeError(error);
+      return false;
+    } finally {
+      this.busy = false;
+    }
+  }
+}
