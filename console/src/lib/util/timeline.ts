@@ -34,11 +34,15 @@ export interface BootAttempt {
 /** A DISCOVER after this much silence is a new boot. */
 const QUIET_GAP_MS = 5 * 60_000;
 
-const STARTS = new Set(["operation.requested", "bmc.power-cycle", "bmc.reset", "bmc.set-boot-override"]);
+/** BMC calls that begin a boot when nothing asked for them just before (a counter bump, a flow retry). */
+const BMC_STARTS = new Set(["bmc.set-boot-override", "bmc.power", "bmc.power-cycle", "bmc.reset"]);
 
 function isStart(event: BootEvent, previous: BootEvent | undefined): boolean {
   if (!previous) return true;
-  if (STARTS.has(event.step) && !STARTS.has(previous.step)) return true;
+  // Every operator request is an attempt of its own; the BMC calls it causes belong to it.
+  if (event.step === "operation.requested") return true;
+  const previousRoom = previous.step.split(".")[0];
+  if (BMC_STARTS.has(event.step)) return previousRoom !== "bmc" && previousRoom !== "operation";
   if (event.step === "dhcp.discover") {
     return Date.parse(event.time) - Date.parse(previous.time) > QUIET_GAP_MS;
   }
