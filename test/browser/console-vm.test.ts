@@ -195,7 +195,7 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
     await dialog.waitFor();
     assert.match((await dialog.textContent()) ?? "", new RegExp(`Repave ${VM.name}\\?`));
     await dialog.getByRole("button", { name: `Repave ${VM.name}` }).click();
-    await page.locator('li[data-step="bmc.set-boot-override"][data-result="ok"]').waitFor({ timeout: 90_000 });
+    await page.locator('li[data-step="bmc.set-boot-override"][data-result="ok"]').first().waitFor({ timeout: 90_000 });
     await page.locator('li[data-step="bmc.power"][data-result="ok"]').first().waitFor({ timeout: 90_000 });
   });
 
@@ -220,7 +220,7 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
   });
 
   it("the timeline shows the PXE boot of the lab payload, /pxe/disable and Repaved=True, without a reload", async () => {
-    await page.locator('li[data-step="pxe.disable"][data-result="ok"]').waitFor({ timeout: 420_000 });
+    await page.locator('li[data-step="pxe.disable"][data-result="ok"]').first().waitFor({ timeout: 420_000 });
     await page
       .locator('[data-testid="condition-Repaved"][data-status="True"]')
       .waitFor({ timeout: 60_000 })
