@@ -11,7 +11,9 @@ export const API_ERRORS = {
   VALIDATION_FAILED: { status: 400, message: "request validation failed" },
   BAD_REQUEST: { status: 400, message: "bad request" },
   UNAUTHENTICATED: { status: 401, message: "authentication required" },
+  BAD_CREDENTIALS: { status: 401, message: "wrong user name or password" },
   FORBIDDEN: { status: 403, message: "not allowed" },
+  CSRF_FAILED: { status: 403, message: "missing or wrong x-csrf-token header (take it from the session answer)" },
   MACHINE_NOT_FOUND: { status: 404, message: "machine not found" },
   OPERATION_NOT_FOUND: { status: 404, message: "machine operation not found" },
   NOT_FOUND: { status: 404, message: "no such route" },
@@ -23,12 +25,23 @@ export const API_ERRORS = {
   NO_BMC: { status: 409, message: "machine has no BMC configured (spec.pxe.redfish or spec.pxe.ipmi)" },
   OPERATION_PENDING: { status: 409, message: "an operation of the same kind is already pending for this machine" },
   OPERATION_EXISTS: { status: 409, message: "a machine operation of that name already exists" },
+  MACHINE_EXISTS: { status: 409, message: "a machine of that name already exists" },
+  USER_EXISTS: { status: 409, message: "a user of that name already exists" },
+  USER_NOT_FOUND: { status: 404, message: "user not found" },
+  DISCOVERED_NOT_FOUND: { status: 404, message: "that MAC address is not among the discovered clients" },
+  READ_ONLY_INVENTORY: {
+    status: 409,
+    message: "this inventory cannot be written from the API (cluster mode, or a file metalman did not write)",
+  },
+  LAST_ADMIN: { status: 409, message: "the last admin cannot be deleted or demoted" },
+  INVALID_MACHINE: { status: 422, message: "the machine is not valid" },
   INVALID_OPERATION: { status: 422, message: "the machine operation is not valid" },
   EVENTS_GONE: {
     status: 410,
     message: "events after that seq are no longer held: re-read the history, then follow from lastSeq",
   },
   PAYLOAD_TOO_LARGE: { status: 413, message: "request body too large" },
+  RATE_LIMITED: { status: 429, message: "too many attempts; wait before trying again" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "unsupported media type (send application/json)" },
   INTERNAL: { status: 500, message: "internal server error" },
   NOT_READY: { status: 503, message: "metalman is starting; retry in a moment" },
@@ -91,6 +104,8 @@ export function apiErrorCodeFor(error: FastifyError): ApiErrorCode {
       return "PAYLOAD_TOO_LARGE";
     case 415:
       return "UNSUPPORTED_MEDIA_TYPE";
+    case 429:
+      return "RATE_LIMITED";
     case 503:
       return "SHUTTING_DOWN";
     default:

@@ -30,6 +30,11 @@ export interface ManagementApiOptions {
   streamBufferBytes?: number;
   /** Interval of the SSE keep-alive comment (default 15 s). */
   heartbeatMs?: number;
+  /**
+   * More surfaces registered inside this context (same validator, parser, error and not-found
+   * handlers, same `identify`): the console adds its session, user and audit routes this way.
+   */
+  extensions?: Array<FastifyPluginAsync<SurfaceOptions>>;
 }
 
 /** What every surface plugin receives. */
@@ -135,4 +140,5 @@ export const managementApiPlugin: FastifyPluginAsync<ManagementApiOptions> = asy
   });
   await app.register(machineActionsPlugin, surface);
   await app.register(operationsPlugin, surface);
+  for (const extension of options.extensions ?? []) await app.register(extension, surface);
 };

@@ -6,6 +6,7 @@ import { createLogger } from "./logger.js";
 import { runManagementCli } from "./machine-cli.js";
 import { startAppliance } from "./serve-pxe.js";
 import { runStateCli } from "./state-cli.js";
+import { runUserCli } from "./user-cli.js"; // web console users (issue 8)
 
 const USAGE = `metalman: bare-metal PXE appliance (DHCP, TFTP, HTTP netboot)
 
@@ -14,6 +15,7 @@ Usage:
   metalman state COMMAND       inspect and repair Machine state (quarantine, deleted Machines)
   metalman machine COMMAND     list, show, power, reboot, repave Machines (through a running serve-pxe)
   metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
+  metalman user COMMAND        the web console's users: add, list, passwd, role, delete
   metalman tpm repin MACHINE   forget (or replace) a Machine's pinned TPM after a board swap
   metalman bmc-emulator        Redfish BMC emulator for tests and demos (dev tool)
   metalman help                this text (metalman serve-pxe --help for the flags)
@@ -40,6 +42,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
         stdout: (s) => process.stdout.write(s),
         stderr: (s) => process.stderr.write(s),
       });
+    case "user": // web console users (issue 8)
+      return runUserCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     case "tpm":
       return runTpmCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     case "bmc-emulator": // issue 6: dev tool

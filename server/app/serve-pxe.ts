@@ -11,6 +11,7 @@ import { redfishDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (i
 import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
 import type { ServePxeConfig } from "../config/serve-pxe-config.js";
+import { type RunningConsole, startConsole } from "../console/console-setup.js"; // web console (issue 8)
 import { DhcpServer } from "../dhcp/server.js";
 import { DeviceTransport, PXE_BOOT_SERVER_PORT } from "../dhcp/transport/device-transport.js";
 import { UdpTransport } from "../dhcp/transport/udp-transport.js";
@@ -36,6 +37,8 @@ export interface RunningAppliance {
   readonly inventory: FileInventory;
   /** The management API's unix socket (`<stateDir>/metalman.sock`, docs/management-api.md). */
   readonly apiSocket: string;
+  /** The web console's HTTPS listener (docs/console-api.md), unless --console-port 0. */
+  readonly console?: { url: string; fingerprint: string };
   /**
    * Graceful stop (docs/events.md "Shutdown"): state is flushed first; then every listener
    * stops accepting at once; downloads in flight get `graceMs` (default: --shutdown-grace)
@@ -268,6 +271,26 @@ export async function startAppliance(
     apiSocket.attach(api.routing);
     drainers.push(() => api.close());
 
+    // Web console (issue 8, docs/console-api.md): the same management API on its own HTTPS
+    // listener, behind sessions, CSRF and roles.
+    let webConsole: RunningConsole | undefined;
+    if (config.consolePort !== 0) {
+      const started = await startConsole(
+        {
+          stateDir: config.stateDir,
+          address: config.consoleAddress,
+          port: config.consolePort,
+          tlsCert: config.consoleTlsCert,
+          tlsKey: config.consoleTlsKey,
+          trustedProxies: config.trustedProxies,
+        },
+        { backend: inventory, events },
+        log,
+      );
+      webConsole = started;
+      drainers.push(() => started.close());
+    }
+
     // attest (issue 9): `metalman tpm repin` requests (<stateDir>/attest/requests).
     unsubscribers.push(
       pollRepinRequests(config.stateDir, inventory, events, (err) => log.warn({ err }, "tpm repin request failed")),
@@ -306,6 +329,7 @@ export async function startAppliance(
       events,
       inventory,
       apiSocket: apiSocket.path,
+      console: webConsole ? { url: webConsole.url, fingerprint: webConsole.tls.fingerprint } : undefined,
       close: closeAll,
       describe: () => [
         `serve-url     ${addresses.serveUrl}`,
@@ -318,10 +342,27 @@ export async function startAppliance(
         `state         ${config.stateDir}`,
         `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
+        ...consoleBanner(webConsole),
       ],
     };
   } catch (err) {
     await closeAll({ graceMs: 0 });
     throw err;
   }
+}
+
+/** Banner lines of the web console; the first admin's password appears here once, never in the log. */
+function consoleBanner(running: RunningConsole | undefined): string[] {
+  if (!running) return ["console       off (--console-port 0)"];
+  const lines = [
+    `console       ${running.url}  (web console; docs/console-api.md)`,
+    `  TLS SHA-256 ${running.tls.fingerprint}  (${running.tls.source === "operator" ? running.tls.certFile : `self-signed, ${running.tls.certFile}`})`,
+  ];
+  if (running.firstAdmin) {
+    lines.push(
+      `  first login user "${running.firstAdmin.name}" password ${running.firstAdmin.password}`,
+      "  (shown only now; change it with: metalman user passwd admin --state-dir ...)",
+    );
+  }
+  return lines;
 }

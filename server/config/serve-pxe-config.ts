@@ -73,6 +73,14 @@ export interface ServePxeConfig {
   bootstrapTokenSecret: string;
   /** Absolute. PEM sent to attesting Machines as `clusterCA`. */
   clusterCaFile?: string;
+  // -- web console (docs/console-api.md)
+  /** Address of the console's HTTPS listener (default 127.0.0.1: open it up deliberately). */
+  consoleAddress: string;
+  /** Port of the console's HTTPS listener; 0 = no console. */
+  consolePort: number;
+  /** Absolute. The operator's certificate and key (PEM); default: a self-signed pair in the state dir. */
+  consoleTlsCert?: string;
+  consoleTlsKey?: string;
 }
 
 /** The one error a bad command line or config file produces; the message names the field. */
@@ -306,6 +314,34 @@ const FLAGS: readonly FlagSpec[] = [
     defaultText: "none",
     help: "PEM file sent to attesting Machines as clusterCA",
   },
+  {
+    flag: "console-address",
+    key: "consoleAddress",
+    kind: "string",
+    defaultText: "127.0.0.1",
+    help: "IPv4 address of the web console's HTTPS listener (docs/console-api.md)",
+  },
+  {
+    flag: "console-port",
+    key: "consolePort",
+    kind: "count",
+    defaultText: "8443",
+    help: "web console HTTPS port (0 = no console)",
+  },
+  {
+    flag: "console-tls-cert",
+    key: "consoleTlsCert",
+    kind: "path",
+    defaultText: "self-signed, made at first start in <state-dir>/console/tls",
+    help: "PEM certificate (chain) of the console listener; with --console-tls-key",
+  },
+  {
+    flag: "console-tls-key",
+    key: "consoleTlsKey",
+    kind: "path",
+    defaultText: "none",
+    help: "PEM private key of --console-tls-cert",
+  },
 ];
 
 /** Usage text for `metalman serve-pxe --help`. */
@@ -380,6 +416,18 @@ export function parseServePxeArgs(
       `${fieldOf("dhcpMode")}: ${config.dhcpMode} mode answers broadcasts on one NIC: add --dhcp-interface NAME or --dhcp-auto-interface`,
     );
   }
+  if ((config.consoleTlsCert === undefined) !== (config.consoleTlsKey === undefined)) {
+    throw new ConfigError(
+      `${fieldOf(config.consoleTlsCert === undefined ? "consoleTlsKey" : "consoleTlsCert")}: --console-tls-cert and --console-tls-key go together`,
+    );
+  }
+  if (
+    config.consolePort !== 0 &&
+    config.consoleAddress === config.bindAddress &&
+    config.consolePort === config.httpPort
+  ) {
+    throw new ConfigError(`${fieldOf("consolePort")}: must differ from the HTTP port (${config.httpPort})`);
+  }
   if (config.healthPort === config.httpPort) {
     throw new ConfigError(`${fieldOf("healthPort")}: must differ from the HTTP port (${config.httpPort})`);
   }
@@ -442,6 +490,8 @@ function defaultConfig(env: NodeJS.ProcessEnv, cwd: string): ServePxeConfig {
     requireEkCert: false,
     attestWindowMs: 3_600_000,
     bootstrapTokenSecret: "",
+    consoleAddress: "127.0.0.1",
+    consolePort: 8443,
   };
 }
 
@@ -574,6 +624,7 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
       return;
     case "bindAddress":
     case "healthBindAddress":
+    case "consoleAddress":
       if (!isIPv4(text)) throw new ConfigError(`${field}: must be an IPv4 address like 0.0.0.0, got ${got}`);
       config[key] = text;
       return;
@@ -660,6 +711,18 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
           );
         return formatCidr(cidr);
       });
+      return;
+    case "consolePort": {
+      const port = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+      if (!(port >= 0 && port <= 65535))
+        throw new ConfigError(`${field}: must be an integer 0-65535 (0 = off), got ${got}`);
+      config.consolePort = port;
+      return;
+    }
+    case "consoleTlsCert":
+    case "consoleTlsKey":
+      if (text.trim() === "") throw new ConfigError(`${field}: must name a file`);
+      config[key] = path.resolve(item.baseDir, text);
       return;
     case "tpmCaBundle":
     case "clusterCa":

@@ -50,6 +50,7 @@ async function configFor(scratch: Scratch) {
       `--tftp-port=${tftp}`,
       `--dhcp-port=${dhcp}`,
       "--log-level=silent",
+      "--console-port=0", // web console (issue 8): not under test here
       `--image-root=${path.join(repoRoot(), "netboot-images")}`,
     ],
     {},

@@ -173,6 +173,7 @@ describe("graceful stop of the built appliance (SIGTERM with downloads in flight
         `dhcpPort: ${ports.dhcp}`,
         `shutdownGrace: ${GRACE_MS}ms`,
         "logLevel: info",
+        "consolePort: 0 # web console (issue 8): not under test here",
         "",
       ].join("\n"),
     );

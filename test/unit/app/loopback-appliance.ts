@@ -56,6 +56,8 @@ export async function loopbackConfig(opts: {
       `--tftp-port=${tftp}`,
       `--dhcp-port=${dhcp}`,
       "--log-level=silent",
+      // web console (issue 8): off unless a test asks for it (8443 is shared by every test on the host).
+      "--console-port=0",
       ...(opts.extraArgs ?? []),
     ],
     {},

@@ -90,6 +90,7 @@ async function appliance(
       `--tftp-port=${tftp}`,
       `--dhcp-port=${dhcp}`,
       "--log-level=silent",
+      "--console-port=0", // web console (issue 8): not under test here
       `--image-root=${path.join(repoRoot(), "netboot-images")}`,
       `--bootstrap-token-secret=${SECRET_NAME}`,
       ...extra,

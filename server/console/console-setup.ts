@@ -1,0 +1,95 @@
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import type { ManagementApiOptions } from "../api/plugin.js";
+import { AuditLog } from "./audit-log.js";
+import { buildConsoleApp } from "./console-app.js";
+import { generatePassword } from "./password-hash.js";
+import { type ConsoleTls, loadConsoleTls } from "./tls-material.js";
+import { UserStore } from "./user-store.js";
+
+export interface ConsoleSettings {
+  stateDir: string;
+  address: string;
+  port: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  trustedProxies: readonly string[];
+  assetsDir?: string;
+}
+
+export interface RunningConsole {
+  app: FastifyInstance;
+  url: string;
+  tls: ConsoleTls;
+  /** Set only on the start that created the first admin: print it once, never log it. */
+  firstAdmin?: { name: string; password: string };
+  close(): Promise<void>;
+}
+
+/** The name of the admin made at first start when there is no user yet. */
+export const FIRST_ADMIN = "admin";
+
+/**
+ * Starts the console listener: TLS material (made at first start), users (a first admin with
+ * a generated password when the users file has nobody), the audit log, then HTTPS.
+ * A corrupt users file or TLS pair stops the start with a message naming the file.
+ */
+export async function startConsole(
+  settings: ConsoleSettings,
+  api: Omit<ManagementApiOptions, "identify">,
+  log: Logger,
+): Promise<RunningConsole> {
+  const tls = await loadConsoleTls({
+    stateDir: settings.stateDir,
+    certFile: settings.tlsCert,
+    keyFile: settings.tlsKey,
+    listenAddress: settings.address,
+  });
+  const users = new UserStore({ stateDir: settings.stateDir });
+  await users.load();
+  let firstAdmin: RunningConsole["firstAdmin"];
+  if (users.size === 0) {
+    const password = generatePassword();
+    await users.add(FIRST_ADMIN, "admin", password);
+    firstAdmin = { name: FIRST_ADMIN, password };
+    log.warn(
+      { component: "console", user: FIRST_ADMIN, usersFile: users.file },
+      "console: no users yet; created the admin user with a generated password (printed once in the banner on stderr, never logged)",
+    );
+  }
+  const audit = new AuditLog({ stateDir: settings.stateDir });
+  await audit.open();
+  const { app } = buildConsoleApp({
+    ...api,
+    log,
+    users,
+    audit,
+    https: { cert: tls.cert, key: tls.key },
+    trustedProxies: settings.trustedProxies,
+    assetsDir: settings.assetsDir,
+  });
+  try {
+    await app.listen({ host: settings.address, port: settings.port });
+  } catch (err) {
+    await audit.close();
+    throw err;
+  }
+  const bound = app.server.address();
+  const port = typeof bound === "object" && bound ? bound.port : settings.port;
+  const host = settings.address === "0.0.0.0" ? "127.0.0.1" : settings.address;
+  const url = `https://${host}:${port}/`;
+  log.info(
+    { component: "console", url, fingerprint: tls.fingerprint, certificate: tls.source, certFile: tls.certFile },
+    `console listening on ${url} (TLS certificate SHA-256 ${tls.fingerprint})`,
+  );
+  return {
+    app,
+    url,
+    tls,
+    firstAdmin,
+    close: async () => {
+      await app.close();
+      await audit.close();
+    },
+  };
+}
