@@ -81,17 +81,15 @@ try {
     return { ms: performance.now() - t0, rows: window.metalmanConsole.machines.filtered.length };
   })()`;
   const filters: Array<{ name: string; ms: number; rows: number }> = [];
-  const phases = (await page.evaluate(
-    "window.metalmanConsole.machines.options.phases.concat(window.metalmanConsole.machines.options.sites)",
-  )) as string[];
+  const phases = (await page.evaluate("window.metalmanConsole.machines.options.phases")) as string[];
   for (let run = 0; run < 3; run++) {
     for (const [name, selector, value, checkbox] of [
-      ["site", "#f-site", phases.find((p) => p.startsWith("site-")) ?? "", false],
-      ["site: any", "#f-site", "", false],
-      ["failed", 'input[type="checkbox"]', "", true],
-      ["failed off", 'input[type="checkbox"]', "", true],
       ["power", "#f-power", "Unknown", false],
       ["power: any", "#f-power", "", false],
+      ["phase", "#f-phase", phases[0] ?? "", false],
+      ["phase: any", "#f-phase", "", false],
+      ["failed", 'input[type="checkbox"]', "", true],
+      ["failed off", 'input[type="checkbox"]', "", true],
     ] as const) {
       const result = (await page.evaluate(filterScript(selector, value, checkbox))) as { ms: number; rows: number };
       filters.push({ name, ...result });

@@ -5,7 +5,7 @@
 #
 # metalman runs in the lab's server netns (shared/lab veth topology, prefix $LAB_PREFIX, default
 # cub) with MACHINES Machines: STORM_CLIENTS of them are the storm's reservations, the rest
-# fillers with MACs nobody uses, spread over 5 site labels. Its console listens on
+# fillers with MACs nobody uses, spread over 5 rack labels. Its console listens on
 # 127.0.0.1:$CONSOLE_PORT inside that netns, and Chromium (playwright-core, Debian's binary) runs
 # there too (bench/console-bench.ts), logged in as the first admin (password from the banner).
 # Measured: time to the first table render, time to apply a filter, then, during the storm
@@ -52,13 +52,13 @@ TFTP_FILE="rand-1M.bin"; HTTP_FILE="rand-${MIB}M.bin"
 for f in "$LAB_STATE/tftp/$TFTP_FILE" "$LAB_STATE/http/$HTTP_FILE"; do ln "$f" "$IMAGE/disk/" 2>/dev/null || cp "$f" "$IMAGE/disk/"; done
 printf 'dhcpBootImageName: ipxe.efi\nbiosBootImageName: undionly.kpxe\nipxeScriptName: boot.ipxe\n' > "$IMAGE/disk/metadata.yaml"
 machine() { # file name mac ip site
-  printf 'apiVersion: unbounded-cloud.io/v1alpha3\nkind: Machine\nmetadata:\n  name: %s\n  labels: {unbounded-cloud.io/site: %s}\nspec:\n  pxe:\n    image: "dir:%s"\n    dhcpLeases:\n      - {mac: "%s", ipv4: "%s", subnetMask: "%s", gateway: "%s"}\n' \
+  printf 'apiVersion: unbounded-cloud.io/v1alpha3\nkind: Machine\nmetadata:\n  name: %s\n  labels: {rack: %s}\nspec:\n  pxe:\n    image: "dir:%s"\n    dhcpLeases:\n      - {mac: "%s", ipv4: "%s", subnetMask: "%s", gateway: "%s"}\n' \
     "$2" "$5" "$IMAGE" "$3" "$4" "$LAB_NETMASK" "$LAB_SERVER_IP" > "$1"
 }
-for i in $(seq 0 $((N - 1))); do machine "$INV/storm-$i.yaml" "storm-$i" "$(lab_res_mac "$i")" "$(lab_res_ip "$i")" "site-$((i % 5 + 1))"; done
+for i in $(seq 0 $((N - 1))); do machine "$INV/storm-$i.yaml" "storm-$i" "$(lab_res_mac "$i")" "$(lab_res_ip "$i")" "rack-$((i % 5 + 1))"; done
 for i in $(seq "$N" $((TOTAL - 1))); do
   machine "$INV/rack-$i.yaml" "rack-$i" "$(printf '06:50:58:%02x:%02x:%02x' $(((i >> 16) & 255)) $(((i >> 8) & 255)) $((i & 255)))" \
-    "10.214.$((i / 250)).$((1 + i % 250))" "site-$((i % 5 + 1))"
+    "10.214.$((i / 250)).$((1 + i % 250))" "rack-$((i % 5 + 1))"
 done
 lab_log "inventory: $TOTAL Machines ($N storm clients)"
 

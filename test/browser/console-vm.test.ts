@@ -65,7 +65,7 @@ apiVersion: unbounded-cloud.io/v1alpha3
 kind: Machine
 metadata:
   name: ${VM.name}
-  labels: {unbounded-cloud.io/site: lab-rack-1}
+  labels: {rack: lab-1}
 spec:
   pxe:
     image: "dir:${imageDir}"

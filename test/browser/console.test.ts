@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import { repoRoot } from "../support/paths.js";
 import { type Browser, chromiumMissing, launchBrowser } from "./support/browser.js";
 import { apiAddUser, apiLogin, type ConsoleBanner, ServePxe } from "./support/console-appliance.js";
@@ -28,14 +28,14 @@ kind: Machine
 metadata:
   name: node-01
   labels:
-    unbounded-cloud.io/site: rack-a # the site label
+    rack: a # the rack label
 spec:
   pxe:
     # the image every rack-a server installs
     image: dir:IMAGE
     dhcpLeases:
       - mac: "52:54:00:aa:bb:01"
-        ipv4: "127.0.0.1"
+        ipv4: "127.0.0.1" # the loopback lease
         subnetMask: "255.0.0.0"
         gateway: "127.0.0.1"
     redfish:
@@ -44,17 +44,17 @@ spec:
       passwordRef: {name: node-01-bmc, namespace: default, key: password}
 `;
 
-function otherMachine(name: string, mac: string, site: string, image: string): string {
+function otherMachine(name: string, mac: string, ip: string, rack: string, image: string): string {
   return `apiVersion: unbounded-cloud.io/v1alpha3
 kind: Machine
 metadata:
   name: ${name}
-  labels: {unbounded-cloud.io/site: ${site}}
+  labels: {rack: ${rack}}
 spec:
   pxe:
     image: dir:${image}
     dhcpLeases:
-      - {mac: "${mac}", ipv4: "127.0.0.2", subnetMask: "255.0.0.0", gateway: "127.0.0.1"}
+      - {mac: "${mac}", ipv4: "${ip}", subnetMask: "255.0.0.0", gateway: "127.0.0.1"}
 `;
 }
 
@@ -73,8 +73,14 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
     inventory = path.join(work, "inventory");
     mkdirSync(inventory);
     writeFileSync(path.join(inventory, "node-01.yaml"), NODE_01.replace("IMAGE", image));
-    writeFileSync(path.join(inventory, "node-02.yaml"), otherMachine("node-02", "52:54:00:aa:bb:02", "rack-a", image));
-    writeFileSync(path.join(inventory, "node-03.yaml"), otherMachine("node-03", "52:54:00:aa:bb:03", "rack-b", image));
+    writeFileSync(
+      path.join(inventory, "node-02.yaml"),
+      otherMachine("node-02", "52:54:00:aa:bb:02", "127.0.0.2", "rack-a", image),
+    );
+    writeFileSync(
+      path.join(inventory, "node-03.yaml"),
+      otherMachine("node-03", "52:54:00:aa:bb:03", "127.0.0.3", "rack-b", image),
+    );
     server = new ServePxe([
       ServePxe.mainJs(),
       "serve-pxe",
@@ -87,6 +93,14 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
     banner = await server.banner();
     assert.ok(banner.admin, `no first admin password in the banner:\n${server.tail()}`);
     browser = await launchBrowser();
+  });
+
+  afterEach(async (t) => {
+    // A failed step leaves a picture and the server's last lines behind.
+    if ((t as { passed?: boolean }).passed === false && browser) {
+      await browser.page.screenshot({ path: path.join(out, `FAILED-${t.name.slice(0, 40).replace(/\W+/g, "-")}.png`) });
+      console.log(`# server:\n${server?.tail(40)}`);
+    }
   });
 
   after(async () => {
@@ -150,21 +164,21 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
     const { page } = browser!;
     await page.goto(`${banner.url}#/machines/node-01/yaml`);
     await page.getByRole("button", { name: "Edit" }).click();
-    await page.getByLabel("Site label").fill("rack-c");
+    await page.getByLabel("Lease IPv4").fill("127.0.0.9");
     await page.getByRole("button", { name: "Save" }).click();
     await page.getByText("Saved.").waitFor({ timeout: 10_000 });
     const file = readFileSync(path.join(inventory, "node-01.yaml"), "utf8");
-    assert.match(file, /unbounded-cloud\.io\/site: rack-c/);
+    assert.match(file, /ipv4: "?127\.0\.0\.9"? # the loopback lease/);
     for (const comment of [
       "# Rack A, slot 1: the first server of the lab (keep this comment).",
-      "# the site label",
+      "# the rack label",
       "# the image every rack-a server installs",
     ]) {
       assert.ok(file.includes(comment), `lost ${JSON.stringify(comment)}:\n${file}`);
     }
     assert.ok(file.includes("passwordRef"), "the BMC secret reference stays");
     await page.goto(`${banner.url}#/machines`);
-    await page.locator('tr[data-machine="node-01"]', { hasText: "rack-c" }).waitFor({ timeout: 10_000 });
+    await page.locator('tr[data-machine="node-01"]').waitFor({ timeout: 10_000 });
   });
 
   it("screenshots every main view in light and dark, none blank", async () => {

@@ -138,21 +138,20 @@ export class MachineDetailManager {
   }
 
   /** Save the editable fields; the server merges them into the file and keeps its comments. */
-  async save(changes: { image: string; site: string; labels: Record<string, string> }): Promise<boolean> {
+  async save(changes: { image: string; leaseIpv4: string }): Promise<boolean> {
     const detail = this.detail;
     if (!detail) return false;
     this.busy = true;
     this.actionError = "";
     try {
-      const spec = structuredClone(detail.spec) as { pxe?: Record<string, unknown> };
+      const spec = structuredClone(detail.spec) as { pxe?: { image?: string; dhcpLeases?: Array<{ ipv4?: string }> } };
       spec.pxe = { ...(spec.pxe ?? {}), image: changes.image };
-      const labels = { ...changes.labels };
-      if (changes.site) labels["unbounded-cloud.io/site"] = changes.site;
-      else delete labels["unbounded-cloud.io/site"];
+      const lease = spec.pxe.dhcpLeases?.[0];
+      if (lease && changes.leaseIpv4) lease.ipv4 = changes.leaseIpv4;
       const machine = {
         apiVersion: "unbounded-cloud.io/v1alpha3",
         kind: "Machine",
-        metadata: { name: this.name, labels },
+        metadata: { name: this.name, labels: detail.metadata.labels ?? {} },
         spec,
       };
       const summary = await this.api.updateMachine(this.name, machine);

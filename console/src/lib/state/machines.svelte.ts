@@ -21,7 +21,6 @@ export type SortKey = "name" | "phase" | "power" | "site" | "lastEvent";
 
 const collator = new Intl.Collator(undefined, { numeric: true });
 const EMPTY: MachineFilters = { q: "", power: "", phase: "", site: "", failed: false, repavePending: false };
-const PAGE = 1000;
 /** Steps after which the summary (phase, power, conditions) is re-read. */
 const REFRESH_STEPS = /^(operation\.|bmc\.power|pxe\.disable|cloudinit\.)/;
 
@@ -91,7 +90,8 @@ export class MachinesManager {
       const all: MachineSummary[] = [];
       let cont: string | undefined;
       for (let page = 0; page < 1000; page++) {
-        const list = await this.api.machines({}, PAGE, cont);
+        // The server's default page size applies; `continue` walks the rest.
+        const list = await this.api.machines({}, undefined, cont);
         all.push(...list.items);
         cont = list.continue;
         if (!cont) break;
