@@ -167,6 +167,11 @@ export class ApiClient {
     return this.request("GET", `/audit?limit=${limit}${before === undefined ? "" : `&before=${before}`}`);
   }
 
+  /** URL of one Machine's SSE stream, resumed after `since`. */
+  machineEventsUrl(name: string, since?: number): string {
+    return `${this.#base}/machines/${enc(name)}/events?follow=1${since === undefined ? "" : `&since=${since}`}`;
+  }
+
   /** URL of the firehose SSE stream (EventSource sends the session cookie same-origin). */
   eventsUrl(since?: number): string {
     return `${this.#base}/events?follow=1${since === undefined ? "" : `&since=${since}`}`;

@@ -1,8 +1,11 @@
 /**
  * One Machine's page: its detail, its events (grouped into boot attempts), its YAML, and the
- * actions. Live events for this Machine are appended as they come.
+ * actions. Its live events come on the Machine's own stream (`/machines/NAME/events?follow=1`),
+ * opened at the history's lastSeq, so nothing between the read and the stream is missed; a
+ * reconnect resumes from the last seq shown, and "gone" re-reads the history.
  */
 import { type ApiClient, describeError } from "../api/client";
+import { type LiveStream, openLiveStream } from "../api/events";
 import type { BootEvent, MachineDetail, PowerAction } from "../api/types";
 import { type BootAttempt, groupAttempts } from "../util/timeline";
 import type { LiveManager } from "./live.svelte";
@@ -21,13 +24,14 @@ export class MachineDetailManager {
   busy = $state(false);
   readonly attempts: BootAttempt[] = $derived(groupAttempts(this.events));
 
-  #off: (() => void) | undefined;
+  #stream: LiveStream | undefined;
+  streamState = $state<"connecting" | "live" | "offline">("connecting");
   #seen = new Set<number>();
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly api: ApiClient,
-    private readonly live: LiveManager,
+    readonly live: LiveManager,
     private readonly machines: MachinesManager,
   ) {}
 
@@ -41,16 +45,12 @@ export class MachineDetailManager {
     this.notice = "";
     this.actionError = "";
     this.#seen = new Set();
-    // Subscribe first, so nothing between the history read and the live stream is missed.
-    this.#off = this.live.subscribe((event) => {
-      if (event.machine === this.name) this.#add([event]);
-    });
-    await Promise.all([this.reload(), this.#loadEvents()]);
+    await Promise.all([this.reload(), this.#follow()]);
   }
 
   close(): void {
-    this.#off?.();
-    this.#off = undefined;
+    this.#stream?.close();
+    this.#stream = undefined;
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
   }
 
@@ -71,12 +71,37 @@ export class MachineDetailManager {
     }
   }
 
-  async #loadEvents(): Promise<void> {
+  async #follow(): Promise<void> {
+    const name = this.name;
+    let since: number | undefined;
     try {
-      const history = await this.api.machineEvents(this.name);
+      const history = await this.api.machineEvents(name);
+      if (name !== this.name) return;
       this.#add(history.events);
+      since = history.lastSeq;
     } catch {
-      // The detail's error says enough.
+      // The detail's error says enough; follow live anyway.
+    }
+    this.#stream?.close();
+    this.#stream = openLiveStream(
+      (resume) => this.api.machineEventsUrl(name, resume),
+      {
+        onEvent: (event) => this.#add([event]),
+        onGone: () => void this.#rereadHistory(name),
+        onState: (state) => {
+          this.streamState = state;
+        },
+      },
+      since,
+    );
+  }
+
+  async #rereadHistory(name: string): Promise<void> {
+    try {
+      const history = await this.api.machineEvents(name);
+      if (name === this.name) this.#add(history.events);
+    } catch {
+      // The next reconnect tries again.
     }
   }
 

@@ -20,6 +20,10 @@ export interface TimelineEntry {
   problem?: string;
   facts: Array<[string, string]>;
   tone: "ok" | "bad" | "warn" | "info";
+  /** The same step with the same outcome, back to back (a retry loop), shown once: how many times. */
+  repeats: number;
+  /** Time of the last repeat. */
+  lastTime: string;
 }
 
 export interface BootAttempt {
@@ -70,13 +74,27 @@ export function groupAttempts(events: readonly BootEvent[]): BootAttempt[] {
     }
     const entry = describeEvent(event);
     entry.offsetMs = Math.max(0, Date.parse(event.time) - startMs);
-    current.entries.push(entry);
+    const last = current.entries.at(-1);
+    if (last && sameOutcome(last, entry)) {
+      last.repeats += 1;
+      last.lastTime = event.time;
+    } else current.entries.push(entry);
     current.endedAt = event.time;
     if (isSuccessEnd(event)) current.outcome = "succeeded";
     else if (entry.tone === "bad") current.outcome = "failed";
     previous = event;
   }
   return attempts.reverse();
+}
+
+function sameOutcome(a: TimelineEntry, b: TimelineEntry): boolean {
+  return (
+    a.event.step === b.event.step &&
+    a.event.result === b.event.result &&
+    a.event.reason === b.event.reason &&
+    a.tone !== "ok" &&
+    a.problem === b.problem
+  );
 }
 
 function isSuccessEnd(event: BootEvent): boolean {
@@ -254,8 +272,12 @@ export function problemOf(event: BootEvent): string | undefined {
       const said = detailText(event, "bmcMessage");
       const error = detailText(event, "error");
       const status = detailText(event, "status");
-      const base = `BMC refused ${detailText(event, "method") ?? "the request"}${status ? `: ${status}` : ""}`;
-      return `${error ? `${base} — ${error}` : `${base} (${reason})`}${said ? `. The BMC said: ${said}` : ""}.`;
+      const method = detailText(event, "method");
+      const what = error ?? reason;
+      const head = status
+        ? `BMC refused ${method ?? "the request"}: ${status}${what ? ` — ${what}` : ""}`
+        : `BMC ${titleOf(event).replace(/^BMC /, "").toLowerCase()} failed: ${what}`;
+      return `${head}${said ? `. The BMC said: ${said}` : ""}.`;
     }
     case "dhcp":
       if (reason === "no-pxe") return "DHCP: no boot file for this client's architecture in the Machine's image.";
@@ -278,6 +300,8 @@ export function describeEvent(event: BootEvent): TimelineEntry {
     title: titleOf(event),
     facts: factsOf(event),
     tone: tone(event.result),
+    repeats: 1,
+    lastTime: event.time,
   };
   if (typeof duration === "number") entry.durationMs = duration;
   const problem = problemOf(event);
