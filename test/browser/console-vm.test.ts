@@ -163,8 +163,9 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
     writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} ${CHROMIUM} "$@"\n`);
     chmodSync(wrapper, 0o755);
     browser = await launchBrowser({ executablePath: wrapper });
-    const csrf = await apiLogin(browser.page.request, banner.url, banner.admin!.name, banner.admin!.password);
-    await apiAddUser(browser.page.request, banner.url, csrf, OPERATOR);
+    await browser.page.goto(banner.url);
+    const csrf = await apiLogin(browser.page, banner.admin!.name, banner.admin!.password);
+    await apiAddUser(browser.page, csrf, OPERATOR);
     operator = await browser.newIsolatedContext();
     page = await operator.newPage();
     await page.goto(banner.url);

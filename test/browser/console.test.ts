@@ -14,7 +14,7 @@ import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { repoRoot } from "../support/paths.js";
 import { type Browser, chromiumMissing, launchBrowser } from "./support/browser.js";
-import { apiAddUser, apiLogin, type ConsoleBanner, ServePxe } from "./support/console-appliance.js";
+import { apiAddUser, apiLogin, type ConsoleBanner, pageFetch, ServePxe } from "./support/console-appliance.js";
 import { testOutputDir } from "./support/output.js";
 import { shoot } from "./support/screenshots.js";
 
@@ -118,6 +118,7 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
     await page.getByTestId("login-error").waitFor({ timeout: 10_000 });
     assert.match((await page.getByTestId("login-error").textContent()) ?? "", /wrong user name or password/i);
     assert.equal(await page.getByTestId("whoami").count(), 0, "not logged in");
+    await shoot(page, path.join(out, "login-refused-light.png"));
 
     await page.getByLabel("Password").fill(banner.admin!.password);
     await page.getByRole("button", { name: "Log in" }).click();
@@ -129,8 +130,9 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
 
   it("a viewer cannot repave, neither in the UI nor through the API", async () => {
     const admin = browser!.page;
-    const csrf = await apiLogin(admin.request, banner.url, "admin", banner.admin!.password);
-    await apiAddUser(admin.request, banner.url, csrf, { name: "vera", role: "viewer", password: "viewer-Pa55word" });
+    await admin.goto(banner.url);
+    const csrf = await apiLogin(admin, "admin", banner.admin!.password);
+    await apiAddUser(admin, csrf, { name: "vera", role: "viewer", password: "viewer-Pa55word" });
 
     const viewerContext = await browser!.newIsolatedContext();
     try {
@@ -146,15 +148,12 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
       assert.equal(await repave.isDisabled(), true, "the Repave button is disabled for a viewer");
       await page.getByTestId("viewer-note").waitFor();
       // The API refuses it too, with the viewer's own session and CSRF token.
-      const viewerCsrf = await apiLogin(page.request, banner.url, "vera", "viewer-Pa55word");
-      const response = await page.request.post(new URL("/api/v1/machines/node-01/repave", banner.url).toString(), {
-        data: {},
-        headers: { "x-csrf-token": viewerCsrf },
-      });
-      assert.equal(response.status(), 403, await response.text());
-      assert.equal(((await response.json()) as { error: { code: string } }).error.code, "FORBIDDEN");
-      const ops = await page.request.get(new URL("/api/v1/operations", banner.url).toString());
-      assert.equal(((await ops.json()) as { items: unknown[] }).items.length, 0, "no operation was created");
+      const viewerCsrf = await apiLogin(page, "vera", "viewer-Pa55word");
+      const response = await pageFetch(page, "POST", "/api/v1/machines/node-01/repave", {}, viewerCsrf);
+      assert.equal(response.status, 403, JSON.stringify(response.body));
+      assert.equal((response.body as { error: { code: string } }).error.code, "FORBIDDEN");
+      const ops = await pageFetch(page, "GET", "/api/v1/operations");
+      assert.equal((ops.body as { items: unknown[] }).items.length, 0, "no operation was created");
     } finally {
       await viewerContext.close();
     }

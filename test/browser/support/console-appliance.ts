@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import type { APIRequestContext } from "playwright-core";
+import type { Page } from "playwright-core";
 import { repoRoot } from "../../support/paths.js";
 
 export interface ConsoleBanner {
@@ -81,29 +81,52 @@ export class ServePxe {
   }
 }
 
-/** Log in through the API on a Playwright request context (shares the browser's cookies). */
-export async function apiLogin(
-  request: APIRequestContext,
-  base: string,
-  username: string,
-  password: string,
-): Promise<string> {
-  const response = await request.post(new URL("/api/v1/session", base).toString(), { data: { username, password } });
-  if (response.status() !== 200) throw new Error(`login as ${username}: ${response.status()} ${await response.text()}`);
-  return ((await response.json()) as { csrfToken: string }).csrfToken;
+export interface FetchAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * A request made by the page itself (its origin, its cookies, its network namespace: Playwright's
+ * own request context runs in the test process, which may not reach a console in a netns).
+ * The page must be on the console's origin.
+ */
+export async function pageFetch(
+  page: Page,
+  method: string,
+  path: string,
+  body?: unknown,
+  csrf?: string,
+): Promise<FetchAnswer> {
+  const script = `(async () => {
+    const headers = { accept: "application/json" };
+    if (${JSON.stringify(body !== undefined)}) headers["content-type"] = "application/json";
+    if (${JSON.stringify(csrf ?? "")}) headers["x-csrf-token"] = ${JSON.stringify(csrf ?? "")};
+    const r = await fetch(${JSON.stringify(path)}, {
+      method: ${JSON.stringify(method)}, headers, credentials: "same-origin",
+      body: ${body === undefined ? "undefined" : JSON.stringify(JSON.stringify(body))},
+    });
+    const text = await r.text();
+    let parsed; try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = text; }
+    return { status: r.status, body: parsed };
+  })()`;
+  return (await page.evaluate(script)) as FetchAnswer;
+}
+
+/** Log in through the API from the page (sets the page's session cookie); returns the CSRF token. */
+export async function apiLogin(page: Page, username: string, password: string): Promise<string> {
+  const answer = await pageFetch(page, "POST", "/api/v1/session", { username, password });
+  if (answer.status !== 200) throw new Error(`login as ${username}: ${answer.status} ${JSON.stringify(answer.body)}`);
+  return (answer.body as { csrfToken: string }).csrfToken;
 }
 
 export async function apiAddUser(
-  request: APIRequestContext,
-  base: string,
+  page: Page,
   csrf: string,
   user: { name: string; role: string; password: string },
 ): Promise<void> {
-  const response = await request.post(new URL("/api/v1/users", base).toString(), {
-    data: user,
-    headers: { "x-csrf-token": csrf },
-  });
-  if (response.status() !== 201 && response.status() !== 200) {
-    throw new Error(`add user ${user.name}: ${response.status()} ${await response.text()}`);
+  const answer = await pageFetch(page, "POST", "/api/v1/users", user, csrf);
+  if (answer.status !== 201 && answer.status !== 200) {
+    throw new Error(`add user ${user.name}: ${answer.status} ${JSON.stringify(answer.body)}`);
   }
 }
