@@ -1,11 +1,16 @@
 import { Ajv } from "ajv";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { BootEventBus } from "../events/boot-events.js";
-import type { MachineBackend } from "../inventory/backend.js";
+import type { DiscoveryStore, MachineBackend } from "../inventory/backend.js";
+import type { InventoryWriter } from "../inventory/inventory-writer.js";
 import { MachineActions } from "./actions.js";
 import type { Actor, Identify } from "./actor.js";
+import { allEventsPlugin } from "./all-events.js";
+import { type ApplianceInfo, appliancePlugin } from "./appliance.js";
+import { discoveredPlugin } from "./discovered.js";
 import { installApiErrorHandler, sendApiError } from "./errors.js";
 import { machineActionsPlugin } from "./machine-actions.js";
+import { machineEditPlugin } from "./machine-edit.js";
 import { machineEventsPlugin } from "./machine-events.js";
 import { machinesPlugin } from "./machines.js";
 import { operationsPlugin } from "./operations.js";
@@ -35,6 +40,12 @@ export interface ManagementApiOptions {
    * handlers, same `identify`): the console adds its session, user and audit routes this way.
    */
   extensions?: Array<FastifyPluginAsync<SurfaceOptions>>;
+  /** Writes Machines (standalone: the inventory folder's YAML); absent: machine writes answer READ_ONLY_INVENTORY. */
+  writer?: InventoryWriter;
+  /** Unknown MACs seen by DHCP (`GET /discovered`, enroll). */
+  discovery?: DiscoveryStore;
+  /** Facts for `GET /appliance`. */
+  appliance?: () => ApplianceInfo;
 }
 
 /** What every surface plugin receives. */
@@ -132,13 +143,18 @@ export const managementApiPlugin: FastifyPluginAsync<ManagementApiOptions> = asy
     actor: async (request) => request.metalmanActor ?? options.identify(request),
   };
   await app.register(machinesPlugin, surface);
-  await app.register(machineEventsPlugin, {
+  const streams = {
     ...surface,
     maxStreams: options.maxStreams ?? 64,
     bufferBytes: options.streamBufferBytes ?? 256 * 1024,
     heartbeatMs: options.heartbeatMs ?? 15_000,
-  });
+  };
+  await app.register(machineEventsPlugin, streams);
+  await app.register(allEventsPlugin, streams);
   await app.register(machineActionsPlugin, surface);
+  await app.register(machineEditPlugin, { ...surface, writer: options.writer });
+  await app.register(discoveredPlugin, { ...surface, writer: options.writer, discovery: options.discovery });
+  await app.register(appliancePlugin, { ...surface, appliance: options.appliance });
   await app.register(operationsPlugin, surface);
   for (const extension of options.extensions ?? []) await app.register(extension, surface);
 };

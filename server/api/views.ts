@@ -11,7 +11,16 @@
 import type { MachineBackend, MachineOperation, Quarantine } from "../inventory/backend.js";
 import { isQuarantined } from "../inventory/backend.js";
 import { findCondition } from "../inventory/conditions.js";
-import type { Condition, Machine } from "../inventory/types.js";
+import { type Condition, type Machine, SITE_LABEL } from "../inventory/types.js";
+
+/** The newest event of a Machine, as a list row shows it. */
+export interface LastEvent {
+  seq: number;
+  time: string;
+  step: string;
+  result: string;
+  reason?: string;
+}
 
 const SECRET_KEY = /pass(word|wd|phrase)?$|secret|token|credential|private.?key|api.?key|^auth$|authorization|cookie/i;
 const REFERENCE_KEY = /Refs?$/;
@@ -145,9 +154,37 @@ export interface MachineSummary {
   /** The newest operation on this Machine that has not finished. */
   activeOperation?: OperationSummary;
   conditions: Array<Pick<Condition, "type" | "status" | "reason">>;
+  /** The `unbounded-cloud.io/site` label ("" without one). */
+  site: string;
+  /** The first DHCP lease's address and MAC. */
+  ip?: string;
+  mac?: string;
+  lastEvent?: LastEvent;
+  /** Phase Failed, or the newest event is an error. */
+  failed: boolean;
+  /** Words an operator can act on: the status message of a failed Machine, or what the failing event says. */
+  failureReason?: string;
 }
 
-export function machineSummary(machine: Machine, operations: MachineOperation[]): MachineSummary {
+/** "tftp.transfer: not-found (grub/grubx64.efi)": step, reason and the detail that names what. */
+export function describeFailure(event: {
+  step: string;
+  result: string;
+  reason?: string;
+  detail?: Readonly<Record<string, unknown>>;
+}): string {
+  const detail = event.detail ?? {};
+  const what = ["file", "path", "image", "message", "error"]
+    .map((key) => detail[key])
+    .find((v): v is string => typeof v === "string" && v !== "");
+  return `${event.step}: ${event.reason ?? event.result}${what ? ` (${scrubUrl(what)})` : ""}`;
+}
+
+export function machineSummary(
+  machine: Machine,
+  operations: MachineOperation[],
+  last?: LastEvent & { detail?: Readonly<Record<string, unknown>> },
+): MachineSummary {
   const spec = machine.spec;
   const status = machine.status;
   const active = operations.filter((op) => !isTerminal(op)).at(-1);
@@ -161,7 +198,18 @@ export function machineSummary(machine: Machine, operations: MachineOperation[])
       !isQuarantined(machine) && (spec.operations?.repaveCounter ?? 0) > (status?.operations?.repaveCounter ?? 0),
     quarantined: isQuarantined(machine),
     conditions: (status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason })),
+    site: machine.metadata.labels?.[SITE_LABEL] ?? "",
+    failed: status?.phase === "Failed" || last?.result === "error",
   };
+  const lease = spec.pxe?.dhcpLeases?.[0];
+  if (lease?.ipv4) summary.ip = lease.ipv4;
+  if (lease?.mac) summary.mac = lease.mac.toLowerCase();
+  if (last) {
+    summary.lastEvent = { seq: last.seq, time: last.time, step: last.step, result: last.result };
+    if (last.reason !== undefined) summary.lastEvent.reason = last.reason;
+  }
+  if (status?.phase === "Failed") summary.failureReason = status.message || "phase Failed";
+  else if (last?.result === "error") summary.failureReason = describeFailure(last);
   if (spec.pxe?.image) summary.image = scrubUrl(spec.pxe.image);
   if (active) summary.activeOperation = operationSummary(active, machine.metadata.name);
   return summary;
@@ -181,6 +229,7 @@ export function machineDetail(
   machine: Machine,
   operations: MachineOperation[],
   quarantine?: Quarantine,
+  last?: Parameters<typeof machineSummary>[2],
 ): MachineDetail {
   const meta = machine.metadata;
   const annotations = Object.fromEntries(
@@ -196,7 +245,7 @@ export function machineDetail(
     annotations,
   }) as Record<string, unknown>;
   const detail: MachineDetail = {
-    ...machineSummary(machine, operations),
+    ...machineSummary(machine, operations, last),
     metadata,
     spec: scrub(machine.spec),
     status: scrub(machine.status ?? {}),
@@ -208,6 +257,18 @@ export function machineDetail(
     detail.quarantine = rest;
   }
   return detail;
+}
+
+/** The Machine as YAML for the console's raw view: the object as the API shows it (scrubbed), status included. */
+export function machineObjectView(machine: Machine): Record<string, unknown> {
+  const detail = machineDetail(machine, []);
+  return {
+    apiVersion: machine.apiVersion,
+    kind: machine.kind,
+    metadata: detail.metadata,
+    spec: detail.spec,
+    status: detail.status,
+  };
 }
 
 /** A MachineOperation as the API shows it: the object itself, scrubbed (parameters may carry URLs). */

@@ -4,6 +4,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { unixSocketIdentity } from "../api/actor.js"; // management API (docs/management-api.md)
 import { buildManagementApp } from "../api/app.js"; // management API
 import { apiSocketPath, claimUnixSocket } from "../api/unix-socket.js"; // management API
+import { scrub } from "../api/views.js"; // web console (issue 8): what the writer keeps when the API scrubbed it
 import { attestSetup } from "../attest/attest-setup.js";
 import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
@@ -23,11 +24,13 @@ import type { ReadinessReport } from "../http/health.js";
 import { DirImageStore } from "../images/dir-image-store.js";
 import { FileDiscoveryStore } from "../inventory/discovery-store.js";
 import { FileInventory } from "../inventory/file-inventory.js";
+import { FileInventoryWriter } from "../inventory/file-inventory-writer.js"; // web console (issue 8)
 import type { SecretReader } from "../inventory/secrets.js";
 import { NetbootResolver } from "../netboot/resolver.js";
 import { userDataFromConfigMaps } from "../netboot/user-data.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
+import { applianceInfoProvider } from "./appliance-info.js"; // web console (issue 8)
 import { StopDeadline, waitUntilIdle } from "./stop-deadline.js";
 
 export interface RunningAppliance {
@@ -266,14 +269,30 @@ export async function startAppliance(
 
     // Management API on its own Fastify instance (never the netboot listener). Closing it ends
     // its event streams, so the socket's drain above is not held up by them.
-    const api = buildManagementApp({ log, backend: inventory, events, identify: unixSocketIdentity });
+    // web console (issue 8): Machine writes (standalone: the inventory folder's YAML), discovered
+    // MACs and appliance facts, on the socket and on the console alike.
+    let webConsole: RunningConsole | undefined;
+    const apiExtras = {
+      writer: new FileInventoryWriter({ dir: config.inventory, inventory, site: config.site, scrub }),
+      discovery,
+      appliance: applianceInfoProvider({
+        readiness,
+        addresses,
+        consoleInfo: () => (webConsole ? { fingerprint: webConsole.tls.fingerprint, url: webConsole.url } : undefined),
+        listeners: {
+          http: `${config.bindAddress}:${config.httpPort}`,
+          tftp: `${config.bindAddress}:${config.tftpPort}`,
+          dhcp: `${addresses.dhcpMode} ${config.bindAddress}:${config.dhcpPort}`,
+        },
+      }),
+    };
+    const api = buildManagementApp({ log, backend: inventory, events, identify: unixSocketIdentity, ...apiExtras });
     await api.ready();
     apiSocket.attach(api.routing);
     drainers.push(() => api.close());
 
     // Web console (issue 8, docs/console-api.md): the same management API on its own HTTPS
     // listener, behind sessions, CSRF and roles.
-    let webConsole: RunningConsole | undefined;
     if (config.consolePort !== 0) {
       const started = await startConsole(
         {
@@ -284,7 +303,7 @@ export async function startAppliance(
           tlsKey: config.consoleTlsKey,
           trustedProxies: config.trustedProxies,
         },
-        { backend: inventory, events },
+        { backend: inventory, events, ...apiExtras },
         log,
       );
       webConsole = started;
@@ -342,7 +361,7 @@ export async function startAppliance(
         `state         ${config.stateDir}`,
         `api           ${apiSocket.path}  (management API and CLI: metalman machine list)`,
         `site          ${config.site === "" ? "(none: machines without the site label)" : config.site}`,
-        ...consoleBanner(webConsole),
+        ...consoleBanner(webConsole, config.stateDir),
       ],
     };
   } catch (err) {
@@ -352,7 +371,7 @@ export async function startAppliance(
 }
 
 /** Banner lines of the web console; the first admin's password appears here once, never in the log. */
-function consoleBanner(running: RunningConsole | undefined): string[] {
+function consoleBanner(running: RunningConsole | undefined, stateDir: string): string[] {
   if (!running) return ["console       off (--console-port 0)"];
   const lines = [
     `console       ${running.url}  (web console; docs/console-api.md)`,
@@ -361,7 +380,7 @@ function consoleBanner(running: RunningConsole | undefined): string[] {
   if (running.firstAdmin) {
     lines.push(
       `  first login user "${running.firstAdmin.name}" password ${running.firstAdmin.password}`,
-      "  (shown only now; change it with: metalman user passwd admin --state-dir ...)",
+      `  (shown only now; change it with: metalman user passwd ${running.firstAdmin.name} --state-dir ${stateDir})`,
     );
   }
   return lines;

@@ -158,7 +158,8 @@ export function buildConsoleApp(options: ConsoleAppOptions): ConsoleApp {
               : "failed",
       status,
     };
-    if (state.session) entry.role = state.session.role;
+    const role = state.session?.role ?? state.auditRole;
+    if (role) entry.role = role;
     if (target !== undefined) entry.target = target;
     const code = status >= 400 ? errorCodeOf(payload) : undefined;
     const detail = [code, state.auditDetail].filter((d) => d !== undefined).join(" ");

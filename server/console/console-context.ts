@@ -23,6 +23,7 @@ export interface ConsoleRequestState {
   policy?: RoutePolicy;
   /** Login: the user name tried, for the audit entry. */
   auditUser?: string;
+  auditRole?: string;
   /** Login refused by the rate limit: audited once per window, not per attempt. */
   skipAudit?: boolean;
   /** Written by a handler when the target is not a route parameter. */

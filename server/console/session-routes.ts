@@ -58,6 +58,7 @@ export function sessionRoutes(ctx: ConsoleContext): FastifyPluginAsync<SurfaceOp
           throw new ApiError("BAD_CREDENTIALS");
         }
         ctx.limiter.succeed(`user:${username}`);
+        state.auditRole = user.role;
         const { id, session } = ctx.sessions.create(user.name, user.role);
         setSessionCookie(reply, id, ctx.sessions.maxAgeSeconds);
         return { user: { name: user.name, role: user.role }, csrfToken: session.csrfToken };

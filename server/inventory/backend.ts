@@ -154,6 +154,8 @@ export interface DiscoveredClient {
 export interface DiscoveryStore {
   record(client: Omit<DiscoveredClient, "firstSeen" | "lastSeen" | "count">): void;
   list(): DiscoveredClient[];
+  /** Forgets a MAC (enrolled as a Machine). */
+  remove?(mac: string): boolean;
 }
 
 export type {

@@ -285,6 +285,11 @@ export class FileInventory implements MachineBackend {
     return entry ? path.dirname(entry.file) : undefined;
   }
 
+  /** The file that defines `name` (the console's writer edits it: server/inventory/file-inventory-writer.ts). */
+  sourceFileOf(name: string): string | undefined {
+    return this.entries.get(name)?.file;
+  }
+
   errors(): InventoryProblem[] {
     const problems: InventoryProblem[] = this.dirProblems.map((message) => ({ file: this.dir, message }));
     for (const [file, record] of [...this.files.entries()].sort(([a], [b]) => a.localeCompare(b))) {

@@ -6,7 +6,8 @@
  * except login and the static assets.
  */
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type ConsoleFixture, consoleFixture, login, PASSWORDS } from "./helpers.js";
 
@@ -255,5 +256,62 @@ describe("console gate (inject)", () => {
     assert.match(res.body, /console is not built/);
     assert.match(String(res.headers["content-security-policy"]), /default-src 'self'/);
     assert.equal(res.headers["x-frame-options"], "DENY");
+  });
+
+  it("serves the built console: files, SPA fallback for deep links, never for /api", async () => {
+    const assets = path.join(f.scratch.root, "built-console");
+    await mkdir(path.join(assets, "assets"), { recursive: true });
+    await writeFile(path.join(assets, "index.html"), "<!doctype html><title>metalman</title><div id=app></div>");
+    await writeFile(path.join(assets, "assets", "app.js"), "console.log('app')");
+    const g = await consoleFixture({ assetsDir: assets });
+    try {
+      const index = await g.app.inject({ method: "GET", url: "/" });
+      assert.equal(index.statusCode, 200);
+      assert.match(index.body, /<div id=app>/);
+      const js = await g.app.inject({ method: "GET", url: "/assets/app.js" });
+      assert.equal(js.statusCode, 200);
+      assert.match(String(js.headers["content-type"]), /javascript/);
+      const deep = await g.app.inject({ method: "GET", url: "/machines/node-01" });
+      assert.equal(deep.statusCode, 200);
+      assert.match(deep.body, /<div id=app>/, "a deep link answers the app");
+      const api = await g.app.inject({ method: "GET", url: "/api/v1/nope" });
+      assert.equal(api.statusCode, 401, "no SPA fallback under /api");
+      const traversal = await g.app.inject({ method: "GET", url: "/../package.json" });
+      assert.ok(!traversal.body.includes('"name"'), "no file outside the build");
+    } finally {
+      await g.close();
+    }
+  });
+
+  it("records X-Forwarded-For as the client address only from a --trusted-proxy", async () => {
+    const g = await consoleFixture({ trustedProxies: ["10.9.9.9"] });
+    try {
+      const headers = { "x-forwarded-for": "203.0.113.5" };
+      const viaProxy = await g.app.inject({
+        method: "POST",
+        url: "/api/v1/session",
+        headers,
+        remoteAddress: "10.9.9.9",
+        payload: { username: "view", password: PASSWORDS.view },
+      });
+      assert.equal(viaProxy.statusCode, 200);
+      const direct = await g.app.inject({
+        method: "POST",
+        url: "/api/v1/session",
+        headers,
+        remoteAddress: "10.1.1.1",
+        payload: { username: "view", password: "wrong-password" },
+      });
+      assert.equal(direct.statusCode, 401);
+      const [failed, ok] = g.audit.query({ limit: 2 });
+      assert.deepEqual([ok?.from, ok?.result, ok?.role], ["203.0.113.5", "ok", "viewer"]);
+      assert.deepEqual(
+        [failed?.from, failed?.result],
+        ["10.1.1.1", "denied"],
+        "a forged header from anyone else is ignored",
+      );
+    } finally {
+      await g.close();
+    }
   });
 });

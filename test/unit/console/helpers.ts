@@ -1,10 +1,13 @@
 import type { FastifyInstance } from "fastify";
+import { scrub } from "../../../server/api/views.js";
 import { AuditLog } from "../../../server/console/audit-log.js";
 import { buildConsoleApp, type ConsoleApp, type ConsoleAppOptions } from "../../../server/console/console-app.js";
 import type { ScryptCost } from "../../../server/console/password-hash.js";
 import { UserStore } from "../../../server/console/user-store.js";
 import { BootEventBus } from "../../../server/events/boot-events.js";
+import { FileDiscoveryStore } from "../../../server/inventory/discovery-store.js";
 import { FileInventory } from "../../../server/inventory/file-inventory.js";
+import { FileInventoryWriter } from "../../../server/inventory/file-inventory-writer.js";
 import { type Scratch, scratchInventory, silentLog } from "../api/helpers.js";
 
 /** Cheap scrypt for tests (the cost is stored in the hash; production uses 2^15). */
@@ -23,6 +26,7 @@ export interface ConsoleFixture {
   audit: AuditLog;
   inventory: FileInventory;
   events: BootEventBus;
+  discovery: FileDiscoveryStore;
   scratch: Scratch;
   /** The MachineOperations created so far. */
   backendOps(): unknown[];
@@ -41,6 +45,7 @@ export async function consoleFixture(extra: Partial<ConsoleAppOptions> = {}): Pr
     stateDir: scratch.stateDir,
     log: silentLog,
     watch: false,
+    deletionGraceMs: 50,
   });
   await inventory.load();
   const events = new BootEventBus({ startSeq: 1000 });
@@ -51,12 +56,17 @@ export async function consoleFixture(extra: Partial<ConsoleAppOptions> = {}): Pr
   await users.add("view", "viewer", PASSWORDS.view);
   const audit = new AuditLog({ stateDir: scratch.stateDir });
   await audit.open();
+  const discovery = new FileDiscoveryStore({ stateDir: scratch.stateDir, log: silentLog });
+  await discovery.load();
+  const writer = new FileInventoryWriter({ dir: scratch.inventoryDir, inventory, site: "", scrub });
   const built = buildConsoleApp({
     log: silentLog,
     backend: inventory,
     events,
     users,
     audit,
+    writer,
+    discovery,
     assetsDir: `${scratch.root}/no-console-build`,
     heartbeatMs: 60_000,
     ...extra,
@@ -69,11 +79,13 @@ export async function consoleFixture(extra: Partial<ConsoleAppOptions> = {}): Pr
     audit,
     inventory,
     events,
+    discovery,
     scratch,
     backendOps: () => [...inventory.operations.list()],
     async close() {
       await built.app.close();
       await audit.close();
+      await discovery.close();
       await inventory.close();
       await scratch.cleanup();
     },
