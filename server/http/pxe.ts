@@ -64,10 +64,13 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
       const written = await backend.updateStatus(name, (current) => {
         const specRepave = current.spec.operations?.repaveCounter ?? 0;
         const status = current.status ?? {};
-        if (specRepave <= (status.operations?.repaveCounter ?? 0)) return UNCHANGED;
+        const counterPending = specRepave > (status.operations?.repaveCounter ?? 0);
+        // console (issue 8): a repave asked through the API is a HostReplace operation, not a
+        // counter bump; its flow waits for this call (stage WaitingRepave) to see Repaved=True.
+        if (!counterPending && !awaitsInstaller(backend, name)) return UNCHANGED;
         return {
           ...status,
-          operations: { ...status.operations, repaveCounter: specRepave },
+          operations: counterPending ? { ...status.operations, repaveCounter: specRepave } : status.operations,
           conditions: setCondition(
             status.conditions,
             {
@@ -169,6 +172,17 @@ export const pxePlugin: FastifyPluginAsync<PxePluginOptions> = async (app, optio
 };
 
 /** Backend errors are told apart by `code` (NOT_FOUND, QUARANTINED, CONFLICT), not by class. */
+/** console (issue 8): a HostReplace operation on this Machine waits for the installer's /pxe/disable. */
+function awaitsInstaller(backend: MachineBackend, name: string): boolean {
+  return backend.operations
+    .list()
+    .some(
+      (op) =>
+        op.spec.operationKind === "HostReplace" &&
+        (op.status?.targets ?? []).some((t) => t.machineRef === name && t.stage === "WaitingRepave"),
+    );
+}
+
 function errorCode(error: unknown): unknown {
   return (error as { code?: unknown } | null)?.code;
 }

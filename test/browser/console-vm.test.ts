@@ -210,7 +210,13 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
       await row.waitFor({ timeout: 30_000 });
       await row.getByRole("button", { name: "Enroll" }).click();
       await discovered.getByLabel("Machine name").fill(STRANGER.name);
-      await discovered.getByLabel(/Reserved IPv4/).fill(STRANGER.ipv4);
+      await discovered.getByLabel("Lease IPv4").fill(STRANGER.ipv4);
+      // Gateway and mask come prefilled from the appliance's own DHCP address and interface.
+      await discovered.waitForFunction(
+        `document.querySelector("#en-gw")?.value === ${JSON.stringify(SERVER_IP)} && document.querySelector("#en-mask")?.value === "255.255.255.0"`,
+        undefined,
+        { timeout: 10_000 },
+      );
       await discovered.getByRole("button", { name: `Enroll ${STRANGER.mac}` }).click();
       await discovered.getByTestId("enroll-notice").waitFor({ timeout: 15_000 });
     } finally {

@@ -8,6 +8,7 @@ import type {
   Appliance,
   AuditEntry,
   Discovered,
+  EnrollRequest,
   ImageEntry,
   MachineDetail,
   MachineEvents,
@@ -151,7 +152,7 @@ export class ApiClient {
   discovered(): Promise<{ items: Discovered[] }> {
     return this.request("GET", "/discovered");
   }
-  enroll(mac: string, body: { name: string; image?: string; ipv4?: string }): Promise<MachineSummary> {
+  enroll(mac: string, body: EnrollRequest): Promise<MachineSummary> {
     return this.request("POST", `/discovered/${enc(mac)}/enroll`, body);
   }
   images(): Promise<{ items: ImageEntry[] }> {
@@ -188,6 +189,12 @@ export function describeError(error: unknown): string {
         return "The session token expired. Reload the page and try again.";
       case "OPERATION_PENDING":
         return `An operation of this kind is still running${error.body?.operation ? ` (${String(error.body.operation)})` : ""}: wait for it to finish.`;
+      case "DISCOVERED_NOT_FOUND":
+        return "This MAC is no longer in the discovered list (enrolled meanwhile, or forgotten).";
+      case "MACHINE_EXISTS":
+        return "A Machine with this name exists already: choose another name.";
+      case "INVALID_MACHINE":
+        return `The Machine was refused: ${error.body?.detail ? String(error.body.detail) : error.message}`;
       case "NO_BMC":
         return "This Machine has no BMC configured (spec.pxe.redfish): power actions need one.";
       case "MACHINE_QUARANTINED":

@@ -3,7 +3,7 @@
  * last `id:` as Last-Event-ID when it reconnects by itself; when the EventSource gives up (a
  * network error that closes it, the server restarting) this module opens a new one with
  * `since=<last seq seen>`, so no event is missed or shown twice. `event: gone` means the seq is
- * too old: the caller re-reads its lists.
+ * too old: the stream goes on live and the caller re-reads its lists.
  */
 import type { BootEvent } from "./types";
 
@@ -44,12 +44,17 @@ export function openLiveStream(
       lastSeq = event.seq;
       handlers.onEvent(event);
     });
-    source.addEventListener("gone", () => {
-      // The seq is too old to catch up exactly: follow live from now, the caller re-reads its lists.
-      source?.close();
-      lastSeq = undefined;
+    source.addEventListener("gone", (message) => {
+      // The seq is too old to catch up exactly. The server goes on live on the same stream from
+      // its lastSeq (docs/console-api.md); the caller re-reads its lists.
+      let resumeAt: number | undefined;
+      try {
+        resumeAt = (JSON.parse((message as MessageEvent<string>).data) as { lastSeq?: number }).lastSeq;
+      } catch {
+        resumeAt = undefined;
+      }
+      lastSeq = typeof resumeAt === "number" ? resumeAt : undefined;
       handlers.onGone();
-      connect();
     });
     source.onerror = () => {
       if (closed || source?.readyState !== EventSource.CLOSED) {

@@ -118,6 +118,9 @@ export interface ActionAccepted {
 
 export interface Discovered {
   mac: string;
+  uuid?: string;
+  relayAddress?: string;
+  interface?: string;
   firstSeen: string;
   lastSeen: string;
   count: number;
@@ -143,13 +146,30 @@ export interface ServiceState {
   detail?: string;
 }
 
+export interface ApplianceInterface {
+  name: string;
+  addresses: string[];
+  mac?: string;
+}
+
 export interface Appliance {
   version: string;
   mode: "standalone" | "cluster";
   services: ServiceState[];
-  interfaces: Array<Record<string, unknown>>;
+  interfaces: ApplianceInterface[];
+  dhcp?: { mode?: string; serverIp?: string; serveUrl?: string };
   upstream?: Record<string, unknown>;
-  console: { fingerprint?: string };
+  console?: { fingerprint?: string; url?: string };
+}
+
+export interface EnrollRequest {
+  name: string;
+  ipv4: string;
+  subnetMask: string;
+  gateway: string;
+  image?: string;
+  dns?: string[];
+  labels?: Record<string, string>;
 }
 
 export interface AuditEntry {
@@ -161,6 +181,7 @@ export interface AuditEntry {
   action: string;
   target?: string;
   result: string;
+  status?: number;
   detail?: unknown;
 }
 
