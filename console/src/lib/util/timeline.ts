@@ -226,7 +226,8 @@ const FACT_LABELS: Record<string, string> = {
   message: "message",
 };
 
-const HIDDEN_FACTS = new Set(["durationMs", "ms", "elapsedMs"]);
+/** Shown elsewhere (the duration, the attempt's trigger) or plumbing an operator does not act on. */
+const HIDDEN_FACTS = new Set(["durationMs", "ms", "elapsedMs", "driver", "purpose", "operation"]);
 
 function factsOf(event: BootEvent): Array<[string, string]> {
   const facts: Array<[string, string]> = [];
@@ -307,6 +308,18 @@ export function describeEvent(event: BootEvent): TimelineEntry {
   const problem = problemOf(event);
   if (problem) entry.problem = problem;
   return entry;
+}
+
+/**
+ * The power state to show: the summary's, or when the BMC flows recorded it only as a
+ * condition (`PoweredOn`), that condition's.
+ */
+export function displayPower(power: string, conditions: ReadonlyArray<{ type: string; status: string }>): string {
+  if (power !== "Unknown" && power !== "") return power;
+  const on = conditions.find((c) => c.type === "PoweredOn");
+  if (on?.status === "True") return "On";
+  if (on?.status === "False") return "Off";
+  return power || "Unknown";
 }
 
 export function formatBytes(bytes: number): string {
