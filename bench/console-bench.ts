@@ -59,13 +59,19 @@ try {
   for (let run = 0; run < 3; run++) {
     await page.goto(`${url}#/machines`);
     await page.reload();
+    // A function, not a string: the console's CSP forbids eval, which string predicates use.
     const ms = await page.waitForFunction(
-      `(() => {
-        const c = window.metalmanConsole;
-        if (!c || c.machines.items.length < ${expected} || !document.querySelector("tr[data-machine]")) return false;
-        return performance.now();
-      })()`,
-      undefined,
+      (n: number) => {
+        const g = globalThis as unknown as {
+          metalmanConsole?: { machines: { items: unknown[] } };
+          document: { querySelector(selector: string): unknown };
+          performance: { now(): number };
+        };
+        const c = g.metalmanConsole;
+        if (!c || c.machines.items.length < n || !g.document.querySelector("tr[data-machine]")) return false;
+        return g.performance.now();
+      },
+      expected,
       { polling: "raf", timeout: 60_000 },
     );
     renders.push(Number(await ms.jsonValue()));

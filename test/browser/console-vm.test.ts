@@ -212,9 +212,16 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
       await discovered.getByLabel("Machine name").fill(STRANGER.name);
       await discovered.getByLabel("Lease IPv4").fill(STRANGER.ipv4);
       // Gateway and mask come prefilled from the appliance's own DHCP address and interface.
+      // A function, not a string: the console's CSP forbids eval, which string predicates use.
       await discovered.waitForFunction(
-        `document.querySelector("#en-gw")?.value === ${JSON.stringify(SERVER_IP)} && document.querySelector("#en-mask")?.value === "255.255.255.0"`,
-        undefined,
+        (gateway: string) => {
+          const doc = (globalThis as unknown as { document: { querySelector(s: string): { value?: string } | null } })
+            .document;
+          return (
+            doc.querySelector("#en-gw")?.value === gateway && doc.querySelector("#en-mask")?.value === "255.255.255.0"
+          );
+        },
+        SERVER_IP,
         { timeout: 10_000 },
       );
       await discovered.getByRole("button", { name: `Enroll ${STRANGER.mac}` }).click();
