@@ -46,7 +46,9 @@ export class MachinesManager {
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   #unsubscribe: Array<() => void> = [];
 
-  readonly filtered = $derived.by(() => this.#apply(this.items, this.filters, this.sortKey, this.sortDesc));
+  /** Sorted once per list or sort change; a filter then only walks it (filtering keeps the order). */
+  readonly sorted = $derived.by(() => this.#sort(this.items, this.sortKey, this.sortDesc));
+  readonly filtered = $derived.by(() => this.#filter(this.sorted, this.filters));
 
   readonly options = $derived.by(() => {
     const powers = new Set<string>();
@@ -211,21 +213,33 @@ export class MachinesManager {
     }
   }
 
-  #apply(items: MachineSummary[], f: MachineFilters, key: SortKey, desc: boolean): MachineSummary[] {
+  /** Lower-case text a search matches, made once per summary object (summaries are replaced, never mutated). */
+  #searchText = new WeakMap<MachineSummary, string>();
+
+  #textOf(m: MachineSummary): string {
+    let text = this.#searchText.get(m);
+    if (text === undefined) {
+      text = `${m.name}\n${m.ip ?? ""}\n${m.mac ?? ""}\n${m.image ?? ""}`.toLowerCase();
+      this.#searchText.set(m, text);
+    }
+    return text;
+  }
+
+  #filter(items: MachineSummary[], f: MachineFilters): MachineSummary[] {
     const q = f.q.trim().toLowerCase();
-    const out = items.filter(
+    if (q === "" && f.power === "" && f.phase === "" && f.site === "" && !f.failed && !f.repavePending) return items;
+    return items.filter(
       (m) =>
         (f.power === "" || m.power === f.power) &&
         (f.phase === "" || m.phase === f.phase) &&
         (f.site === "" || m.site === f.site) &&
         (!f.failed || m.failed === true) &&
         (!f.repavePending || m.repavePending) &&
-        (q === "" ||
-          m.name.toLowerCase().includes(q) ||
-          (m.ip ?? "").includes(q) ||
-          (m.mac ?? "").includes(q) ||
-          (m.image ?? "").toLowerCase().includes(q)),
+        (q === "" || this.#textOf(m).includes(q)),
     );
+  }
+
+  #sort(items: MachineSummary[], key: SortKey, desc: boolean): MachineSummary[] {
     const value = (m: MachineSummary): string | number => {
       switch (key) {
         case "lastEvent":
@@ -236,6 +250,7 @@ export class MachinesManager {
           return m[key];
       }
     };
+    const out = [...items];
     out.sort((a, b) => {
       const va = value(a);
       const vb = value(b);
