@@ -62,6 +62,19 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown, quiet401 = false): Promise<T> {
+    try {
+      return await this.#send<T>(method, path, body, quiet401);
+    } catch (error) {
+      // The session's CSRF token changed (a login in another tab replaced the session): read the
+      // current one and try once more.
+      if (!(error instanceof ApiError) || error.code !== "CSRF_FAILED" || method === "GET") throw error;
+      const session = await this.#send<{ csrfToken: string }>("GET", "/session", undefined, quiet401);
+      this.#csrf = session.csrfToken;
+      return this.#send<T>(method, path, body, quiet401);
+    }
+  }
+
+  async #send<T>(method: string, path: string, body: unknown, quiet401: boolean): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (method !== "GET" && this.#csrf !== "") headers["x-csrf-token"] = this.#csrf;
