@@ -259,7 +259,10 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
       await page.evaluate(`localStorage.setItem("metalman.theme", ${JSON.stringify(theme)})`);
       await page.reload();
       await page.locator('li[data-step="pxe.disable"]').first().waitFor();
+      // Tall enough to show the attempt from the request to /pxe/disable (the docs use it).
+      await page.setViewportSize({ width: 1440, height: 2100 });
       await shoot(page, path.join(out, `timeline-${theme}.png`));
+      await page.setViewportSize({ width: 1440, height: 900 });
       await page.goto(`${banner.url}#/machines`);
       await page.locator(`tr[data-machine="${STRANGER.name}"]`).waitFor();
       await shoot(page, path.join(out, `machines-${theme}.png`));
