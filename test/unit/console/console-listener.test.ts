@@ -107,6 +107,20 @@ describe("console listener (HTTPS on loopback)", () => {
       assert.ok(cert.checkHost("localhost"), "SAN localhost");
       assert.ok(cert.checkIP("127.0.0.1"), "SAN 127.0.0.1");
       assert.ok(cert.verify(cert.publicKey), "self-signed and valid");
+      // OpenSSL reads what our DER encoder wrote: same fingerprint, the SAN and key usages.
+      const openssl = await run("openssl", [
+        "x509",
+        "-in",
+        first.tls.certFile,
+        "-noout",
+        "-text",
+        "-fingerprint",
+        "-sha256",
+      ]);
+      assert.ok(openssl.stdout.includes(`Fingerprint=${first.tls.fingerprint}`), openssl.stdout);
+      assert.match(openssl.stdout, /DNS:localhost, IP Address:127\.0\.0\.1/);
+      assert.match(openssl.stdout, /TLS Web Server Authentication/);
+      assert.match(openssl.stdout, /ecdsa-with-SHA256/);
       const res = await call(`${first.url}api/v1/session`, { method: "POST", body: { username: "admin", password } });
       assert.equal(res.status, 200, res.body);
       assert.equal(res.fingerprint, first.tls.fingerprint, "the certificate on the wire is the one printed");

@@ -10,6 +10,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { apiFixture } from "../api/helpers.js";
 import { type ConsoleFixture, consoleFixture, type LoggedIn, login, PASSWORDS } from "./helpers.js";
 
 const COMMENTED = `# Rack A, slot 4: the operator's notes stay.
@@ -317,5 +318,29 @@ describe("console machine surfaces", () => {
       history.events.map((e: any) => e.seq),
       [b.seq, c.seq, d.seq],
     );
+  });
+
+  it("answers READ_ONLY_INVENTORY for Machine writes on a backend without a writer (cluster mode)", async () => {
+    const api = await apiFixture();
+    try {
+      const headers = { "x-metalman-user": "alice" };
+      const machine = { metadata: { name: "node-09" }, spec: {} };
+      for (const [method, url] of [
+        ["POST", "/api/v1/machines"],
+        ["PUT", "/api/v1/machines/node-01"],
+        ["DELETE", "/api/v1/machines/node-01"],
+      ] as const) {
+        const res = await api.app.inject({
+          method,
+          url,
+          headers,
+          payload: method === "DELETE" ? undefined : { machine },
+        });
+        assert.equal(res.statusCode, 409, `${method} ${url}`);
+        assert.equal(res.json().error.code, "READ_ONLY_INVENTORY");
+      }
+    } finally {
+      await api.close();
+    }
   });
 });
