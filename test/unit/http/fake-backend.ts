@@ -15,7 +15,7 @@ import {
 import { updateWithConflictRetry } from "../../../server/inventory/conflict-retry.js";
 import type { Machine, MachineStatus } from "../../../server/inventory/types.js";
 
-/** An operations store for fakes whose tests never touch operations: every call throws. */
+/** An operations store for fakes whose tests never touch operations: every call throws (list: none). */
 const unused = (call: string) => () => {
   throw new Error(`fake backend: operations.${call} is not used by this test`);
 };
@@ -46,7 +46,7 @@ export class FakeBackend implements MachineBackend {
   updateError: Error | undefined;
   /** Write attempts that reached the "API" (conflicting ones included). */
   updateCalls = 0;
-  readonly operations = unusedOperations;
+  operations: MachineOperationStore = unusedOperations;
   problemList: BackendProblem[] = [];
 
   constructor(machines: Machine[] = []) {
