@@ -14,6 +14,7 @@ Usage:
   metalman state COMMAND       inspect and repair Machine state (quarantine, deleted Machines)
   metalman machine COMMAND     list, show, power, reboot, repave Machines (through a running serve-pxe)
   metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
+  metalman appliance-config    write the appliance's serve-pxe config and networkd units from appliance.yaml
   metalman tpm repin MACHINE   forget (or replace) a Machine's pinned TPM after a board swap
   metalman bmc-emulator        Redfish BMC emulator for tests and demos (dev tool)
   metalman help                this text (metalman serve-pxe --help for the flags)
@@ -37,6 +38,12 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
     case "machine":
     case "operation":
       return runManagementCli(command, rest, env, {
+        stdout: (s) => process.stdout.write(s),
+        stderr: (s) => process.stderr.write(s),
+      });
+    // Appliance image (issue 11): the every-boot config step of metalman-config.service.
+    case "appliance-config":
+      return (await import("./appliance-config-cli.js")).runApplianceConfigCli(rest, {
         stdout: (s) => process.stdout.write(s),
         stderr: (s) => process.stderr.write(s),
       });
