@@ -122,7 +122,7 @@ bash "$here/install-overlay.sh" "$repo" "$root" "$version"
 
 # 5. filesystems and the disk
 kernel_version="$(basename "$(ls -d "$root"/lib/modules/* | head -1)")"
-bash "$here/make-disk.sh" "$root" "$out" "$version" "$kernel_version"
+bash "$here/make-disk.sh" "$root" "$out" "$version"
 
 # 6. manifest: versions and sha256 of what was produced
 step "manifest"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# make-disk.sh ROOT OUT VERSION KERNEL - the GPT disk, its qcow2 and bmap, and the update bundle.
+# make-disk.sh ROOT OUT VERSION - the GPT disk, its qcow2 and bmap, and the update bundle.
 #
 # Layout (docs/appliance.md): 1 ESP (systemd-boot, kernels of both slots), 2/3 root slots A/B
 # (ext4, mounted read-only), 4 config (FAT, pre-seedable appliance.yaml), 5 data (ext4: inventory,
 # state, cache, journal). Partitions are found by PARTLABEL, so a re-flash keeps working names.
 set -euo pipefail
-root="$1" out="$2" version="$3" kernel="$4"
+root="$1" out="$2" version="$3"
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 # shellcheck source=build/appliance/lib.sh
@@ -15,24 +15,7 @@ name="metalman-appliance-$version"
 work="$(mktemp -d "${TMPDIR:-/tmp}/metalman-disk.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-used_mib=$(($(du -sxm "$root" | cut -f1)))
-[ "$used_mib" -lt $((ROOT_MIB * 85 / 100)) ] ||
-  die "root tree is $used_mib MiB: more than 85 % of a $ROOT_MIB MiB slot (raise ROOT_MIB in layout.sh)"
-
-step "root filesystem ($used_mib MiB in a $ROOT_MIB MiB slot)"
-cp "$root/boot/vmlinuz-$kernel" "$work/vmlinuz"
-cp "$root/boot/initrd.img-$kernel" "$work/initrd.img"
-# The root is read-only at run time; mkfs.ext4 -d copies the tree with owners and modes.
-mkfs.ext4 -q -F -L mm-root -O ^has_journal -E root_owner=0:0 -m 0 \
-  -d "$root" "$work/root.ext4" "${ROOT_MIB}M"
-e2fsck -fn "$work/root.ext4" >/dev/null || die "fsck of the root filesystem failed"
-
-step "update bundle"
-{
-  printf 'VERSION=%s\nKERNEL=%s\n' "$version" "$kernel"
-  for f in root.ext4 vmlinuz initrd.img; do printf 'SHA256_%s=%s\n' "${f%%.*}" "$(sha256sum "$work/$f" | cut -d' ' -f1)"; done
-} >"$work/bundle.env"
-tar -C "$work" --sparse -cf "$out/$name.update.tar" bundle.env root.ext4 vmlinuz initrd.img
+bash "$here/make-update.sh" "$root" "$version" "$out/$name.update.tar" --workdir "$work"
 
 step "ESP (systemd-boot, slot A entry)"
 esp="$work/esp.vfat"

@@ -1,5 +1,5 @@
-import { chmod, chown, copyFile, mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { existsSync, readFileSync } from "node:fs";
+import { chmod, chown, copyFile, mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "yaml";
 import { APPLIANCE_PATHS, type AppliancePlan, type NicInfo, planAppliance } from "../appliance/appliance-config.js";
@@ -38,7 +38,8 @@ export async function runApplianceConfigCli(argv: string[], io: Io): Promise<num
     else if (arg === "-h" || arg === "--help") {
       io.stdout(USAGE);
       return 0;
-    } else if (arg.startsWith("--") && arg.slice(2) in opts && argv[i + 1] !== undefined) opts[arg.slice(2)] = argv[++i]!;
+    } else if (arg.startsWith("--") && arg.slice(2) in opts && argv[i + 1] !== undefined)
+      opts[arg.slice(2)] = argv[++i]!;
     else {
       io.stderr(`metalman appliance-config: unknown argument ${arg}\n${USAGE}`);
       return 2;
@@ -116,7 +117,11 @@ function checkServePxe(plan: AppliancePlan): void {
   const attempt = (): string | undefined => {
     try {
       const text = stringify(plan.servePxe);
-      parseServePxeArgs(["--config", "/run/metalman/serve-pxe.yaml"], { HOME: "/var/lib/metalman" }, { readFile: () => text });
+      parseServePxeArgs(
+        ["--config", "/run/metalman/serve-pxe.yaml"],
+        { HOME: "/var/lib/metalman" },
+        { readFile: () => text },
+      );
       return undefined;
     } catch (err) {
       if (err instanceof ConfigError) return err.message;
@@ -125,7 +130,9 @@ function checkServePxe(plan: AppliancePlan): void {
   };
   const problem = attempt();
   if (problem === undefined) return;
-  plan.errors.push(`servePxe: ${problem.replace(/^\/run\/metalman\/serve-pxe.yaml: /, "")}; servePxe overrides ignored`);
+  plan.errors.push(
+    `servePxe: ${problem.replace(/^\/run\/metalman\/serve-pxe.yaml: /, "")}; servePxe overrides ignored`,
+  );
   plan.servePxe = { ...plan.servePxeBase };
   const still = attempt();
   if (still !== undefined) plan.errors.push(`serve-pxe config: ${still}`);

@@ -93,8 +93,13 @@ export function planAppliance(inputs: ApplianceInputs): AppliancePlan {
   }
 
   const site = optionalString(doc, "site", errors, (v) => v === "" || isLabelValue(v), "must be a label value") ?? "";
-  let mode = (optionalString(doc, "mode", errors, (v) => v === "standalone" || v === "cluster", "standalone or cluster") ??
-    "standalone") as AppliancePlan["mode"];
+  let mode = (optionalString(
+    doc,
+    "mode",
+    errors,
+    (v) => v === "standalone" || v === "cluster",
+    "standalone or cluster",
+  ) ?? "standalone") as AppliancePlan["mode"];
   let kubeconfigSource: string | undefined;
   const kubeconfig = optionalString(doc, "kubeconfig", errors, isRelativeFile, "a file name on the config partition");
   if (mode === "cluster") {
@@ -229,13 +234,22 @@ function planInterfaces(
   for (const role of roles) {
     const spec = section(doc, role, errors, `interfaces.`);
     wanted[role] = spec;
-    const name = optionalString(spec, "name", errors, isDns1123LabelOrIfname, "an interface name", `interfaces.${role}.`);
+    const name = optionalString(
+      spec,
+      "name",
+      errors,
+      isDns1123LabelOrIfname,
+      "an interface name",
+      `interfaces.${role}.`,
+    );
     const macText = optionalString(spec, "mac", errors, isMac, "a MAC address", `interfaces.${role}.`);
     const mac = macText?.toLowerCase();
     if (name === undefined && mac === undefined) continue;
     const nic = ordered.find((n) => (name === undefined || n.name === name) && (mac === undefined || n.mac === mac));
     if (!nic) {
-      errors.push(`interfaces.${role}: no NIC ${[name, mac].filter(Boolean).join(" / ")} on this box (found: ${describeNics(ordered)})`);
+      errors.push(
+        `interfaces.${role}: no NIC ${[name, mac].filter(Boolean).join(" / ")} on this box (found: ${describeNics(ordered)})`,
+      );
       continue;
     }
     chosen[role] = nic;
@@ -256,10 +270,18 @@ function planInterfaces(
     const prefix = `interfaces.${role}.`;
     const spec = wanted[role] ?? {};
     let address =
-      optionalString(spec, "address", errors, (v) => v === "dhcp" || isCidr(v), "dhcp or an address like 10.0.0.1/24", prefix) ??
-      defaultAddress;
+      optionalString(
+        spec,
+        "address",
+        errors,
+        (v) => v === "dhcp" || isCidr(v),
+        "dhcp or an address like 10.0.0.1/24",
+        prefix,
+      ) ?? defaultAddress;
     if (role === "provisioning" && address === "dhcp") {
-      errors.push(`${prefix}address: the provisioning NIC serves DHCP itself and needs a static address; using ${DEFAULT_PROVISIONING_ADDRESS}`);
+      errors.push(
+        `${prefix}address: the provisioning NIC serves DHCP itself and needs a static address; using ${DEFAULT_PROVISIONING_ADDRESS}`,
+      );
       address = DEFAULT_PROVISIONING_ADDRESS;
     }
     const gateway = optionalString(spec, "gateway", errors, isIPv4, "an IPv4 address", prefix);
@@ -272,7 +294,13 @@ function planInterfaces(
 function networkFiles(management?: NicPlan, provisioning?: NicPlan): { name: string; text: string }[] {
   const files: { name: string; text: string }[] = [];
   if (management) {
-    const lines = ["# written at boot by metalman-config from appliance.yaml (role: management)", "[Match]", `MACAddress=${management.mac}`, "", "[Network]"];
+    const lines = [
+      "# written at boot by metalman-config from appliance.yaml (role: management)",
+      "[Match]",
+      `MACAddress=${management.mac}`,
+      "",
+      "[Network]",
+    ];
     if (management.address === "dhcp") lines.push("DHCP=ipv4");
     else lines.push(`Address=${management.address}`);
     if (management.gateway) lines.push(`Gateway=${management.gateway}`);
