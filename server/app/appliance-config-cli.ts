@@ -66,13 +66,18 @@ export async function runApplianceConfigCli(argv: string[], io: Io): Promise<num
 
   const runDir = path.join(opts["run-dir"]!, "metalman");
   await mkdir(runDir, { recursive: true, mode: 0o755 });
+  // Read by metalman.service's user; it holds no secret (the kubeconfig and hashes are files of their own).
   await writeFileAtomic(path.join(runDir, "serve-pxe.yaml"), serveYaml);
+  await chmod(path.join(runDir, "serve-pxe.yaml"), 0o644);
   const networkDir = path.join(opts["run-dir"]!, "systemd", "network");
   await mkdir(networkDir, { recursive: true });
   for (const name of await readdir(networkDir)) {
     if (name.includes("-metalman-")) await rm(path.join(networkDir, name), { force: true });
   }
-  for (const f of plan.networkFiles) await writeFileAtomic(path.join(networkDir, f.name), f.text);
+  for (const f of plan.networkFiles) {
+    await writeFileAtomic(path.join(networkDir, f.name), f.text);
+    await chmod(path.join(networkDir, f.name), 0o644);
+  }
 
   // The data partition: the folders metalman writes, owned by its user.
   const owner = lookupOwner(opts.etc!, opts.owner!);
@@ -104,6 +109,10 @@ export async function runApplianceConfigCli(argv: string[], io: Io): Promise<num
     await rm(sshFlag, { force: true });
   }
   await writeFileAtomic(path.join(runDir, "appliance-status.json"), `${JSON.stringify(statusOf(plan), null, 2)}\n`);
+  await chmod(path.join(runDir, "appliance-status.json"), 0o644);
+  // The same for the banner script, which sources it (no node start on a slow console).
+  await writeFileAtomic(path.join(runDir, "appliance-status.env"), statusEnv(plan));
+  await chmod(path.join(runDir, "appliance-status.env"), 0o644);
   for (const error of plan.errors) io.stderr(`appliance.yaml: ${error}\n`);
   io.stdout(
     `metalman-config: management ${describe(plan.management)}, provisioning ${describe(plan.provisioning)}, ` +
@@ -150,6 +159,26 @@ function statusOf(plan: AppliancePlan) {
     healthUrl: plan.healthUrl ?? null,
     ssh: plan.ssh.enabled,
   };
+}
+
+/** Shell assignments, every value single-quoted (a quote inside becomes '\\''). */
+function statusEnv(plan: AppliancePlan): string {
+  const q = (v: string) => `'${v.replaceAll("'", "'\\''").replace(/[\r\n]/g, " ")}'`;
+  const vars: [string, string][] = [
+    ["MODE", plan.mode],
+    ["SITE", plan.site],
+    ["CONSOLE_URL", plan.consoleUrl ?? ""],
+    ["HEALTH_URL", plan.healthUrl ?? ""],
+    ["MGMT_NAME", plan.management?.name ?? ""],
+    ["MGMT_MAC", plan.management?.mac ?? ""],
+    ["MGMT_ADDRESS", plan.management?.address ?? ""],
+    ["PROV_NAME", plan.provisioning?.name ?? ""],
+    ["PROV_MAC", plan.provisioning?.mac ?? ""],
+    ["PROV_ADDRESS", plan.provisioning?.address ?? ""],
+    ["ERROR_COUNT", String(plan.errors.length)],
+    ...plan.errors.map((e, i): [string, string] => [`ERROR_${i}`, e]),
+  ];
+  return `${vars.map(([k, v]) => `${k}=${q(v)}`).join("\n")}\n`;
 }
 
 function describe(nic: AppliancePlan["management"]): string {

@@ -118,45 +118,43 @@ labSuite(
       sh("bmaptool", ["copy", "--bmap", path.join(out, `${name}.bmap`), path.join(out, `${name}.img`), disk], 300_000);
       assert.match(sh("sfdisk", ["--verify", disk]), /No errors detected/);
       withDisk((loop) => {
-        const labels = sh("lsblk", ["-rno", "PARTLABEL", loop.device]).split("\n").filter(Boolean);
-        assert.deepEqual(labels, ["mm-esp", "mm-root-a", "mm-root-b", "mm-config", "mm-data"]);
+        assert.deepEqual(loop.labels(), ["mm-esp", "mm-root-a", "mm-root-b", "mm-config", "mm-data"]);
         sh("fsck.vfat", ["-n", loop.partition("mm-esp")]);
         sh("fsck.vfat", ["-n", loop.partition("mm-config")]);
         sh("e2fsck", ["-fn", loop.partition("mm-root-a")]);
         sh("e2fsck", ["-fn", loop.partition("mm-data")]);
-        // Pre-seed the config partition as an operator would: static management address, a Machine.
-        loop.withMount(
-          "mm-config",
-          mnt,
-          (dir) => {
-            writeFileSync(
-              path.join(dir, "appliance.yaml"),
-              [
-                "site: rack-a",
-                "interfaces:",
-                `  management: {mac: "${MGMT_MAC}", address: ${MGMT_APPLIANCE}/24}`,
-                `  provisioning: {mac: "${PROV_MAC}", address: ${PROV_APPLIANCE}/24}`,
-                "",
-              ].join("\n"),
-            );
-            mkdirSync(path.join(dir, "machines"));
-            writeFileSync(
-              path.join(dir, "machines", "node-01.yaml"),
-              [
-                "apiVersion: unbounded-cloud.io/v1alpha3",
-                "kind: Machine",
-                "metadata: {name: node-01, labels: {unbounded-cloud.io/site: rack-a}}",
-                "spec:",
-                "  pxe:",
-                "    image: dir:/usr/share/metalman/images/host-ubuntu2404",
-                `    dhcpLeases: [{mac: "${CLIENT_MAC}", ipv4: ${CLIENT_IP}, subnetMask: 255.255.255.0, gateway: ${PROV_APPLIANCE}}]`,
-                "  operations: {repaveCounter: 1}",
-                "",
-              ].join("\n"),
-            );
-          },
-          true,
+        // Pre-seed the config partition as an operator would (mtools: FAT without a kernel driver).
+        const seed = path.join(scratch, "seed");
+        mkdirSync(seed);
+        writeFileSync(
+          path.join(seed, "appliance.yaml"),
+          [
+            "site: rack-a",
+            "interfaces:",
+            `  management: {mac: "${MGMT_MAC}", address: ${MGMT_APPLIANCE}/24}`,
+            `  provisioning: {mac: "${PROV_MAC}", address: ${PROV_APPLIANCE}/24}`,
+            "",
+          ].join("\n"),
         );
+        writeFileSync(
+          path.join(seed, "node-01.yaml"),
+          [
+            "apiVersion: unbounded-cloud.io/v1alpha3",
+            "kind: Machine",
+            "metadata: {name: node-01, labels: {unbounded-cloud.io/site: rack-a}}",
+            "spec:",
+            "  pxe:",
+            "    image: dir:/usr/share/metalman/images/host-ubuntu2404",
+            `    dhcpLeases: [{mac: "${CLIENT_MAC}", ipv4: ${CLIENT_IP}, subnetMask: 255.255.255.0, gateway: ${PROV_APPLIANCE}}]`,
+            "  operations: {repaveCounter: 1}",
+            "",
+          ].join("\n"),
+        );
+        const config = loop.partition("mm-config");
+        sh("mcopy", ["-o", "-i", config, path.join(seed, "appliance.yaml"), "::/appliance.yaml"]);
+        sh("mmd", ["-i", config, "::/machines"]);
+        sh("mcopy", ["-o", "-i", config, path.join(seed, "node-01.yaml"), "::/machines/node-01.yaml"]);
+        assert.match(sh("mdir", ["-b", "-i", config, "::/machines"]), /node-01\.yaml/);
       });
       assert.match(slots(), new RegExp(`slot a version ${V1} good`));
     });

@@ -76,14 +76,27 @@ export class LoopDisk {
 
   constructor(image: string) {
     this.device = sh("losetup", ["--find", "--show", "--partscan", image]).trim();
-    sh("udevadm", ["settle", "--timeout=20"]);
+    // The kernel's partition scan may land late (or not at all in a container): add what is missing.
+    shQuiet("partx", ["-a", this.device]);
+  }
+
+  /** Partition names from the GPT itself (no udev needed), mapped to the loop partition nodes. */
+  labels(): string[] {
+    return sh("partx", ["-g", "-o", "NAME", this.device])
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean);
   }
 
   partition(label: string): string {
-    const out = sh("lsblk", ["-rno", "PATH,PARTLABEL", this.device]);
+    const out = sh("partx", ["-g", "-o", "NR,NAME", this.device]);
     for (const line of out.split("\n")) {
-      const [dev, name] = line.split(" ");
-      if (name === label && dev) return dev;
+      const [nr, name] = line.trim().split(/\s+/);
+      if (name === label && nr) {
+        const dev = `${this.device}p${nr}`;
+        for (let i = 0; i < 50 && !existsSync(dev); i++) spawnSync("sleep", ["0.1"]);
+        return dev;
+      }
     }
     throw new Error(`${this.device}: no partition ${label}\n${out}`);
   }
