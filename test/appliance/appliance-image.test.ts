@@ -207,8 +207,10 @@ labSuite(
           "3",
           "-s",
           script,
+          "-V",
+          "PXEClient:Arch:00007:UNDI:003000",
           "-x",
-          "0x3c:PXEClient:Arch:00007:UNDI:003000",
+          "0x5d:0007",
           "-O",
           "67",
         ],
@@ -288,14 +290,24 @@ labSuite(
       assert.match(slots(), new RegExp(`slot a version ${V3} trial`));
       const v = await boot("boot3");
       await v.waitSerial(/metalman-boot-check: .*this slot is bad/, BOOT_TIMEOUT_MS);
-      const firstBoot = v.serial().length;
-      const banner = await v.waitSerial(
-        new RegExp(`metalman-banner: version=${V2} slot=(\\S) service=(\\S+) health=(\\S+)`),
-        BOOT_TIMEOUT_MS,
-        firstBoot,
-      );
-      assert.deepEqual(banner.slice(1), ["b", "active", "ok"], "back on the previous version");
-      await off();
+      const failedAt = v.serial().length;
+      // The box reboots by itself; systemd-boot now picks slot B (A is out of tries). Slot B's
+      // version came up healthy in the previous test, so seeing it boot is enough here.
+      await v.waitSerial(/Command line: .*metalman\.slot=(\S)/, BOOT_TIMEOUT_MS, failedAt);
+      assert.match(v.serial().slice(failedAt), /Command line: .*root=PARTLABEL=mm-root-b .*metalman\.slot=b/);
+      if (process.env.METALMAN_APPLIANCE_FULL === "1") {
+        const banner = await v.waitSerial(
+          new RegExp(`metalman-banner: version=${V2} slot=(\\S) service=(\\S+) health=(\\S+)`),
+          BOOT_TIMEOUT_MS,
+          failedAt,
+        );
+        assert.deepEqual(banner.slice(1), ["b", "active", "ok"], "back on the previous version");
+        await off();
+      } else {
+        v.kill(); // early boot: no ACPI handler yet, and nothing of ours is written before metalman runs
+        await v.exited();
+        vm = undefined;
+      }
       const status = slots();
       assert.match(status, new RegExp(`slot a version ${V3} bad`), status);
       assert.match(status, new RegExp(`slot b version ${V2} good`), status);
