@@ -18,6 +18,7 @@ Usage:
   metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
   metalman image COMMAND       list, pull, gc the OCI netboot images (through a running serve-pxe)
   metalman user COMMAND        the web console's users: add, list, passwd, role, delete
+  metalman appliance-config    write the appliance's serve-pxe config and networkd units from appliance.yaml
   metalman tpm repin MACHINE   forget (or replace) a Machine's pinned TPM after a board swap
   metalman bmc-emulator        Redfish BMC emulator for tests and demos (dev tool)
   metalman help                this text (metalman serve-pxe --help for the flags)
@@ -48,6 +49,12 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
       return runImageCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     case "user": // web console users (issue 8)
       return runUserCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
+    // Appliance image (issue 11): the every-boot config step of metalman-config.service.
+    case "appliance-config":
+      return (await import("./appliance-config-cli.js")).runApplianceConfigCli(rest, {
+        stdout: (s) => process.stdout.write(s),
+        stderr: (s) => process.stderr.write(s),
+      });
     case "tpm":
       return runTpmCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     case "bmc-emulator": // issue 6: dev tool

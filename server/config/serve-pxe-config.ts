@@ -458,6 +458,12 @@ const FLAGS: readonly FlagSpec[] = [
 ];
 
 /** Usage text for `metalman serve-pxe --help`. */
+/** The keys a `--config` file may hold (the flags' camelCase names). Appliance (issue 11): its
+ * first-boot config writes only the keys this build knows, so planned flags turn on by themselves. */
+export function servePxeConfigKeys(): ReadonlySet<string> {
+  return new Set(FLAGS.map((spec) => spec.key).filter((key) => key !== "config"));
+}
+
 export function servePxeUsage(): string {
   const lines = ["Usage: metalman serve-pxe [flags]", "", "Flags:"];
   for (const spec of FLAGS) {
