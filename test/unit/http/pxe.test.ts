@@ -55,30 +55,33 @@ describe("/pxe/disable", () => {
     assert.equal(h.events.recent().at(-1)?.reason, "already-cleared");
   });
 
-  it("completes a repave asked through the API (a HostReplace operation waiting for the installer)", async () => {
-    // console (issue 8): no counter bump, the operation's flow waits at stage WaitingRepave.
+  it("completes a repave asked through the API (a pending HostReplace operation)", async () => {
+    // console (issue 8) and BMC flows (issue 6): no counter bump; /pxe/disable marks the
+    // operation's image written and the Machine Repaved (server/bmc/pending-replace.ts).
     const machine = repaveMachine(2, 2);
     h.backend.put(machine);
-    const waiting = (stage: string) =>
-      ({
-        list: () => [
-          {
-            metadata: { name: "node-01-repave-x" },
-            spec: { operationKind: "HostReplace", machineRef: "node-01" },
-            status: { phase: "InProgress", targets: [{ machineRef: "node-01", stage }] },
-          },
-        ],
-      }) as unknown as typeof h.backend.operations;
-    h.backend.operations = waiting("PoweringOn");
-    await h.app.inject({ method: "POST", url: "/pxe/disable", remoteAddress: LEASE_IP });
-    assert.equal(h.events.recent().at(-1)?.reason, "already-cleared", "not yet waiting: nothing recorded");
-    h.backend.operations = waiting("WaitingRepave");
+    const written: string[] = [];
+    h.backend.operations = {
+      list: () => [
+        {
+          metadata: { name: "node-01-repave-x" },
+          spec: { operationKind: "HostReplace", machineRef: "node-01" },
+          status: { phase: "InProgress", targets: [{ machineRef: "node-01", stage: "WaitingRepave" }] },
+        },
+      ],
+      updateStatus: async (name: string, mutate: (op: unknown) => unknown) => {
+        written.push(name);
+        mutate({ status: {} });
+        return { outcome: "written" };
+      },
+    } as unknown as typeof h.backend.operations;
     const res = await h.app.inject({ method: "POST", url: "/pxe/disable", remoteAddress: LEASE_IP });
     assert.equal(res.statusCode, 200);
     assert.equal(h.events.recent().at(-1)?.result, "ok");
     const after = h.backend.get("node-01")!;
     assert.equal(after.status?.operations?.repaveCounter, 2, "counters untouched");
     assert.equal(after.status?.conditions?.find((c) => c.type === "Repaved")?.status, "True");
+    assert.deepEqual(written, ["node-01-repave-x"], "BootImageWritten recorded on the operation");
   });
 
   it("accepts GET (busybox wget) and a POST with any body", async () => {
