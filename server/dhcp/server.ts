@@ -234,21 +234,29 @@ export class DhcpServer {
         via === "boot-server" && this.#options.bootServerTransport
           ? this.#options.bootServerTransport
           : this.#options.transport;
+      const trySend = transport.trySend;
+      if (trySend) {
+        // The native sockets take the datagram at once: no promise per reply.
+        const error = trySend(bytes, reply.address, reply.port);
+        if (error) this.#sendFailed(error, reply.address, reply.port, type);
+        else this.#sent(type, started);
+        return;
+      }
       transport.send(bytes, reply.address, reply.port).then(
-        () => {
-          this.#metrics.replies.inc(type);
-          this.#metrics.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        },
-        (err: unknown) => {
-          this.#metrics.errors.inc("send");
-          this.#warnOnce(
-            `send:${reply.address}`,
-            { err, destination: `${reply.address}:${reply.port}`, type },
-            "sending DHCP reply failed",
-          );
-        },
+        () => this.#sent(type, started),
+        (err: unknown) => this.#sendFailed(err, reply.address, reply.port, type),
       );
     }
+  }
+
+  #sent(type: string, started: bigint): void {
+    this.#metrics.replies.inc(type);
+    this.#metrics.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  #sendFailed(err: unknown, address: string, port: number, type: string): void {
+    this.#metrics.errors.inc("send");
+    this.#warnOnce(`send:${address}`, { err, destination: `${address}:${port}`, type }, "sending DHCP reply failed");
   }
 
   #account(outcome: DhcpOutcome | ProxyOutcome): void {

@@ -112,6 +112,20 @@ export interface BootEventStats {
   lastSeq: number;
 }
 
+/**
+ * One Machine's history in the recency list: a doubly linked list through the entries, most
+ * recently active at `#newest`. Touching an entry relinks two pointers; a Map used as the LRU
+ * (delete + set per event, `keys().next()` to evict) costs far more: with more active Machines
+ * than `maxMachines` every event evicts, and V8 scans the deleted slots at the front of the
+ * Map's table for each `keys().next()`.
+ */
+interface HistoryEntry {
+  readonly machine: string;
+  readonly ring: EventRing<StreamEvent>;
+  older: HistoryEntry | undefined;
+  newer: HistoryEntry | undefined;
+}
+
 interface ListenerEntry {
   readonly listener: EventListener;
   readonly filter: { machine?: string } | undefined;
@@ -120,7 +134,10 @@ interface ListenerEntry {
 export class BootEventBus {
   readonly #journal: EventRing<StreamEvent>;
   readonly #strangers: EventRing<StreamEvent>;
-  readonly #machines = new Map<string, EventRing<StreamEvent>>();
+  readonly #machines = new Map<string, HistoryEntry>();
+  /** Least and most recently active Machine (ends of the recency list). */
+  #oldest: HistoryEntry | undefined;
+  #newest: HistoryEntry | undefined;
   readonly #perMachine: number;
   readonly #maxMachines: number;
   /** Newest seq of any Machine history that was forgotten whole (LRU beyond maxMachines). */
@@ -164,8 +181,12 @@ export class BootEventBus {
       this.#journal.push(event);
       this.#historyFor(event.machine).push(event);
     }
-    this.#queue.push(event);
-    if (!this.#dispatching) this.#drain();
+    if (this.#dispatching) {
+      // A listener emitted: deliver after the current event, so every listener sees seq order.
+      this.#queue.push(event);
+    } else {
+      this.#dispatch(event);
+    }
     return event;
   }
 
@@ -201,7 +222,7 @@ export class BootEventBus {
    * Strangers are not replayed: they are live only (and counted).
    */
   since(seq: number, filter: { machine?: string } = {}): Replay {
-    const ring = filter.machine === undefined ? this.#journal : this.#machines.get(filter.machine);
+    const ring = filter.machine === undefined ? this.#journal : this.#machines.get(filter.machine)?.ring;
     const droppedThrough = Math.max(ring ? ring.droppedThrough : this.#forgottenThrough, this.#startSeq - 1);
     if (!Number.isFinite(seq) || seq > this.#lastSeq || seq < droppedThrough) {
       const held = ring?.toArray()[0]?.seq;
@@ -212,14 +233,15 @@ export class BootEventBus {
 
   /** One Machine's recent events, oldest first (bounded per Machine, kept whatever strangers do). */
   history(machine: string): StreamEvent[] {
-    return this.#machines.get(machine)?.toArray() ?? [];
+    return this.#machines.get(machine)?.ring.toArray() ?? [];
   }
 
   /** Drops a Machine's history (the Machine was deleted: a new one of that name starts fresh). */
   forget(machine: string): void {
-    const ring = this.#machines.get(machine);
-    if (!ring) return;
-    this.#forgottenThrough = Math.max(this.#forgottenThrough, ring.newestSeq ?? -1);
+    const entry = this.#machines.get(machine);
+    if (!entry) return;
+    this.#forgottenThrough = Math.max(this.#forgottenThrough, entry.ring.newestSeq ?? -1);
+    this.#unlink(entry);
     this.#machines.delete(machine);
   }
 
@@ -271,26 +293,49 @@ export class BootEventBus {
   }
 
   #historyFor(machine: string): EventRing<StreamEvent> {
-    let ring = this.#machines.get(machine);
-    if (ring) {
-      // Re-insert: Map order is least recently active first, which is who gets forgotten.
-      this.#machines.delete(machine);
-    } else {
-      // A Machine forgotten earlier (or deleted) may have had events: resuming across that says "gone".
-      ring = new EventRing(this.#perMachine, this.#forgottenThrough);
-      if (this.#machines.size >= this.#maxMachines) {
-        const oldest = this.#machines.keys().next().value;
-        if (oldest !== undefined) this.forget(oldest);
+    let entry = this.#machines.get(machine);
+    if (entry) {
+      // Most recently active last: the other end is who gets forgotten.
+      if (entry !== this.#newest) {
+        this.#unlink(entry);
+        this.#linkNewest(entry);
       }
+      return entry.ring;
     }
-    this.#machines.set(machine, ring);
-    return ring;
+    if (this.#machines.size >= this.#maxMachines && this.#oldest) this.forget(this.#oldest.machine);
+    // A Machine forgotten earlier (or deleted) may have had events: resuming across that says "gone".
+    entry = {
+      machine,
+      ring: new EventRing(this.#perMachine, this.#forgottenThrough),
+      older: undefined,
+      newer: undefined,
+    };
+    this.#machines.set(machine, entry);
+    this.#linkNewest(entry);
+    return entry.ring;
   }
 
-  #drain(): void {
+  #unlink(entry: HistoryEntry): void {
+    if (entry.older) entry.older.newer = entry.newer;
+    else this.#oldest = entry.newer;
+    if (entry.newer) entry.newer.older = entry.older;
+    else this.#newest = entry.older;
+    entry.older = undefined;
+    entry.newer = undefined;
+  }
+
+  #linkNewest(entry: HistoryEntry): void {
+    entry.older = this.#newest;
+    entry.newer = undefined;
+    if (this.#newest) this.#newest.newer = entry;
+    else this.#oldest = entry;
+    this.#newest = entry;
+  }
+
+  #dispatch(first: StreamEvent): void {
     this.#dispatching = true;
     try {
-      for (let event = this.#queue.shift(); event !== undefined; event = this.#queue.shift()) {
+      for (let event: StreamEvent | undefined = first; event !== undefined; event = this.#queue.shift()) {
         for (const entry of this.#listeners) this.#deliver(entry, event);
       }
     } finally {
