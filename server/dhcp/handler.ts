@@ -9,7 +9,6 @@ import { BROADCAST_FLAG, type DhcpPacket, hardwareAddress, messageType } from ".
 import {
   type DhcpOptions,
   ipOption,
-  ipsOption,
   MessageType,
   type MessageTypeName,
   messageTypeName,
@@ -21,6 +20,7 @@ import {
   u8Option,
   u32Option,
 } from "./options.js";
+import { leaseOptionValues, type ReplyOptionCache } from "./reply-options.js";
 import { replyTo } from "./reply-packet.js";
 import { inLeaseSubnet, isLeaseHolderUnicast, replyDestination } from "./reply-route.js";
 import { fitReply, replySizeLimit } from "./reply-size.js";
@@ -71,6 +71,8 @@ export interface DhcpHandlerDeps {
   relayPort?: number;
   /** Where clients listen (RFC 2131: 68). */
   clientPort?: number;
+  /** Encoded option values reused across replies (the server keeps one); without it each reply builds its own. */
+  replyOptions?: ReplyOptionCache;
 }
 
 export type DhcpIgnoreReason =
@@ -333,28 +335,34 @@ function buildReply(
 ): DhcpReply {
   const inform = type === MessageType.Inform;
   const replyType = type === MessageType.Discover ? MessageType.Offer : MessageType.Ack;
+  // Repeating values come encoded from the server's cache (reply-options.ts), when it has one.
+  const cache = deps.replyOptions;
   const options: DhcpOptions = new Map();
-  options.set(OptionCode.MessageType, u8Option(replyType));
-  options.set(OptionCode.ServerId, ipOption(serverId));
+  options.set(OptionCode.MessageType, cache ? cache.u8(replyType) : u8Option(replyType));
+  options.set(OptionCode.ServerId, cache ? cache.ip(serverId) : ipOption(serverId));
   // RFC 2131 §4.3.5: an ACK to INFORM carries no lease time and no address.
-  if (!inform) options.set(OptionCode.LeaseTime, u32Option(deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS));
-  if (isSubnetMask(lease.subnetMask)) options.set(OptionCode.SubnetMask, ipOption(lease.subnetMask));
-  if (isIpv4(lease.gateway)) options.set(OptionCode.Router, ipOption(lease.gateway));
-  const dns = (lease.dns ?? []).filter((d) => isIpv4(d));
-  if (dns.length > 0) options.set(OptionCode.DnsServer, ipsOption(dns));
+  if (!inform) {
+    const seconds = deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    options.set(OptionCode.LeaseTime, cache ? cache.u32(seconds) : u32Option(seconds));
+  }
   const hostName = machine.metadata.name;
-  if (hostName) options.set(OptionCode.HostName, stringOption(hostName));
+  const leaseValues = cache ? cache.lease(lease, hostName) : leaseOptionValues(lease, hostName);
+  if (leaseValues.subnetMask) options.set(OptionCode.SubnetMask, leaseValues.subnetMask);
+  if (leaseValues.router) options.set(OptionCode.Router, leaseValues.router);
+  if (leaseValues.dns) options.set(OptionCode.DnsServer, leaseValues.dns);
+  if (leaseValues.hostName) options.set(OptionCode.HostName, leaseValues.hostName);
 
   let file = "";
   let sname = "";
   if (boot.kind === "file") {
-    if (boot.vendorClassEcho) options.set(OptionCode.VendorClass, stringOption(boot.vendorClassEcho));
+    const string = cache ? (value: string) => cache.string(value) : stringOption;
+    if (boot.vendorClassEcho) options.set(OptionCode.VendorClass, string(boot.vendorClassEcho));
     // With option 60 "PXEClient" but no option 43, UEFI PXE (EDK2/OVMF, checked in the VM lab)
     // takes the offer for a BINL one, expects a boot server on :4011 and fails with PXE-E16.
     // Discovery control "boot file given, do not discover" makes it download option 67 directly.
     if (boot.vendorClassEcho === "PXEClient") options.set(OptionCode.VendorSpecific, pxeDiscoveryControlOption());
-    options.set(OptionCode.TftpServerName, stringOption(deps.serverIp));
-    options.set(OptionCode.BootFileName, stringOption(boot.file));
+    options.set(OptionCode.TftpServerName, string(deps.serverIp));
+    options.set(OptionCode.BootFileName, string(boot.file));
     // Some firmware reads only the BOOTP fields; a name that does not fit stays in option 67 only.
     if (Buffer.byteLength(boot.file, "latin1") < 128) file = boot.file;
     sname = deps.serverIp;
