@@ -88,8 +88,18 @@ export interface BootEventBusOptions {
   keepRecent?: number;
   /** Events kept per Machine (default 128). */
   perMachine?: number;
-  /** Machines with a history; the least recently active is forgotten beyond this (default 4096). */
+  /**
+   * Machines with a history; the least recently active is forgotten beyond this (default
+   * 65 536: every Machine of a large inventory keeps its timeline; memory is bounded by
+   * `maxHistoryEvents`).
+   */
   maxMachines?: number;
+  /**
+   * Events held in all per-Machine histories together; beyond it the least recently active
+   * Machines are forgotten (default 524 288 = 4096 full histories of 128). A count cap alone
+   * below the inventory size makes every event of a busy site evict a history and start a new one.
+   */
+  maxHistoryEvents?: number;
   /** Stranger events kept for `recent()` only; strangers are never replayed (default 256). */
   keepStrangers?: number;
   /**
@@ -140,6 +150,9 @@ export class BootEventBus {
   #newest: HistoryEntry | undefined;
   readonly #perMachine: number;
   readonly #maxMachines: number;
+  readonly #maxHistoryEvents: number;
+  /** Events held in all per-Machine histories. */
+  #historyEvents = 0;
   /** Newest seq of any Machine history that was forgotten whole (LRU beyond maxMachines). */
   #forgottenThrough = -1;
   /** Copy-on-write: emit iterates a stable array while listeners come and go. */
@@ -163,7 +176,8 @@ export class BootEventBus {
     this.#journal = new EventRing(options.keepRecent ?? 10_000);
     this.#strangers = new EventRing(Math.min(options.keepRecent ?? 256, options.keepStrangers ?? 256));
     this.#perMachine = Math.max(1, Math.floor(options.perMachine ?? 128));
-    this.#maxMachines = Math.max(1, Math.floor(options.maxMachines ?? 4096));
+    this.#maxMachines = Math.max(1, Math.floor(options.maxMachines ?? 65_536));
+    this.#maxHistoryEvents = Math.max(1, Math.floor(options.maxHistoryEvents ?? 4096 * 128));
     this.#startSeq = Math.floor(options.startSeq ?? Date.now() * 1000);
     this.#lastSeq = this.#startSeq - 1;
     this.#log = options.log;
@@ -179,7 +193,10 @@ export class BootEventBus {
     } else {
       this.#machineEvents++;
       this.#journal.push(event);
-      this.#historyFor(event.machine).push(event);
+      const history = this.#historyFor(event.machine);
+      const held = history.size;
+      history.push(event);
+      if (history.size > held && ++this.#historyEvents > this.#maxHistoryEvents) this.#trimHistories(history);
     }
     if (this.#dispatching) {
       // A listener emitted: deliver after the current event, so every listener sees seq order.
@@ -241,6 +258,7 @@ export class BootEventBus {
     const entry = this.#machines.get(machine);
     if (!entry) return;
     this.#forgottenThrough = Math.max(this.#forgottenThrough, entry.ring.newestSeq ?? -1);
+    this.#historyEvents -= entry.ring.size;
     this.#unlink(entry);
     this.#machines.delete(machine);
   }
@@ -314,6 +332,13 @@ export class BootEventBus {
     this.#machines.set(machine, entry);
     this.#linkNewest(entry);
     return entry.ring;
+  }
+
+  /** Forgets the least recently active Machines until the histories fit (never `keep`, the one just written). */
+  #trimHistories(keep: EventRing<StreamEvent>): void {
+    while (this.#historyEvents > this.#maxHistoryEvents && this.#oldest && this.#oldest.ring !== keep) {
+      this.forget(this.#oldest.machine);
+    }
   }
 
   #unlink(entry: HistoryEntry): void {
