@@ -1,4 +1,4 @@
-import { readIpv4, writeIpv4 } from "../util/ipv4.js";
+import { readIpv4, writeIpv4, ZERO_IPV4 } from "../util/ipv4.js";
 import { type DhcpOptions, OptionCode } from "./options.js";
 
 /**
@@ -85,33 +85,30 @@ export function tryDecode(buf: Buffer): { ok: true; packet: DhcpPacket } | DhcpD
   }
   if (buf.readUInt32BE(COOKIE_OFFSET) !== DHCP_MAGIC_COOKIE) return failure("bad-cookie", "missing DHCP magic cookie");
   // Per RFC 3396 all instances of one code are concatenated, in the order: options field,
-  // then `file`, then `sname` (when option 52 says they carry options).
-  const parts = new Map<number, Buffer[]>();
-  let failed = scanOptions(buf, OPTIONS_OFFSET, buf.length, parts, "options");
+  // then `file`, then `sname` (when option 52 says they carry options). One map, in order of
+  // first appearance; a repeated code (rare) is concatenated when it appears.
+  const options: DhcpOptions = new Map();
+  let failed = scanOptions(buf, OPTIONS_OFFSET, buf.length, options, "options");
   if (failed) return failed;
   let sname = "";
   let file = "";
-  const overloadParts = parts.get(OptionCode.Overload);
+  const overloadValue = options.get(OptionCode.Overload);
   let overload = 0;
-  if (overloadParts) {
-    parts.delete(OptionCode.Overload);
-    const value = overloadParts.length === 1 ? overloadParts[0] : Buffer.concat(overloadParts);
-    if (value.length !== 1 || value[0] < 1 || value[0] > 3) {
+  if (overloadValue) {
+    options.delete(OptionCode.Overload);
+    if (overloadValue.length !== 1 || overloadValue[0] < 1 || overloadValue[0] > 3) {
       return failure("bad-overload", "option 52 must be one byte 1, 2 or 3");
     }
-    overload = value[0];
+    overload = overloadValue[0];
   }
-  if (overload & 1) failed = scanOptions(buf, FILE_OFFSET, FILE_OFFSET + FILE_LENGTH, parts, "file");
+  if (overload & 1) failed = scanOptions(buf, FILE_OFFSET, FILE_OFFSET + FILE_LENGTH, options, "file");
   else file = readCString(buf, FILE_OFFSET, FILE_LENGTH);
   if (failed) return failed;
-  if (overload & 2) failed = scanOptions(buf, SNAME_OFFSET, SNAME_OFFSET + SNAME_LENGTH, parts, "sname");
+  if (overload & 2) failed = scanOptions(buf, SNAME_OFFSET, SNAME_OFFSET + SNAME_LENGTH, options, "sname");
   else sname = readCString(buf, SNAME_OFFSET, SNAME_LENGTH);
   if (failed) return failed;
   // Overload inside file/sname is meaningless (RFC 2131 §4.1): drop it rather than loop.
-  parts.delete(OptionCode.Overload);
-
-  const options: DhcpOptions = new Map();
-  for (const [code, list] of parts) options.set(code, list.length === 1 ? list[0] : Buffer.concat(list));
+  options.delete(OptionCode.Overload);
 
   return {
     ok: true,
@@ -123,16 +120,23 @@ export function tryDecode(buf: Buffer): { ok: true; packet: DhcpPacket } | DhcpD
       xid: buf.readUInt32BE(4),
       secs: buf.readUInt16BE(8),
       flags: buf.readUInt16BE(10),
-      ciaddr: readIpv4(buf, 12),
-      yiaddr: readIpv4(buf, 16),
-      siaddr: readIpv4(buf, 20),
-      giaddr: readIpv4(buf, 24),
+      ciaddr: readAddress(buf, 12),
+      yiaddr: readAddress(buf, 16),
+      siaddr: readAddress(buf, 20),
+      giaddr: readAddress(buf, 24),
       chaddr: buf.subarray(28, 44),
       sname,
       file,
       options,
     },
   };
+}
+
+/** A header address; the common all-zero one without building a string. */
+function readAddress(buf: Buffer, offset: number): string {
+  return buf[offset] === 0 && buf[offset + 1] === 0 && buf[offset + 2] === 0 && buf[offset + 3] === 0
+    ? ZERO_IPV4
+    : readIpv4(buf, offset);
 }
 
 function failure(reason: DhcpDecodeErrorReason, message: string): DhcpDecodeFailure {
@@ -143,7 +147,7 @@ function scanOptions(
   buf: Buffer,
   start: number,
   end: number,
-  parts: Map<number, Buffer[]>,
+  options: DhcpOptions,
   area: string,
 ): DhcpDecodeFailure | undefined {
   let i = start;
@@ -161,9 +165,8 @@ function scanOptions(
       return failure("option-overrun", `option ${code} in ${area} overruns the field by ${valueEnd - end}`);
     }
     const value = buf.subarray(i + 2, valueEnd);
-    const list = parts.get(code);
-    if (list) list.push(value);
-    else parts.set(code, [value]);
+    const earlier = options.get(code);
+    options.set(code, earlier ? Buffer.concat([earlier, value]) : value);
     i = valueEnd;
   }
   // A missing End option is tolerated: several embedded clients stop at the last option.
@@ -310,12 +313,39 @@ function writeField(buf: Buffer, offset: number, length: number, text: string, n
 
 // ------------------------------------------------------------------------------ helpers
 
+/** Char codes of lower-case hex digits. */
+const HEX_DIGITS = [48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102];
+
 /** Lower-case `aa:bb:cc:dd:ee:ff` of the first `hlen` (at most 16) bytes of chaddr. */
 export function hardwareAddress(packet: DhcpPacket): string {
   const n = Math.min(packet.hlen, 16, packet.chaddr.length);
+  const c = packet.chaddr;
+  if (n === 6) {
+    // One flat string in one step (the MAC is a Map key right after; a string built by `+=`
+    // is a rope that must be flattened before it can be hashed).
+    return String.fromCharCode(
+      HEX_DIGITS[c[0]! >> 4]!,
+      HEX_DIGITS[c[0]! & 15]!,
+      58,
+      HEX_DIGITS[c[1]! >> 4]!,
+      HEX_DIGITS[c[1]! & 15]!,
+      58,
+      HEX_DIGITS[c[2]! >> 4]!,
+      HEX_DIGITS[c[2]! & 15]!,
+      58,
+      HEX_DIGITS[c[3]! >> 4]!,
+      HEX_DIGITS[c[3]! & 15]!,
+      58,
+      HEX_DIGITS[c[4]! >> 4]!,
+      HEX_DIGITS[c[4]! & 15]!,
+      58,
+      HEX_DIGITS[c[5]! >> 4]!,
+      HEX_DIGITS[c[5]! & 15]!,
+    );
+  }
   let out = "";
   for (let i = 0; i < n; i++) {
-    const b = packet.chaddr[i];
+    const b = c[i]!;
     out += (i === 0 ? "" : ":") + (b < 16 ? "0" : "") + b.toString(16);
   }
   return out;

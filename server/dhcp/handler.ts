@@ -9,7 +9,6 @@ import { BROADCAST_FLAG, type DhcpPacket, hardwareAddress, messageType } from ".
 import {
   type DhcpOptions,
   ipOption,
-  ipsOption,
   MessageType,
   type MessageTypeName,
   messageTypeName,
@@ -21,6 +20,7 @@ import {
   u8Option,
   u32Option,
 } from "./options.js";
+import { leaseOptionValues, type ReplyOptionCache } from "./reply-options.js";
 import { replyTo } from "./reply-packet.js";
 import { inLeaseSubnet, isLeaseHolderUnicast, replyDestination } from "./reply-route.js";
 import { fitReply, replySizeLimit } from "./reply-size.js";
@@ -71,6 +71,8 @@ export interface DhcpHandlerDeps {
   relayPort?: number;
   /** Where clients listen (RFC 2131: 68). */
   clientPort?: number;
+  /** Encoded option values reused across replies (the server keeps one); without it each reply builds its own. */
+  replyOptions?: ReplyOptionCache;
 }
 
 export type DhcpIgnoreReason =
@@ -222,7 +224,16 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
     });
   }
 
-  const requestEvent: DhcpEventInput = { ...base, step, result: "ok", machine: name, detail: clientDetail(facts) };
+  // Events of the answered path are built field by field: an object spread plus extra keys
+  // is a slow generic copy in V8, and this runs for every DISCOVER and REQUEST.
+  const requestEvent: DhcpEventInput = {
+    mac: base.mac,
+    ip: base.ip,
+    step,
+    result: "ok",
+    machine: name,
+    detail: clientDetail(facts),
+  };
 
   if (type === MessageType.Request) {
     const wanted = readIp(request.options.get(OptionCode.RequestedIp)) ?? nonZero(request.ciaddr);
@@ -267,34 +278,31 @@ export function handleDhcpRequest(request: DhcpPacket, ctx: DhcpReceiveContext, 
     };
     return out;
   }
-  const reply: DhcpReply = { ...built, packet: fitted.packet };
+  const reply: DhcpReply = { packet: fitted.packet, type: built.type, address: built.address, port: built.port };
   const replyStep = reply.type === "offer" ? "dhcp.offer" : "dhcp.ack";
-  const sizeDetail =
-    fitted.overload === 0 && fitted.dropped.length === 0
-      ? {}
-      : { overload: fitted.overload, droppedOptions: fitted.dropped.map(optionName).join(",") || undefined };
+  const arch = clientArchName(clientArchOf(facts));
+  const detail: NonNullable<DhcpEventInput["detail"]> =
+    choice.kind === "file"
+      ? { bootFile: choice.file, bootRule: choice.rule, arch }
+      : { bootFile: undefined, bootSkipped: choice.reason, arch };
+  if (fitted.overload !== 0 || fitted.dropped.length > 0) {
+    detail.overload = fitted.overload;
+    detail.droppedOptions = fitted.dropped.map(optionName).join(",") || undefined;
+  }
   const outcome: DhcpOutcome = {
     requestType: typeName,
     reply,
     events: [
       requestEvent,
       {
-        ...base,
+        mac: base.mac,
+        ip: type === MessageType.Inform ? base.ip : lease.ipv4,
         step: replyStep,
         result: "ok",
         machine: name,
-        ip: type === MessageType.Inform ? base.ip : lease.ipv4,
         // The lease went out; `reason` says why it carries no boot options.
         reason: choice.kind === "none" ? choice.code : undefined,
-        detail:
-          choice.kind === "file"
-            ? { bootFile: choice.file, bootRule: choice.rule, arch: clientArchName(clientArchOf(facts)), ...sizeDetail }
-            : {
-                bootFile: undefined,
-                bootSkipped: choice.reason,
-                arch: clientArchName(clientArchOf(facts)),
-                ...sizeDetail,
-              },
+        detail,
       },
     ],
   };
@@ -327,28 +335,34 @@ function buildReply(
 ): DhcpReply {
   const inform = type === MessageType.Inform;
   const replyType = type === MessageType.Discover ? MessageType.Offer : MessageType.Ack;
+  // Repeating values come encoded from the server's cache (reply-options.ts), when it has one.
+  const cache = deps.replyOptions;
   const options: DhcpOptions = new Map();
-  options.set(OptionCode.MessageType, u8Option(replyType));
-  options.set(OptionCode.ServerId, ipOption(serverId));
+  options.set(OptionCode.MessageType, cache ? cache.u8(replyType) : u8Option(replyType));
+  options.set(OptionCode.ServerId, cache ? cache.ip(serverId) : ipOption(serverId));
   // RFC 2131 §4.3.5: an ACK to INFORM carries no lease time and no address.
-  if (!inform) options.set(OptionCode.LeaseTime, u32Option(deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS));
-  if (isSubnetMask(lease.subnetMask)) options.set(OptionCode.SubnetMask, ipOption(lease.subnetMask));
-  if (isIpv4(lease.gateway)) options.set(OptionCode.Router, ipOption(lease.gateway));
-  const dns = (lease.dns ?? []).filter((d) => isIpv4(d));
-  if (dns.length > 0) options.set(OptionCode.DnsServer, ipsOption(dns));
+  if (!inform) {
+    const seconds = deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    options.set(OptionCode.LeaseTime, cache ? cache.u32(seconds) : u32Option(seconds));
+  }
   const hostName = machine.metadata.name;
-  if (hostName) options.set(OptionCode.HostName, stringOption(hostName));
+  const leaseValues = cache ? cache.lease(lease, hostName) : leaseOptionValues(lease, hostName);
+  if (leaseValues.subnetMask) options.set(OptionCode.SubnetMask, leaseValues.subnetMask);
+  if (leaseValues.router) options.set(OptionCode.Router, leaseValues.router);
+  if (leaseValues.dns) options.set(OptionCode.DnsServer, leaseValues.dns);
+  if (leaseValues.hostName) options.set(OptionCode.HostName, leaseValues.hostName);
 
   let file = "";
   let sname = "";
   if (boot.kind === "file") {
-    if (boot.vendorClassEcho) options.set(OptionCode.VendorClass, stringOption(boot.vendorClassEcho));
+    const string = cache ? (value: string) => cache.string(value) : stringOption;
+    if (boot.vendorClassEcho) options.set(OptionCode.VendorClass, string(boot.vendorClassEcho));
     // With option 60 "PXEClient" but no option 43, UEFI PXE (EDK2/OVMF, checked in the VM lab)
     // takes the offer for a BINL one, expects a boot server on :4011 and fails with PXE-E16.
     // Discovery control "boot file given, do not discover" makes it download option 67 directly.
     if (boot.vendorClassEcho === "PXEClient") options.set(OptionCode.VendorSpecific, pxeDiscoveryControlOption());
-    options.set(OptionCode.TftpServerName, stringOption(deps.serverIp));
-    options.set(OptionCode.BootFileName, stringOption(boot.file));
+    options.set(OptionCode.TftpServerName, string(deps.serverIp));
+    options.set(OptionCode.BootFileName, string(boot.file));
     // Some firmware reads only the BOOTP fields; a name that does not fit stays in option 67 only.
     if (Buffer.byteLength(boot.file, "latin1") < 128) file = boot.file;
     sname = deps.serverIp;
@@ -364,7 +378,12 @@ function buildReply(
     options: orderByRequestList(options, request),
   });
   const destination = replyDestination(request, deps, lease);
-  return { packet, type: replyType === MessageType.Offer ? "offer" : "ack", ...destination };
+  return {
+    packet,
+    type: replyType === MessageType.Offer ? "offer" : "ack",
+    address: destination.address,
+    port: destination.port,
+  };
 }
 
 function buildNak(request: DhcpPacket, deps: DhcpHandlerDeps, serverId: string): DhcpReply | undefined {

@@ -1,8 +1,10 @@
 import { Counter, Histogram, type Registry } from "prom-client";
+import { CellsByLabel } from "../metrics/counter-cells.js";
 
 /**
- * DHCP metrics. Label children are created once per label value and cached, so the hot
- * path is a Map lookup plus an increment.
+ * DHCP metrics. Several increments per packet: each label value gets a plain counter cell
+ * once (server/metrics/counter-cells.ts), so the hot path is a Map lookup plus `value++`,
+ * and the prom-client counters are filled from the cells when scraped.
  */
 export class DhcpMetrics {
   readonly received: LabelledCounter;
@@ -17,16 +19,20 @@ export class DhcpMetrics {
   constructor(registry: Registry) {
     this.received = new LabelledCounter(
       counter(registry, "metalman_dhcp_packets_received_total", "DHCP packets received, by message type", ["type"]),
+      "type",
     );
     this.replies = new LabelledCounter(
       counter(registry, "metalman_dhcp_replies_sent_total", "DHCP replies sent, by message type", ["type"]),
+      "type",
     );
     this.ignored = new LabelledCounter(
       counter(registry, "metalman_dhcp_ignored_total", "DHCP packets not answered, by reason", ["reason"]),
+      "reason",
     );
     this.malformed = counter(registry, "metalman_dhcp_malformed_total", "DHCP datagrams that failed to decode", []);
     this.errors = new LabelledCounter(
       counter(registry, "metalman_dhcp_errors_total", "DHCP handling or send failures, by stage", ["stage"]),
+      "stage",
     );
     this.shed = new LabelledCounter(
       counter(
@@ -35,6 +41,7 @@ export class DhcpMetrics {
         "DHCP datagrams shed under overload before handling (new exchanges first), by message type",
         ["type"],
       ),
+      "type",
     );
     const existing = registry.getSingleMetric("metalman_dhcp_handle_duration_seconds");
     this.duration =
@@ -49,21 +56,16 @@ export class DhcpMetrics {
   }
 }
 
+/** Counts by one label value (the counters' only label). */
 export class LabelledCounter {
-  readonly #counter: Counter;
-  readonly #children = new Map<string, Counter.Internal>();
+  readonly #cells: CellsByLabel;
 
-  constructor(counter: Counter) {
-    this.#counter = counter;
+  constructor(counter: Counter, label: string) {
+    this.#cells = new CellsByLabel(counter, label);
   }
 
   inc(label: string): void {
-    let child = this.#children.get(label);
-    if (!child) {
-      child = this.#counter.labels(label);
-      this.#children.set(label, child);
-    }
-    child.inc();
+    this.#cells.inc(label);
   }
 }
 

@@ -11,6 +11,7 @@ import { DhcpMetrics } from "./metrics.js";
 import { messageTypeName } from "./options.js";
 import { handleProxyRequest, type ProxyOutcome } from "./proxy-handler.js";
 import { classify, PriorityReceiveQueue, peekMessageType, type ReceiveQueueLimits } from "./receive-queue.js";
+import { ReplyOptionCache } from "./reply-options.js";
 import type { DhcpTransport, ReceivedDatagram } from "./transport.js";
 
 /**
@@ -34,8 +35,8 @@ const DEFAULT_BATCH = 8;
 interface QueuedDatagram {
   datagram: ReceivedDatagram;
   via: Via;
-  /** hrtime at arrival, for the handle-duration histogram (includes queueing). */
-  arrived: bigint;
+  /** performance.now() at arrival, for the handle-duration histogram (includes queueing); a number, not a BigInt to allocate. */
+  arrived: number;
 }
 
 export interface DhcpServerOptions {
@@ -112,6 +113,7 @@ export class DhcpServer {
       leaseSeconds: options.leaseSeconds,
       relayPort: options.relayPort,
       clientPort: options.clientPort,
+      replyOptions: new ReplyOptionCache(),
     };
   }
 
@@ -157,7 +159,7 @@ export class DhcpServer {
 
   #onDatagram(datagram: ReceivedDatagram, via: Via): void {
     if (this.#state !== "running") return;
-    const shed = this.#queue.push({ datagram, via, arrived: process.hrtime.bigint() }, classify(datagram.data));
+    const shed = this.#queue.push({ datagram, via, arrived: performance.now() }, classify(datagram.data));
     if (shed) this.#metrics.shed.inc(messageTypeName(peekMessageType(shed.item.datagram.data)) ?? "other");
     if (!this.#drainScheduled) {
       this.#drainScheduled = true;
@@ -192,7 +194,7 @@ export class DhcpServer {
     }
   }
 
-  #handle(datagram: ReceivedDatagram, via: Via, started: bigint): void {
+  #handle(datagram: ReceivedDatagram, via: Via, started: number): void {
     const decoded = tryDecode(datagram.data);
     if (!decoded.ok) {
       this.#metrics.malformed.inc();
@@ -234,21 +236,29 @@ export class DhcpServer {
         via === "boot-server" && this.#options.bootServerTransport
           ? this.#options.bootServerTransport
           : this.#options.transport;
+      const trySend = transport.trySend;
+      if (trySend) {
+        // The native sockets take the datagram at once: no promise per reply.
+        const error = trySend(bytes, reply.address, reply.port);
+        if (error) this.#sendFailed(error, reply.address, reply.port, type);
+        else this.#sent(type, started);
+        return;
+      }
       transport.send(bytes, reply.address, reply.port).then(
-        () => {
-          this.#metrics.replies.inc(type);
-          this.#metrics.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        },
-        (err: unknown) => {
-          this.#metrics.errors.inc("send");
-          this.#warnOnce(
-            `send:${reply.address}`,
-            { err, destination: `${reply.address}:${reply.port}`, type },
-            "sending DHCP reply failed",
-          );
-        },
+        () => this.#sent(type, started),
+        (err: unknown) => this.#sendFailed(err, reply.address, reply.port, type),
       );
     }
+  }
+
+  #sent(type: string, started: number): void {
+    this.#metrics.replies.inc(type);
+    this.#metrics.duration.observe((performance.now() - started) / 1e3);
+  }
+
+  #sendFailed(err: unknown, address: string, port: number, type: string): void {
+    this.#metrics.errors.inc("send");
+    this.#warnOnce(`send:${address}`, { err, destination: `${address}:${port}`, type }, "sending DHCP reply failed");
   }
 
   #account(outcome: DhcpOutcome | ProxyOutcome): void {

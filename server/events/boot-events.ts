@@ -88,8 +88,18 @@ export interface BootEventBusOptions {
   keepRecent?: number;
   /** Events kept per Machine (default 128). */
   perMachine?: number;
-  /** Machines with a history; the least recently active is forgotten beyond this (default 4096). */
+  /**
+   * Machines with a history; the least recently active is forgotten beyond this (default
+   * 65 536: every Machine of a large inventory keeps its timeline; memory is bounded by
+   * `maxHistoryEvents`).
+   */
   maxMachines?: number;
+  /**
+   * Events held in all per-Machine histories together; beyond it the least recently active
+   * Machines are forgotten (default 524 288 = 4096 full histories of 128). A count cap alone
+   * below the inventory size makes every event of a busy site evict a history and start a new one.
+   */
+  maxHistoryEvents?: number;
   /** Stranger events kept for `recent()` only; strangers are never replayed (default 256). */
   keepStrangers?: number;
   /**
@@ -112,6 +122,20 @@ export interface BootEventStats {
   lastSeq: number;
 }
 
+/**
+ * One Machine's history in the recency list: a doubly linked list through the entries, most
+ * recently active at `#newest`. Touching an entry relinks two pointers; a Map used as the LRU
+ * (delete + set per event, `keys().next()` to evict) costs far more: with more active Machines
+ * than `maxMachines` every event evicts, and V8 scans the deleted slots at the front of the
+ * Map's table for each `keys().next()`.
+ */
+interface HistoryEntry {
+  readonly machine: string;
+  readonly ring: EventRing<StreamEvent>;
+  older: HistoryEntry | undefined;
+  newer: HistoryEntry | undefined;
+}
+
 interface ListenerEntry {
   readonly listener: EventListener;
   readonly filter: { machine?: string } | undefined;
@@ -120,9 +144,15 @@ interface ListenerEntry {
 export class BootEventBus {
   readonly #journal: EventRing<StreamEvent>;
   readonly #strangers: EventRing<StreamEvent>;
-  readonly #machines = new Map<string, EventRing<StreamEvent>>();
+  readonly #machines = new Map<string, HistoryEntry>();
+  /** Least and most recently active Machine (ends of the recency list). */
+  #oldest: HistoryEntry | undefined;
+  #newest: HistoryEntry | undefined;
   readonly #perMachine: number;
   readonly #maxMachines: number;
+  readonly #maxHistoryEvents: number;
+  /** Events held in all per-Machine histories. */
+  #historyEvents = 0;
   /** Newest seq of any Machine history that was forgotten whole (LRU beyond maxMachines). */
   #forgottenThrough = -1;
   /** Copy-on-write: emit iterates a stable array while listeners come and go. */
@@ -146,7 +176,8 @@ export class BootEventBus {
     this.#journal = new EventRing(options.keepRecent ?? 10_000);
     this.#strangers = new EventRing(Math.min(options.keepRecent ?? 256, options.keepStrangers ?? 256));
     this.#perMachine = Math.max(1, Math.floor(options.perMachine ?? 128));
-    this.#maxMachines = Math.max(1, Math.floor(options.maxMachines ?? 4096));
+    this.#maxMachines = Math.max(1, Math.floor(options.maxMachines ?? 65_536));
+    this.#maxHistoryEvents = Math.max(1, Math.floor(options.maxHistoryEvents ?? 4096 * 128));
     this.#startSeq = Math.floor(options.startSeq ?? Date.now() * 1000);
     this.#lastSeq = this.#startSeq - 1;
     this.#log = options.log;
@@ -162,10 +193,17 @@ export class BootEventBus {
     } else {
       this.#machineEvents++;
       this.#journal.push(event);
-      this.#historyFor(event.machine).push(event);
+      const history = this.#historyFor(event.machine);
+      const held = history.size;
+      history.push(event);
+      if (history.size > held && ++this.#historyEvents > this.#maxHistoryEvents) this.#trimHistories(history);
     }
-    this.#queue.push(event);
-    if (!this.#dispatching) this.#drain();
+    if (this.#dispatching) {
+      // A listener emitted: deliver after the current event, so every listener sees seq order.
+      this.#queue.push(event);
+    } else {
+      this.#dispatch(event);
+    }
     return event;
   }
 
@@ -201,7 +239,7 @@ export class BootEventBus {
    * Strangers are not replayed: they are live only (and counted).
    */
   since(seq: number, filter: { machine?: string } = {}): Replay {
-    const ring = filter.machine === undefined ? this.#journal : this.#machines.get(filter.machine);
+    const ring = filter.machine === undefined ? this.#journal : this.#machines.get(filter.machine)?.ring;
     const droppedThrough = Math.max(ring ? ring.droppedThrough : this.#forgottenThrough, this.#startSeq - 1);
     if (!Number.isFinite(seq) || seq > this.#lastSeq || seq < droppedThrough) {
       const held = ring?.toArray()[0]?.seq;
@@ -212,14 +250,16 @@ export class BootEventBus {
 
   /** One Machine's recent events, oldest first (bounded per Machine, kept whatever strangers do). */
   history(machine: string): StreamEvent[] {
-    return this.#machines.get(machine)?.toArray() ?? [];
+    return this.#machines.get(machine)?.ring.toArray() ?? [];
   }
 
   /** Drops a Machine's history (the Machine was deleted: a new one of that name starts fresh). */
   forget(machine: string): void {
-    const ring = this.#machines.get(machine);
-    if (!ring) return;
-    this.#forgottenThrough = Math.max(this.#forgottenThrough, ring.newestSeq ?? -1);
+    const entry = this.#machines.get(machine);
+    if (!entry) return;
+    this.#forgottenThrough = Math.max(this.#forgottenThrough, entry.ring.newestSeq ?? -1);
+    this.#historyEvents -= entry.ring.size;
+    this.#unlink(entry);
     this.#machines.delete(machine);
   }
 
@@ -265,32 +305,63 @@ export class BootEventBus {
     if (input.machine !== undefined) event.machine = input.machine;
     if (input.ip !== undefined) event.ip = input.ip;
     if (input.reason !== undefined) event.reason = input.reason;
-    // Subscribers share the object: freeze it, and a copy of detail (the caller may reuse its object).
-    if (input.detail !== undefined) event.detail = Object.freeze({ ...input.detail });
+    // Subscribers share the object: freeze it, and a copy of detail (the caller may reuse its
+    // object). A detail the caller froze is already immutable and is kept as it is.
+    if (input.detail !== undefined) event.detail = frozenDetail(input.detail);
     return Object.freeze(event);
   }
 
   #historyFor(machine: string): EventRing<StreamEvent> {
-    let ring = this.#machines.get(machine);
-    if (ring) {
-      // Re-insert: Map order is least recently active first, which is who gets forgotten.
-      this.#machines.delete(machine);
-    } else {
-      // A Machine forgotten earlier (or deleted) may have had events: resuming across that says "gone".
-      ring = new EventRing(this.#perMachine, this.#forgottenThrough);
-      if (this.#machines.size >= this.#maxMachines) {
-        const oldest = this.#machines.keys().next().value;
-        if (oldest !== undefined) this.forget(oldest);
+    let entry = this.#machines.get(machine);
+    if (entry) {
+      // Most recently active last: the other end is who gets forgotten.
+      if (entry !== this.#newest) {
+        this.#unlink(entry);
+        this.#linkNewest(entry);
       }
+      return entry.ring;
     }
-    this.#machines.set(machine, ring);
-    return ring;
+    if (this.#machines.size >= this.#maxMachines && this.#oldest) this.forget(this.#oldest.machine);
+    // A Machine forgotten earlier (or deleted) may have had events: resuming across that says "gone".
+    entry = {
+      machine,
+      ring: new EventRing(this.#perMachine, this.#forgottenThrough),
+      older: undefined,
+      newer: undefined,
+    };
+    this.#machines.set(machine, entry);
+    this.#linkNewest(entry);
+    return entry.ring;
   }
 
-  #drain(): void {
+  /** Forgets the least recently active Machines until the histories fit (never `keep`, the one just written). */
+  #trimHistories(keep: EventRing<StreamEvent>): void {
+    while (this.#historyEvents > this.#maxHistoryEvents && this.#oldest && this.#oldest.ring !== keep) {
+      this.forget(this.#oldest.machine);
+    }
+  }
+
+  #unlink(entry: HistoryEntry): void {
+    if (entry.older) entry.older.newer = entry.newer;
+    else this.#oldest = entry.newer;
+    if (entry.newer) entry.newer.older = entry.older;
+    else this.#newest = entry.older;
+    entry.older = undefined;
+    entry.newer = undefined;
+  }
+
+  #linkNewest(entry: HistoryEntry): void {
+    entry.older = this.#newest;
+    entry.newer = undefined;
+    if (this.#newest) this.#newest.newer = entry;
+    else this.#oldest = entry;
+    this.#newest = entry;
+  }
+
+  #dispatch(first: StreamEvent): void {
     this.#dispatching = true;
     try {
-      for (let event = this.#queue.shift(); event !== undefined; event = this.#queue.shift()) {
+      for (let event: StreamEvent | undefined = first; event !== undefined; event = this.#queue.shift()) {
         for (const entry of this.#listeners) this.#deliver(entry, event);
       }
     } finally {
@@ -328,6 +399,18 @@ export class BootEventBus {
     }
     return this.#lastIso;
   }
+}
+
+/**
+ * An immutable detail: the caller's own when frozen, else a frozen copy. Copied key by key
+ * (undefined values included, as a spread would): a spread of objects of many shapes takes
+ * V8's generic path, about a third of the bus's cost per event.
+ */
+function frozenDetail(detail: NonNullable<BootEvent["detail"]>): Readonly<NonNullable<BootEvent["detail"]>> {
+  if (Object.isFrozen(detail)) return detail;
+  const copy: NonNullable<BootEvent["detail"]> = {};
+  for (const key in detail) if (Object.hasOwn(detail, key)) copy[key] = detail[key];
+  return Object.freeze(copy);
 }
 
 /** Merges two seq-sorted lists. */

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { type CounterCell, CounterCells } from "../metrics/counter-cells.js";
 import type { BootEventBus, StreamEvent } from "./boot-events.js";
 import { StrangerTally } from "./stranger-tally.js";
 
@@ -93,20 +94,36 @@ export function countBootEvents(bus: BootEventBus, registry: Registry): () => vo
       this.set(bus.stats().machinesTracked);
     },
   });
-  // One label child per (step, result), resolved once: the per-event cost is a Map lookup.
-  const children = new Map<string, Counter.Internal>();
-  const strangerChildren = new Map<string, Counter.Internal>();
-  const child = (cache: Map<string, Counter.Internal>, metric: Counter<"step" | "result">, event: StreamEvent) => {
-    const key = `${event.step} ${event.result}`;
-    let found = cache.get(key);
-    if (!found) {
-      found = metric.labels({ step: event.step, result: event.result });
-      cache.set(key, found);
-    }
-    return found;
-  };
+  // One counter cell per (step, result), resolved once (server/metrics/counter-cells.ts): the
+  // per-event cost is two Map lookups and an increment, no label hashing and no key string.
+  const counts = new StepResultCells(counter);
+  const strangerCounts = new StepResultCells(strangers);
   return bus.subscribe((event) => {
-    child(children, counter, event).inc();
-    if (event.machine === undefined) child(strangerChildren, strangers, event).inc();
+    counts.cell(event).value++;
+    if (event.machine === undefined) strangerCounts.cell(event).value++;
   });
+}
+
+/** Counter cells by step, then result. */
+class StepResultCells {
+  readonly #cells: CounterCells;
+  readonly #bySteps = new Map<string, Map<string, CounterCell>>();
+
+  constructor(counter: Counter<"step" | "result">) {
+    this.#cells = new CounterCells(counter);
+  }
+
+  cell(event: StreamEvent): CounterCell {
+    let byResult = this.#bySteps.get(event.step);
+    if (!byResult) {
+      byResult = new Map();
+      this.#bySteps.set(event.step, byResult);
+    }
+    let cell = byResult.get(event.result);
+    if (!cell) {
+      cell = this.#cells.cell({ step: event.step, result: event.result });
+      byResult.set(event.result, cell);
+    }
+    return cell;
+  }
 }

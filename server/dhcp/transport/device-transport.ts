@@ -64,6 +64,17 @@ export class DeviceTransport implements DhcpTransport {
     }
   }
 
+  /** Synchronous send (DhcpTransport.trySend): undefined when sent, else the errno error. */
+  readonly trySend = (data: Buffer, address: string, port: number): Error | undefined => {
+    if (!this.socket) return new Error(`${this.description}: send before start`);
+    try {
+      this.socket.send(data, address, port);
+      return undefined;
+    } catch (error) {
+      return error as Error;
+    }
+  };
+
   async send(data: Buffer, address: string, port: number): Promise<void> {
     if (!this.socket) throw new Error(`${this.description}: send before start`);
     this.socket.send(data, address, port); // throws the errno error (EPERM, ENETUNREACH, EAGAIN, ...)

@@ -176,6 +176,32 @@ describe("BootEventBus: per-Machine history", () => {
     bus.forget("a");
     assert.deepEqual(bus.history("a"), []);
   });
+
+  it("bounds the events of all histories together, forgetting whole least recently active histories", () => {
+    const bus = new BootEventBus({ maxHistoryEvents: 5, startSeq: 1 });
+    for (let i = 0; i < 3; i++) bus.emit({ step: "dhcp.ack", result: "ok", machine: "a" });
+    for (let i = 0; i < 2; i++) bus.emit({ step: "dhcp.ack", result: "ok", machine: "b" });
+    assert.equal(bus.stats().machinesTracked, 2, "5 events fit");
+    bus.emit({ step: "dhcp.ack", result: "ok", machine: "b" });
+    // The sixth event is over the bound: a (least recently active) goes, b keeps all of its own.
+    assert.deepEqual(bus.history("a"), []);
+    assert.equal(bus.history("b").length, 3);
+    assert.equal(bus.since(1, { machine: "a" }).ok, false, "a's timeline is gone, not empty");
+    // A single Machine over the bound keeps its newest events in its own ring; nobody else is left to forget.
+    const one = new BootEventBus({ maxHistoryEvents: 2, perMachine: 4 });
+    for (let i = 0; i < 6; i++) one.emit({ step: "dhcp.ack", result: "ok", machine: "solo" });
+    assert.equal(one.history("solo").length, 4);
+  });
+
+  it("keeps a history for every Machine of a 10 000-Machine site by default (no eviction churn)", () => {
+    const bus = new BootEventBus({ startSeq: 1 });
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 10_000; i++) bus.emit({ step: "dhcp.ack", result: "ok", machine: `m${i}` });
+    }
+    assert.equal(bus.stats().machinesTracked, 10_000);
+    assert.equal(bus.history("m0").length, 2);
+    assert.equal(bus.since(1, { machine: "m0" }).ok, true);
+  });
 });
 
 describe("BootEventBus: resume by seq", () => {
