@@ -13,6 +13,7 @@ import { bmcDriverFactory } from "../bmc/driver-factory.js"; // BMC flows (issue
 import { BmcReconciler, type DriverFactory } from "../bmc/flows/reconciler.js"; // BMC flows (issue 6)
 import { templateView } from "../bmc/pending-replace.js"; // issue 6: HostReplace → repave pending
 import { type ClusterMode, startClusterMode } from "../cluster/cluster-mode.js"; // cluster sync (issue 10)
+import { statusOf } from "../cluster/kube-api.js";
 import type { KubeMachineBackend } from "../cluster/kube-backend.js"; // cluster sync (issue 10)
 import type { UpstreamStatus } from "../cluster/upstream-status.js"; // cluster sync (issue 10)
 import { type AddressProbes, type DerivedAddresses, deriveAddresses } from "../config/derive-addresses.js";
@@ -36,6 +37,7 @@ import { userDataFromConfigMaps } from "../netboot/user-data.js";
 import { KubeKeyPublisher } from "../overlay/kube-key-publisher.js"; // overlay (issue 12)
 import { KubeOverlaySource } from "../overlay/kube-overlay-source.js";
 import { OverlayService } from "../overlay/overlay-service.js";
+import { NET_API_GROUP, NET_API_VERSION } from "../overlay/resources.js";
 import { WgCommandDriver } from "../overlay/wg-command-driver.js";
 import { type TemplateContext, TemplateRenderer } from "../template/render.js";
 import { TftpServer } from "../tftp/server.js";
@@ -436,7 +438,7 @@ export async function startAppliance(
     }
 
     // overlay (issue 12, docs/overlay.md): WireGuard to the site's gateways, cluster mode only.
-    if (cluster && config.overlay === "auto" && config.site !== "") {
+    if (cluster && config.overlay === "auto" && config.site !== "" && (await servesUnboundedNet(cluster, log))) {
       const overlayLog = log.child({ component: "overlay" });
       const service = new OverlayService({
         site: config.site,
@@ -546,4 +548,22 @@ function overlayCheck(state: OverlayState): { ok: boolean; detail?: string } {
     ok: true,
     detail: `overlay ${status.state}: ${healthy}/${status.tunnels.length} tunnels healthy${status.keyPublished ? "" : ", key not published yet"}${status.lastError ? `, ${status.lastError}` : ""}`,
   };
+}
+
+/**
+ * overlay (issue 12): `--overlay auto` joins only a cluster that serves unbounded-net's API group;
+ * a cluster without it (404) has no gateways to reach, so nothing is configured. Unreachable at
+ * start: the overlay starts and waits for the resources (its reflectors retry).
+ */
+async function servesUnboundedNet(cluster: ClusterMode, log: Logger): Promise<boolean> {
+  try {
+    await cluster.api.request("GET", `/apis/${NET_API_GROUP}/${NET_API_VERSION}`);
+    return true;
+  } catch (err) {
+    if (statusOf(err) === 404) {
+      log.info({ component: "overlay" }, `overlay: off (the cluster does not serve ${NET_API_GROUP})`);
+      return false;
+    }
+    return true;
+  }
 }

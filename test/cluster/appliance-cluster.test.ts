@@ -58,6 +58,9 @@ test("serve-pxe --kubeconfig: two appliances share the Lease (one leader, handov
       extraArgs: [
         `--kubeconfig=${kc.kubeconfig}`,
         "--site=lab",
+        // The overlay has its own proofs (test/lab/overlay-wireguard, test/cluster/overlay-cluster)
+        // and its own RBAC (deploy/05-rbac-overlay.yaml); this test audits deploy/03-rbac.yaml.
+        "--overlay=off",
         "--leader-elect-lease-duration=2s",
         "--leader-elect-renew-deadline=1500ms",
         "--leader-elect-retry-period=300ms",
