@@ -35,6 +35,9 @@ describe("appliance.yaml -> serve-pxe config and networkd units", () => {
       bindAddress: "10.0.0.1",
       dhcpMode: "interface",
       dhcpInterface: "eth1",
+      // The console listens on the management side (every address: the box has two NICs).
+      consoleAddress: "0.0.0.0",
+      consolePort: 8443,
     });
     const [mgmt, prov] = plan.networkFiles;
     assert.match(mgmt!.text, /MACAddress=52:54:00:00:00:01\n[\s\S]*DHCP=ipv4[\s\S]*ClientIdentifier=mac/);
@@ -84,13 +87,19 @@ describe("appliance.yaml -> serve-pxe config and networkd units", () => {
     assert.equal(plan.consoleUrl, "https://192.0.2.10:9443/");
   });
 
-  it("today's build (no --kubeconfig, no console flags): cluster mode is reported and runs standalone", () => {
-    const plan = planAppliance(inputs("mode: cluster\n", { configFileExists: () => true }));
+  it("a build without --kubeconfig or console flags: cluster mode is reported and runs standalone", () => {
+    const older = new Set([...servePxeConfigKeys()].filter((k) => k !== "kubeconfig" && !k.startsWith("console")));
+    const plan = planAppliance(inputs("mode: cluster\n", { configFileExists: () => true, servePxeKeys: older }));
     assert.equal(plan.mode, "standalone");
     assert.ok(plan.errors.some((e) => e.startsWith("mode: this build has no cluster sync")));
     assert.equal(plan.servePxe.kubeconfig, undefined);
     assert.equal(plan.servePxe.consolePort, undefined);
     assert.equal(plan.consoleUrl, undefined);
+    // This build has both: cluster mode with a kubeconfig, and the console.
+    const current = planAppliance(inputs("mode: cluster\n", { configFileExists: () => true }));
+    assert.equal(current.mode, "cluster");
+    assert.equal(typeof current.servePxe.kubeconfig, "string");
+    assert.equal(current.servePxe.consolePort, 8443);
   });
 
   it("a bad setting is named and replaced by its default; the rest still applies", () => {
