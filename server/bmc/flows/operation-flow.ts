@@ -340,7 +340,10 @@ export class OperationFlow {
     if (stage === "WaitingRepave") {
       const written = findCondition(op.status?.conditions, "BootImageWritten")?.status === "True";
       const repaved = findCondition(machine.status?.conditions, REPAVED);
-      if (written || (repaved?.status === "True" && Date.parse(repaved.lastTransitionTime) >= since - 1000)) {
+      // A Repaved=True counts only when it turned True after this operation started: one from a
+      // repave that ended just before (the old 1 s slack took it for this image) must not. Condition
+      // times are whole seconds, and a real install takes far longer than one.
+      if (written || (repaved?.status === "True" && Date.parse(repaved.lastTransitionTime) > since)) {
         await this.#restoreIfContinuous(t, bmc);
         return {
           ...t,

@@ -154,6 +154,33 @@ describe("MachineOperation host operations", { timeout: 60_000 }, () => {
     assert.deepEqual(r.driver.calls, []);
   });
 
+  it("HostReplace right after another repave: the earlier Repaved=True does not count as this image written", async (t) => {
+    const r = await rig(t);
+    await r.inv.updateStatus("node-01", (m) => ({
+      ...m.status,
+      conditions: [
+        {
+          type: "Repaved",
+          status: "True",
+          reason: "Succeeded",
+          message: "",
+          lastTransitionTime: new Date(r.clock.now()).toISOString(),
+        },
+      ],
+    }));
+    r.rec.start();
+    await r.settle();
+    // The operation starts within a second of that Repaved (the CLI e2e repaves right after the
+    // counter repave); the old check took it for this one's image.
+    await r.advance(900);
+    await r.inv.operations.create(op("replace-1", "HostReplace"));
+    await r.settle();
+    await r.advance(20_000);
+    assert.equal(r.inv.operations.get("replace-1")?.status?.targets?.[0]?.stage, "WaitingRepave");
+    await r.advance(5000);
+    assert.equal(r.inv.operations.get("replace-1")?.status?.targets?.[0]?.stage, "WaitingRepave");
+  });
+
   it("HostReplace: ForceOff, Pxe/Once, On, waits for /pxe/disable then cloud-init; replace conditions snapshotted", async (t) => {
     const r = await rig(t);
     r.rec.start();
