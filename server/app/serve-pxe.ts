@@ -379,6 +379,7 @@ export async function startAppliance(
           port: config.consolePort,
           tlsCert: config.consoleTlsCert,
           tlsKey: config.consoleTlsKey,
+          adminPasswordHashFile: config.consoleAdminPasswordHashFile,
           trustedProxies: config.trustedProxies,
         },
         { backend: inventory, events, ...apiExtras },

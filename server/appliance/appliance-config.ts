@@ -1,4 +1,5 @@
 import { parseDocument } from "yaml";
+import { isPasswordHash } from "../console/password-hash.js";
 import { isDns1123Label, isIPv4, isLabelValue, isMac } from "../inventory/formats.js";
 
 /**
@@ -119,8 +120,8 @@ export function planAppliance(inputs: ApplianceInputs): AppliancePlan {
     admin,
     "passwordHash",
     errors,
-    (v) => /^[\x21-\x7e]{16,512}$/.test(v),
-    "a password hash (16-512 printable characters, no spaces)",
+    isPasswordHash,
+    "a metalman password hash (scrypt$N$r$p$salt$key: make one with `metalman user hash`)",
     "admin.",
   );
   if (admin.password !== undefined) {
@@ -178,6 +179,7 @@ export function planAppliance(inputs: ApplianceInputs): AppliancePlan {
   const planned: Record<string, unknown> = {
     consoleAddress: mgmtIp ?? "0.0.0.0",
     consolePort,
+    ...(adminPasswordHash ? { consoleAdminPasswordHashFile: APPLIANCE_PATHS.adminPasswordHash } : {}),
     ...(kubeconfigSource ? { kubeconfig: APPLIANCE_PATHS.kubeconfig } : {}),
   };
   for (const [key, value] of Object.entries(planned)) {

@@ -107,6 +107,8 @@ export interface ServePxeConfig {
   /** Absolute. The operator's certificate and key (PEM); default: a self-signed pair in the state dir. */
   consoleTlsCert?: string;
   consoleTlsKey?: string;
+  /** Absolute. The first admin's password hash (`metalman user hash`), read while there is no user. */
+  consoleAdminPasswordHashFile?: string;
 }
 
 /** The one error a bad command line or config file produces; the message names the field. */
@@ -454,6 +456,13 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "path",
     defaultText: "none",
     help: "PEM private key of --console-tls-cert",
+  },
+  {
+    flag: "console-admin-password-hash-file",
+    key: "consoleAdminPasswordHashFile",
+    kind: "path",
+    defaultText: "none: a generated password, printed once",
+    help: "file with the first admin's password hash (metalman user hash); read only while the console has no user",
   },
 ];
 
@@ -846,6 +855,7 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
     }
     case "consoleTlsCert":
     case "consoleTlsKey":
+    case "consoleAdminPasswordHashFile":
       if (text.trim() === "") throw new ConfigError(`${field}: must name a file`);
       config[key] = path.resolve(item.baseDir, text);
       return;

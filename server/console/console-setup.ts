@@ -1,9 +1,10 @@
+import { readFile } from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { ManagementApiOptions } from "../api/plugin.js";
 import { AuditLog } from "./audit-log.js";
 import { buildConsoleApp } from "./console-app.js";
-import { generatePassword } from "./password-hash.js";
+import { generatePassword, isPasswordHash } from "./password-hash.js";
 import { type ConsoleTls, loadConsoleTls } from "./tls-material.js";
 import { UserStore } from "./user-store.js";
 
@@ -15,6 +16,11 @@ export interface ConsoleSettings {
   tlsKey?: string;
   trustedProxies: readonly string[];
   assetsDir?: string;
+  /**
+   * A file holding the first admin's password hash (the appliance writes appliance.yaml's
+   * admin.passwordHash there); read only while the users file has nobody.
+   */
+  adminPasswordHashFile?: string;
 }
 
 export interface RunningConsole {
@@ -48,15 +54,7 @@ export async function startConsole(
   const users = new UserStore({ stateDir: settings.stateDir });
   await users.load();
   let firstAdmin: RunningConsole["firstAdmin"];
-  if (users.size === 0) {
-    const password = generatePassword();
-    await users.add(FIRST_ADMIN, "admin", password);
-    firstAdmin = { name: FIRST_ADMIN, password };
-    log.warn(
-      { component: "console", user: FIRST_ADMIN, usersFile: users.file },
-      "console: no users yet; created the admin user with a generated password (printed once in the banner on stderr, never logged)",
-    );
-  }
+  if (users.size === 0) firstAdmin = await createFirstAdmin(users, settings.adminPasswordHashFile, log);
   const audit = new AuditLog({ stateDir: settings.stateDir });
   await audit.open();
   const { app } = buildConsoleApp({
@@ -92,4 +90,47 @@ export async function startConsole(
       await audit.close();
     },
   };
+}
+
+/**
+ * The first admin: from the pre-seeded hash when there is a valid one (nothing to print), else
+ * with a generated password the caller prints once. A missing or bad hash file never stops the
+ * console: it says why in the log and falls back to the generated password.
+ */
+async function createFirstAdmin(
+  users: UserStore,
+  hashFile: string | undefined,
+  log: Logger,
+): Promise<RunningConsole["firstAdmin"]> {
+  if (hashFile) {
+    const hash = await readFile(hashFile, "utf8").then(
+      (text) => text.trim(),
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOENT")
+          log.error({ component: "console", err, file: hashFile }, "console: admin password hash file unreadable");
+        return undefined;
+      },
+    );
+    if (hash !== undefined && isPasswordHash(hash)) {
+      await users.addHashed(FIRST_ADMIN, "admin", hash);
+      log.info(
+        { component: "console", user: FIRST_ADMIN, usersFile: users.file, file: hashFile },
+        "console: no users yet; created the admin user with the pre-seeded password hash",
+      );
+      return undefined;
+    }
+    if (hash !== undefined) {
+      log.error(
+        { component: "console", file: hashFile },
+        "console: the pre-seeded admin password hash is not a metalman hash (make one with `metalman user hash`); generating a password instead",
+      );
+    }
+  }
+  const password = generatePassword();
+  await users.add(FIRST_ADMIN, "admin", password);
+  log.warn(
+    { component: "console", user: FIRST_ADMIN, usersFile: users.file },
+    "console: no users yet; created the admin user with a generated password (printed once in the banner on stderr, never logged)",
+  );
+  return { name: FIRST_ADMIN, password };
 }

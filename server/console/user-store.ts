@@ -130,6 +130,23 @@ export class UserStore {
     });
   }
 
+  /**
+   * Adds a user whose password hash was made elsewhere (the appliance's admin.passwordHash, made
+   * with `metalman user hash`): the clear-text password never reaches this box.
+   */
+  addHashed(name: string, role: Role, hash: string): Promise<ConsoleUser> {
+    return this.#change(async (users) => {
+      checkName(name);
+      if (!isPasswordHash(hash))
+        throw new UserStoreError("INVALID", "not a metalman password hash (scrypt$N$r$p$salt$key)");
+      if (users.has(name)) throw new UserStoreError("EXISTS", `user ${name} already exists`);
+      const at = this.#now().toISOString();
+      const user: StoredUser = { name, role, createdAt: at, passwordChangedAt: at, hash };
+      users.set(name, user);
+      return publicUser(user);
+    });
+  }
+
   setPassword(name: string, password: string): Promise<ConsoleUser> {
     return this.#change(async (users) => {
       checkPassword(password);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type ApplianceInputs, planAppliance } from "../../../server/appliance/appliance-config.js";
 import { servePxeConfigKeys } from "../../../server/config/serve-pxe-config.js";
+import { hashPassword } from "../../../server/console/password-hash.js";
 
 const nics = [
   { name: "eth1", mac: "52:54:00:00:00:02", busPath: "/sys/devices/pci0000:00/0000:00:03.0" },
@@ -85,6 +86,21 @@ describe("appliance.yaml -> serve-pxe config and networkd units", () => {
     assert.equal(plan.servePxe.consoleAddress, "192.0.2.10");
     assert.equal(plan.servePxe.consolePort, 9443);
     assert.equal(plan.consoleUrl, "https://192.0.2.10:9443/");
+  });
+
+  it("admin.passwordHash: a metalman hash is handed to the console's first start; anything else is refused", async () => {
+    const hash = await hashPassword("correct horse battery", { log2N: 10, r: 8, p: 1 });
+    const plan = planAppliance(inputs(`admin: {passwordHash: "${hash}"}\n`));
+    assert.deepEqual(plan.errors, []);
+    assert.equal(plan.adminPasswordHash, hash);
+    assert.equal(plan.servePxe.consoleAdminPasswordHashFile, "/var/lib/metalman/console/admin-password.hash");
+    const bad = planAppliance(inputs('admin: {passwordHash: "$6$rounds=5000$saltsalt$notours"}\n'));
+    assert.deepEqual(
+      bad.errors.map((e) => e.split(":")[0]),
+      ["admin.passwordHash"],
+    );
+    assert.equal(bad.adminPasswordHash, undefined);
+    assert.equal(bad.servePxe.consoleAdminPasswordHashFile, undefined, "no hash: the console generates a password");
   });
 
   it("a build without --kubeconfig or console flags: cluster mode is reported and runs standalone", () => {

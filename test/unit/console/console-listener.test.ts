@@ -16,6 +16,7 @@ import { after, before, describe, it } from "node:test";
 import type { TLSSocket } from "node:tls";
 import { promisify } from "node:util";
 import { type RunningConsole, startConsole } from "../../../server/console/console-setup.js";
+import { hashPassword } from "../../../server/console/password-hash.js";
 import { BootEventBus } from "../../../server/events/boot-events.js";
 import { FileInventory } from "../../../server/inventory/file-inventory.js";
 import { repoRoot } from "../../support/paths.js";
@@ -193,6 +194,44 @@ describe("console listener (HTTPS on loopback)", () => {
       assert.equal(again, 200);
     } finally {
       await running.close();
+    }
+  });
+
+  it("takes the first admin from a pre-seeded password hash (the appliance's admin.passwordHash); a bad one falls back to a generated password", async () => {
+    const seeded = path.join(root, "seeded");
+    const hashFile = path.join(root, "admin-password.hash");
+    await writeFile(hashFile, `${await hashPassword("a long pre-seeded secret", { log2N: 10, r: 8, p: 1 })}\n`);
+    const running = await startConsole(
+      { ...settings(), stateDir: seeded, adminPasswordHashFile: hashFile },
+      api(),
+      silentLog,
+    );
+    try {
+      assert.equal(running.firstAdmin, undefined, "nothing to print: the operator chose the password");
+      const wrong = await call(`${running.url}api/v1/session`, {
+        method: "POST",
+        body: { username: "admin", password: "not the password at all" },
+      });
+      assert.equal(wrong.status, 401);
+      const login = await call(`${running.url}api/v1/session`, {
+        method: "POST",
+        body: { username: "admin", password: "a long pre-seeded secret" },
+      });
+      assert.equal(login.status, 200, login.body);
+    } finally {
+      await running.close();
+    }
+    const garbled = path.join(root, "garbled");
+    await writeFile(hashFile, "$6$saltsalt$not-a-metalman-hash\n");
+    const fallback = await startConsole(
+      { ...settings(), stateDir: garbled, adminPasswordHashFile: hashFile },
+      api(),
+      silentLog,
+    );
+    try {
+      assert.ok(fallback.firstAdmin?.password, "a bad hash never locks the operator out");
+    } finally {
+      await fallback.close();
     }
   });
 
