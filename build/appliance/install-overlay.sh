@@ -18,6 +18,8 @@ for d in "$a"/systemd/*.d; do
   install -d "$root/usr/lib/systemd/system/$(basename "$d")"
   install -m 0644 "$d"/*.conf "$root/usr/lib/systemd/system/$(basename "$d")/"
 done
+install -d "$root/usr/lib/metalman/repart.d"
+install -m 0644 "$a"/repart.d/*.conf "$root/usr/lib/metalman/repart.d/"
 install -m 0644 "$a/conf/journald.conf" "$root/etc/systemd/journald.conf.d/metalman.conf"
 install -m 0644 "$a/conf/fstab" "$root/etc/fstab"
 install -m 0644 "$a/conf/sysusers.conf" "$root/usr/lib/sysusers.d/metalman.conf"
@@ -45,7 +47,7 @@ systemd-sysusers --root="$root" >/dev/null
 chroot "$root" getent passwd metalman >/dev/null || die "sysusers did not create the metalman user"
 
 systemctl --root="$root" enable metalman-config.service metalman.service metalman-banner.service \
-  metalman-banner.timer metalman-boot-check.service systemd-networkd.service systemd-resolved.service \
+  metalman-banner.timer metalman-boot-check.service metalman-grow-data.service systemd-networkd.service systemd-resolved.service \
   systemd-timesyncd.service >/dev/null 2>&1
 # SSH is off unless appliance.yaml says otherwise (ssh.service's drop-in checks /run/metalman/ssh-enabled).
 systemctl --root="$root" enable ssh.service >/dev/null 2>&1 || true
