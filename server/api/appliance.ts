@@ -10,6 +10,19 @@ export interface ApplianceInfo {
   interfaces: Array<{ name: string; addresses: string[]; mac?: string }>;
   upstream?: Record<string, string | number | boolean>;
   console?: { fingerprint: string; url?: string };
+  /** overlay (issue 12): its state in one line, when enabled. */
+  overlay?: string;
+  /** The appliance image (issue 11): appliance.yaml's errors and notices as its first boot read them. */
+  config?: {
+    file: string;
+    errors: string[];
+    notices: string[];
+    site?: string;
+    imageVersion?: string;
+    slot?: string;
+    /** Why the status file could not be read (then errors and notices are empty). */
+    unreadable?: string;
+  };
   [key: string]: unknown;
 }
 

@@ -60,7 +60,7 @@ export async function runApplianceConfigCli(argv: string[], io: Io): Promise<num
   if (dryRun) {
     io.stdout(serveYaml);
     for (const f of plan.networkFiles) io.stdout(`--- ${f.name}\n${f.text}`);
-    io.stdout(`--- status\n${JSON.stringify(statusOf(plan), null, 2)}\n`);
+    io.stdout(`--- status\n${JSON.stringify(statusOf(plan, imageOf(opts.etc!)), null, 2)}\n`);
     return 0;
   }
 
@@ -108,7 +108,10 @@ export async function runApplianceConfigCli(argv: string[], io: Io): Promise<num
   } else {
     await rm(sshFlag, { force: true });
   }
-  await writeFileAtomic(path.join(runDir, "appliance-status.json"), `${JSON.stringify(statusOf(plan), null, 2)}\n`);
+  await writeFileAtomic(
+    path.join(runDir, "appliance-status.json"),
+    `${JSON.stringify(statusOf(plan, imageOf(opts.etc!)), null, 2)}\n`,
+  );
   await chmod(path.join(runDir, "appliance-status.json"), 0o644);
   // The same for the banner script, which sources it (no node start on a slow console).
   await writeFileAtomic(path.join(runDir, "appliance-status.env"), statusEnv(plan));
@@ -147,8 +150,23 @@ function checkServePxe(plan: AppliancePlan): void {
   if (still !== undefined) plan.errors.push(`serve-pxe config: ${still}`);
 }
 
-function statusOf(plan: AppliancePlan) {
+/** The image's version (<etc>/metalman-release, written by the build) and the root slot booted (kernel command line). */
+function imageOf(etc: string): { imageVersion?: string; slot?: string } {
+  const read = (file: string) => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const imageVersion = /^VERSION=(\S+)$/m.exec(read(path.join(etc, "metalman-release")))?.[1];
+  const slot = /(?:^|\s)metalman\.slot=([ab])(?:\s|$)/.exec(read("/proc/cmdline"))?.[1];
+  return { ...(imageVersion ? { imageVersion } : {}), ...(slot ? { slot } : {}) };
+}
+
+function statusOf(plan: AppliancePlan, image: { imageVersion?: string; slot?: string }) {
   return {
+    ...image,
     errors: plan.errors,
     notices: plan.notices,
     site: plan.site,

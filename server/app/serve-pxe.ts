@@ -357,6 +357,9 @@ export async function startAppliance(
         readiness,
         addresses,
         consoleInfo: () => (webConsole ? { fingerprint: webConsole.tls.fingerprint, url: webConsole.url } : undefined),
+        upstream: cluster?.upstream,
+        overlay: () => (overlayState.enabled ? overlayCheck(overlayState).detail : undefined),
+        applianceStatusFile: config.applianceStatusFile,
         listeners: {
           http: `${config.bindAddress}:${config.httpPort}`,
           tftp: `${config.bindAddress}:${config.tftpPort}`,

@@ -23,6 +23,8 @@ export const APPLIANCE_PATHS = {
   kubeconfig: "/var/lib/metalman/cluster/kubeconfig",
   adminPasswordHash: "/var/lib/metalman/console/admin-password.hash",
   consoleCert: "/var/lib/metalman/state/console/tls/cert.pem",
+  /** Written at every boot by metalman-config; the console's Appliance page shows its errors. */
+  statusFile: "/run/metalman/appliance-status.json",
 } as const;
 
 export const DEFAULT_PROVISIONING_ADDRESS = "10.0.0.1/24";
@@ -179,6 +181,7 @@ export function planAppliance(inputs: ApplianceInputs): AppliancePlan {
   const planned: Record<string, unknown> = {
     consoleAddress: mgmtIp ?? "0.0.0.0",
     consolePort,
+    applianceStatusFile: APPLIANCE_PATHS.statusFile,
     ...(adminPasswordHash ? { consoleAdminPasswordHashFile: APPLIANCE_PATHS.adminPasswordHash } : {}),
     ...(kubeconfigSource ? { kubeconfig: APPLIANCE_PATHS.kubeconfig } : {}),
   };

@@ -109,6 +109,8 @@ export interface ServePxeConfig {
   consoleTlsKey?: string;
   /** Absolute. The first admin's password hash (`metalman user hash`), read while there is no user. */
   consoleAdminPasswordHashFile?: string;
+  /** Absolute. The appliance image's first-boot status (appliance.yaml errors), shown on the console. */
+  applianceStatusFile?: string;
 }
 
 /** The one error a bad command line or config file produces; the message names the field. */
@@ -463,6 +465,13 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "path",
     defaultText: "none: a generated password, printed once",
     help: "file with the first admin's password hash (metalman user hash); read only while the console has no user",
+  },
+  {
+    flag: "appliance-status-file",
+    key: "applianceStatusFile",
+    kind: "path",
+    defaultText: "none",
+    help: "the appliance image's first-boot status (appliance.yaml errors; docs/appliance.md), shown on the console's Appliance page",
   },
 ];
 
@@ -856,6 +865,7 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
     case "consoleTlsCert":
     case "consoleTlsKey":
     case "consoleAdminPasswordHashFile":
+    case "applianceStatusFile":
       if (text.trim() === "") throw new ConfigError(`${field}: must name a file`);
       config[key] = path.resolve(item.baseDir, text);
       return;

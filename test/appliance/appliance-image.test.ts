@@ -366,7 +366,7 @@ labSuite(
       );
       const log = existsSync(serial) ? readFileSync(serial, "latin1") : "";
       assert.equal(boot.status, 0, `pxe-vm.sh: ${boot.out}\n--- serial ---\n${log.slice(-3000)}`);
-      process.stdout.write(`# blank VM: ${/elapsed=(\S+)/.exec(boot.out)?.[1] ?? "?"} s to LAB-PXE-MARKER done\n`);
+      process.stdout.write(`# blank VM: ${/elapsed=(\S+)/.exec(boot.out)?.[1] ?? "?"} to LAB-PXE-MARKER done\n`);
       assert.match(log, /lab: boot\.ipxe rendered for machine=node-02/, "boot.ipxe rendered for the Machine");
       const callback = /LAB-PXE-MARKER callback-ok url=(\S+)/.exec(log)?.[1] ?? "";
       assert.ok(

@@ -39,6 +39,8 @@ describe("appliance.yaml -> serve-pxe config and networkd units", () => {
       // The console listens on the management side (every address: the box has two NICs).
       consoleAddress: "0.0.0.0",
       consolePort: 8443,
+      // The console's Appliance page shows appliance.yaml's errors from the status this boot wrote.
+      applianceStatusFile: "/run/metalman/appliance-status.json",
     });
     const [mgmt, prov] = plan.networkFiles;
     assert.match(mgmt!.text, /MACAddress=52:54:00:00:00:01\n[\s\S]*DHCP=ipv4[\s\S]*ClientIdentifier=mac/);
