@@ -383,6 +383,7 @@ export async function startAppliance(
           tlsCert: config.consoleTlsCert,
           tlsKey: config.consoleTlsKey,
           adminPasswordHashFile: config.consoleAdminPasswordHashFile,
+          firstAdminPasswordFile: config.consoleFirstAdminPasswordFile,
           trustedProxies: config.trustedProxies,
         },
         { backend: inventory, events, ...apiExtras },
@@ -527,7 +528,11 @@ function consoleBanner(running: RunningConsole | undefined, stateDir: string): s
     `console       ${running.url}  (web console; docs/console-api.md)`,
     `  TLS SHA-256 ${running.tls.fingerprint}  (${running.tls.source === "operator" ? running.tls.certFile : `self-signed, ${running.tls.certFile}`})`,
   ];
-  if (running.firstAdmin) {
+  if (running.firstAdmin?.passwordFile) {
+    lines.push(
+      `  first login user "${running.firstAdmin.name}": password in ${running.firstAdmin.passwordFile} (0600)`,
+    );
+  } else if (running.firstAdmin) {
     lines.push(
       `  first login user "${running.firstAdmin.name}" password ${running.firstAdmin.password}`,
       `  (shown only now; change it with: metalman user passwd ${running.firstAdmin.name} --state-dir ${stateDir})`,

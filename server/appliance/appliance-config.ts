@@ -22,6 +22,9 @@ export const APPLIANCE_PATHS = {
   shippedImages: "/usr/share/metalman/images",
   kubeconfig: "/var/lib/metalman/cluster/kubeconfig",
   adminPasswordHash: "/var/lib/metalman/console/admin-password.hash",
+  /** A generated first-admin password (no admin.passwordHash): the text console shows it until the users change. */
+  firstAdminPassword: "/var/lib/metalman/console/first-admin-password",
+  consoleUsers: "/var/lib/metalman/state/console/users.json",
   consoleCert: "/var/lib/metalman/state/console/tls/cert.pem",
   /** Written at every boot by metalman-config; the console's Appliance page shows its errors. */
   statusFile: "/run/metalman/appliance-status.json",
@@ -182,7 +185,9 @@ export function planAppliance(inputs: ApplianceInputs): AppliancePlan {
     consoleAddress: mgmtIp ?? "0.0.0.0",
     consolePort,
     applianceStatusFile: APPLIANCE_PATHS.statusFile,
-    ...(adminPasswordHash ? { consoleAdminPasswordHashFile: APPLIANCE_PATHS.adminPasswordHash } : {}),
+    ...(adminPasswordHash
+      ? { consoleAdminPasswordHashFile: APPLIANCE_PATHS.adminPasswordHash }
+      : { consoleFirstAdminPasswordFile: APPLIANCE_PATHS.firstAdminPassword }),
     ...(kubeconfigSource ? { kubeconfig: APPLIANCE_PATHS.kubeconfig } : {}),
   };
   for (const [key, value] of Object.entries(planned)) {

@@ -109,6 +109,8 @@ export interface ServePxeConfig {
   consoleTlsKey?: string;
   /** Absolute. The first admin's password hash (`metalman user hash`), read while there is no user. */
   consoleAdminPasswordHashFile?: string;
+  /** Absolute. Where a generated first-admin password is written (0600) instead of the banner. */
+  consoleFirstAdminPasswordFile?: string;
   /** Absolute. The appliance image's first-boot status (appliance.yaml errors), shown on the console. */
   applianceStatusFile?: string;
 }
@@ -465,6 +467,13 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "path",
     defaultText: "none: a generated password, printed once",
     help: "file with the first admin's password hash (metalman user hash); read only while the console has no user",
+  },
+  {
+    flag: "console-first-admin-password-file",
+    key: "consoleFirstAdminPasswordFile",
+    kind: "path",
+    defaultText: "none: printed once in the start-up banner",
+    help: "write a generated first-admin password to this file (0600) instead of the banner, so no log holds it",
   },
   {
     flag: "appliance-status-file",
@@ -866,6 +875,7 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
     case "consoleTlsKey":
     case "consoleAdminPasswordHashFile":
     case "applianceStatusFile":
+    case "consoleFirstAdminPasswordFile":
       if (text.trim() === "") throw new ConfigError(`${field}: must name a file`);
       config[key] = path.resolve(item.baseDir, text);
       return;

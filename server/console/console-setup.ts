@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { ManagementApiOptions } from "../api/plugin.js";
+import { writeFileAtomic } from "../util/atomic-file.js";
 import { AuditLog } from "./audit-log.js";
 import { buildConsoleApp } from "./console-app.js";
 import { generatePassword, isPasswordHash } from "./password-hash.js";
@@ -21,6 +22,11 @@ export interface ConsoleSettings {
    * admin.passwordHash there); read only while the users file has nobody.
    */
   adminPasswordHashFile?: string;
+  /**
+   * Where a generated first-admin password goes (0600) instead of the start-up banner, so it never
+   * reaches a log or the journal: the appliance's text console shows it from there.
+   */
+  firstAdminPasswordFile?: string;
 }
 
 export interface RunningConsole {
@@ -28,7 +34,7 @@ export interface RunningConsole {
   url: string;
   tls: ConsoleTls;
   /** Set only on the start that created the first admin: print it once, never log it. */
-  firstAdmin?: { name: string; password: string };
+  firstAdmin?: { name: string; password: string; passwordFile?: string };
   close(): Promise<void>;
 }
 
@@ -55,6 +61,11 @@ export async function startConsole(
   await users.load();
   let firstAdmin: RunningConsole["firstAdmin"];
   if (users.size === 0) firstAdmin = await createFirstAdmin(users, settings.adminPasswordHashFile, log);
+  if (firstAdmin && settings.firstAdminPasswordFile) {
+    // Written after users.json, so "users.json is newer" later means someone changed the users.
+    await writeFileAtomic(settings.firstAdminPasswordFile, `${firstAdmin.password}\n`); // 0600
+    firstAdmin = { ...firstAdmin, passwordFile: settings.firstAdminPasswordFile };
+  }
   const audit = new AuditLog({ stateDir: settings.stateDir });
   await audit.open();
   const { app } = buildConsoleApp({

@@ -189,6 +189,8 @@ labSuite(
             `  management: {mac: "${MGMT_MAC}", address: ${MGMT_APPLIANCE}/24}`,
             `  provisioning: {mac: "${PROV_MAC}", address: ${PROV_APPLIANCE}/24}`,
             `admin: {passwordHash: "${adminHash}"}`,
+            // One wrong setting: the text console and the console's pages name it, and the rest runs.
+            "colour: blue",
             "",
           ].join("\n"),
         );
@@ -254,12 +256,18 @@ labSuite(
       );
       process.stdout.write(`# boot to healthy: ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
       assert.deepEqual(banner.slice(1), [V1, "a", "active", "ok"], "metalman.service active and healthy");
+      assert.match(banner.input ?? "", /errors=1\b/, "the wrong setting is counted, and metalman runs anyway");
       // The login prompt's banner (/etc/issue) names the health URL on the management address.
       await v.waitSerial(
         new RegExp(`health: +http://${MGMT_APPLIANCE.replaceAll(".", "\\.")}:8081/readyz \\(ok\\)`),
         120_000,
       );
       assert.match(v.serial(), /Reached target multi-user\.target|Reached target .*Multi-User/);
+      assert.match(
+        v.serial(),
+        /appliance\.yaml has 1 error\(s\)[^\n]*\n\s+- colour: /,
+        "the text console names the wrong setting",
+      );
       const health = inNs("curl", [
         "-sS",
         "-m",
@@ -337,7 +345,16 @@ labSuite(
         assert.match((await page.getByTestId("whoami").textContent()) ?? "", /admin/);
         // The seeded Machines are listed (the console reads the appliance's inventory).
         await page.getByText("node-02").first().waitFor({ timeout: 60_000 });
+        // The first page after login says appliance.yaml has an error; the Appliance page names it.
+        await page.getByTestId("config-banner").waitFor({ timeout: 30_000 });
         await page.screenshot({ path: path.join(scratch, "appliance-console.png") });
+        await page.getByRole("link", { name: "See the Appliance page" }).click();
+        const errors = page.getByTestId("config-errors");
+        await errors.waitFor({ timeout: 30_000 });
+        assert.match((await errors.textContent()) ?? "", /colour/);
+        assert.match((await page.getByTestId("appliance-config").textContent()) ?? "", /1 error/);
+        assert.match((await page.locator(".facts").first().textContent()) ?? "", new RegExp(`${V1} \\(root slot A\\)`));
+        await page.screenshot({ path: path.join(scratch, "appliance-page.png"), fullPage: true });
       } finally {
         await browser.close();
       }

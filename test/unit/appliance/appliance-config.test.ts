@@ -41,6 +41,8 @@ describe("appliance.yaml -> serve-pxe config and networkd units", () => {
       consolePort: 8443,
       // The console's Appliance page shows appliance.yaml's errors from the status this boot wrote.
       applianceStatusFile: "/run/metalman/appliance-status.json",
+      // No admin.passwordHash: the generated first password goes to a file the text console shows.
+      consoleFirstAdminPasswordFile: "/var/lib/metalman/console/first-admin-password",
     });
     const [mgmt, prov] = plan.networkFiles;
     assert.match(mgmt!.text, /MACAddress=52:54:00:00:00:01\n[\s\S]*DHCP=ipv4[\s\S]*ClientIdentifier=mac/);
@@ -96,6 +98,7 @@ describe("appliance.yaml -> serve-pxe config and networkd units", () => {
     assert.deepEqual(plan.errors, []);
     assert.equal(plan.adminPasswordHash, hash);
     assert.equal(plan.servePxe.consoleAdminPasswordHashFile, "/var/lib/metalman/console/admin-password.hash");
+    assert.equal(plan.servePxe.consoleFirstAdminPasswordFile, undefined);
     const bad = planAppliance(inputs('admin: {passwordHash: "$6$rounds=5000$saltsalt$notours"}\n'));
     assert.deepEqual(
       bad.errors.map((e) => e.split(":")[0]),

@@ -197,7 +197,7 @@ describe("console listener (HTTPS on loopback)", () => {
     }
   });
 
-  it("takes the first admin from a pre-seeded password hash (the appliance's admin.passwordHash); a bad one falls back to a generated password", async () => {
+  it("takes the first admin from a pre-seeded password hash (the appliance's admin.passwordHash); a bad one falls back to a generated password, which the appliance gets in a file", async () => {
     const seeded = path.join(root, "seeded");
     const hashFile = path.join(root, "admin-password.hash");
     await writeFile(hashFile, `${await hashPassword("a long pre-seeded secret", { log2N: 10, r: 8, p: 1 })}\n`);
@@ -232,6 +232,25 @@ describe("console listener (HTTPS on loopback)", () => {
       assert.ok(fallback.firstAdmin?.password, "a bad hash never locks the operator out");
     } finally {
       await fallback.close();
+    }
+    // The appliance: a generated password goes to a 0600 file (its text console shows it), not the banner.
+    const passwordFile = path.join(root, "first-admin-password");
+    const toFile = await startConsole(
+      { ...settings(), stateDir: path.join(root, "to-file"), firstAdminPasswordFile: passwordFile },
+      api(),
+      silentLog,
+    );
+    try {
+      assert.equal(toFile.firstAdmin?.passwordFile, passwordFile);
+      assert.equal((await readFile(passwordFile, "utf8")).trim(), toFile.firstAdmin?.password);
+      assert.equal((await stat(passwordFile)).mode & 0o777, 0o600);
+      const login = await call(`${toFile.url}api/v1/session`, {
+        method: "POST",
+        body: { username: "admin", password: toFile.firstAdmin?.password },
+      });
+      assert.equal(login.status, 200, login.body);
+    } finally {
+      await toFile.close();
     }
   });
 

@@ -160,6 +160,17 @@ export interface Appliance {
   dhcp?: { mode?: string; serverIp?: string; serveUrl?: string };
   upstream?: Record<string, unknown>;
   console?: { fingerprint?: string; url?: string };
+  overlay?: string;
+  /** The appliance image: appliance.yaml as its first boot read it. */
+  config?: {
+    file: string;
+    errors: string[];
+    notices: string[];
+    site?: string;
+    imageVersion?: string;
+    slot?: string;
+    unreadable?: string;
+  };
 }
 
 export interface EnrollRequest {
