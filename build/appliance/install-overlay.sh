@@ -18,8 +18,15 @@ for d in "$a"/systemd/*.d; do
   install -d "$root/usr/lib/systemd/system/$(basename "$d")"
   install -m 0644 "$d"/*.conf "$root/usr/lib/systemd/system/$(basename "$d")/"
 done
-install -d "$root/usr/lib/metalman/repart.d"
-install -m 0644 "$a"/repart.d/*.conf "$root/usr/lib/metalman/repart.d/"
+# The data partition grows in the initramfs (before anything mounts the disk): hook + premount script.
+install -m 0755 "$a/initramfs/hooks/metalman-grow-data" "$root/etc/initramfs-tools/hooks/metalman-grow-data"
+install -m 0755 "$a/initramfs/scripts/local-premount/metalman-grow-data" \
+  "$root/etc/initramfs-tools/scripts/local-premount/metalman-grow-data"
+step "initramfs with the data-partition growth"
+initramfs_log="$(mktemp)"
+chroot "$root" update-initramfs -u -k all >"$initramfs_log" 2>&1 ||
+  { tail -20 "$initramfs_log" >&2; rm -f "$initramfs_log"; die "update-initramfs failed"; }
+rm -f "$initramfs_log"
 install -m 0644 "$a/conf/journald.conf" "$root/etc/systemd/journald.conf.d/metalman.conf"
 install -m 0644 "$a/conf/fstab" "$root/etc/fstab"
 install -m 0644 "$a/conf/sysusers.conf" "$root/usr/lib/sysusers.d/metalman.conf"
@@ -47,7 +54,7 @@ systemd-sysusers --root="$root" >/dev/null
 chroot "$root" getent passwd metalman >/dev/null || die "sysusers did not create the metalman user"
 
 systemctl --root="$root" enable metalman-config.service metalman.service metalman-banner.service \
-  metalman-banner.timer metalman-boot-check.service metalman-grow-data.service systemd-networkd.service systemd-resolved.service \
+  metalman-banner.timer metalman-boot-check.service systemd-networkd.service systemd-resolved.service \
   systemd-timesyncd.service >/dev/null 2>&1
 # SSH is off unless appliance.yaml says otherwise (ssh.service's drop-in checks /run/metalman/ssh-enabled).
 systemctl --root="$root" enable ssh.service >/dev/null 2>&1 || true
