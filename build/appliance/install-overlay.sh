@@ -12,8 +12,8 @@ install -d -m 0755 "$root/usr/lib/metalman/bin" "$root/usr/lib/systemd/system" "
   "$root/efi" "$root/data" "$root/config" "$root/var/lib/metalman" "$root/etc/metalman"
 install -m 0755 "$a/bin/metalman" "$root/usr/bin/metalman"
 install -m 0755 "$a/bin/metalman-upgrade" "$root/usr/sbin/metalman-upgrade"
-for f in metalman-banner metalman-boot-check; do install -m 0755 "$a/bin/$f" "$root/usr/lib/metalman/bin/$f"; done
-for f in "$a"/systemd/*.service "$a"/systemd/*.timer; do install -m 0644 "$f" "$root/usr/lib/systemd/system/"; done
+for f in metalman-banner metalman-boot-check metalman-upgrade-spool; do install -m 0755 "$a/bin/$f" "$root/usr/lib/metalman/bin/$f"; done
+for f in "$a"/systemd/*.service "$a"/systemd/*.timer "$a"/systemd/*.path; do install -m 0644 "$f" "$root/usr/lib/systemd/system/"; done
 for d in "$a"/systemd/*.d; do
   install -d "$root/usr/lib/systemd/system/$(basename "$d")"
   install -m 0644 "$d"/*.conf "$root/usr/lib/systemd/system/$(basename "$d")/"
@@ -54,7 +54,8 @@ systemd-sysusers --root="$root" >/dev/null
 chroot "$root" getent passwd metalman >/dev/null || die "sysusers did not create the metalman user"
 
 systemctl --root="$root" enable metalman-config.service metalman.service metalman-banner.service \
-  metalman-banner.timer metalman-boot-check.service systemd-networkd.service systemd-resolved.service \
+  metalman-banner.timer metalman-boot-check.service metalman-upgrade-spool.path \
+  metalman-upgrade-spool-boot.service systemd-networkd.service systemd-resolved.service \
   systemd-timesyncd.service >/dev/null 2>&1
 # SSH is off unless appliance.yaml says otherwise (ssh.service's drop-in checks /run/metalman/ssh-enabled).
 systemctl --root="$root" enable ssh.service >/dev/null 2>&1 || true

@@ -35,6 +35,8 @@ export const API_ERRORS = {
     message: "this inventory cannot be written from the API (cluster mode, or a file metalman did not write)",
   },
   LAST_ADMIN: { status: 409, message: "the last admin cannot be deleted or demoted" },
+  UPGRADE_IN_PROGRESS: { status: 409, message: "an appliance upgrade is already under way" },
+  INVALID_BUNDLE: { status: 422, message: "not a metalman appliance update bundle (make-update.sh / build.sh)" },
   INVALID_MACHINE: { status: 422, message: "the machine is not valid" },
   INVALID_OPERATION: { status: 422, message: "the machine operation is not valid" },
   EVENTS_GONE: {
@@ -43,7 +45,10 @@ export const API_ERRORS = {
   },
   PAYLOAD_TOO_LARGE: { status: 413, message: "request body too large" },
   RATE_LIMITED: { status: 429, message: "too many attempts; wait before trying again" },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "unsupported media type (send application/json)" },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    message: "unsupported media type (send application/json; an update bundle application/x-tar)",
+  },
   INTERNAL: { status: 500, message: "internal server error" },
   NOT_READY: { status: 503, message: "metalman is starting; retry in a moment" },
   SHUTTING_DOWN: { status: 503, message: "metalman is shutting down" },

@@ -7,7 +7,7 @@ import type { InventoryWriter } from "../inventory/inventory-writer.js";
 import { MachineActions } from "./actions.js";
 import type { Actor, Identify } from "./actor.js";
 import { allEventsPlugin } from "./all-events.js";
-import { type ApplianceInfo, appliancePlugin } from "./appliance.js";
+import { type ApplianceInfo, type ApplianceUpgrades, appliancePlugin } from "./appliance.js";
 import { discoveredPlugin } from "./discovered.js";
 import { installApiErrorHandler, sendApiError } from "./errors.js";
 import { imagesPlugin } from "./images.js";
@@ -50,6 +50,8 @@ export interface ManagementApiOptions {
   discovery?: DiscoveryStore;
   /** Facts for `GET /appliance`. */
   appliance?: () => ApplianceInfo;
+  /** The appliance image's upgrade spool (`GET/POST /appliance/upgrade`). */
+  upgrades?: ApplianceUpgrades;
 }
 
 /** What every surface plugin receives. */
@@ -158,7 +160,7 @@ export const managementApiPlugin: FastifyPluginAsync<ManagementApiOptions> = asy
   await app.register(machineActionsPlugin, surface);
   await app.register(machineEditPlugin, { ...surface, writer: options.writer });
   await app.register(discoveredPlugin, { ...surface, writer: options.writer, discovery: options.discovery });
-  await app.register(appliancePlugin, { ...surface, appliance: options.appliance });
+  await app.register(appliancePlugin, { ...surface, appliance: options.appliance, upgrades: options.upgrades });
   await app.register(operationsPlugin, surface);
   if (options.images) await app.register(imagesPlugin, { ...surface, images: options.images }); // issue 7
   for (const extension of options.extensions ?? []) await app.register(extension, surface);

@@ -82,7 +82,7 @@ export async function runApplianceConfigCli(argv: string[], io: Io): Promise<num
   // The data partition: the folders metalman writes, owned by its user.
   const owner = lookupOwner(opts.etc!, opts.owner!);
   const state = opts.state!;
-  for (const dir of ["state", "machines", "cache", "images", "cluster", "console"]) {
+  for (const dir of ["state", "machines", "cache", "images", "cluster", "console", "upgrade"]) {
     const full = path.join(state, dir);
     await mkdir(full, { recursive: true, mode: 0o750 });
     if (owner) await chown(full, owner.uid, owner.gid);

@@ -6,6 +6,7 @@ import { unixSocketIdentity } from "../api/actor.js"; // management API (docs/ma
 import { buildManagementApp } from "../api/app.js"; // management API
 import { apiSocketPath, claimUnixSocket } from "../api/unix-socket.js"; // management API
 import { scrub } from "../api/views.js"; // web console (issue 8): what the writer keeps when the API scrubbed it
+import { UpgradeSpool } from "../appliance/upgrade-spool.js"; // appliance image (issue 11)
 import { attestSetup } from "../attest/attest-setup.js";
 import { pollRepinRequests } from "../attest/repin-requests.js";
 import type { TokenSource } from "../attest/token-source.js";
@@ -353,6 +354,8 @@ export async function startAppliance(
         : undefined,
       discovery,
       images: imageSetup.reconciler, // OCI images (issue 7): GET/POST /api/v1/images
+      // The appliance image (issue 11): update bundles uploaded from the console.
+      upgrades: config.applianceUpgradeDir ? new UpgradeSpool({ dir: config.applianceUpgradeDir }) : undefined,
       appliance: applianceInfoProvider({
         readiness,
         addresses,

@@ -28,6 +28,8 @@ export const APPLIANCE_PATHS = {
   consoleCert: "/var/lib/metalman/state/console/tls/cert.pem",
   /** Written at every boot by metalman-config; the console's Appliance page shows its errors. */
   statusFile: "/run/metalman/appliance-status.json",
+  /** The console's uploaded update bundles wait here for metalman-upgrade-spool (root). */
+  upgradeDir: "/var/lib/metalman/upgrade",
 } as const;
 
 export const DEFAULT_PROVISIONING_ADDRESS = "10.0.0.1/24";
@@ -185,6 +187,7 @@ export function planAppliance(inputs: ApplianceInputs): AppliancePlan {
     consoleAddress: mgmtIp ?? "0.0.0.0",
     consolePort,
     applianceStatusFile: APPLIANCE_PATHS.statusFile,
+    applianceUpgradeDir: APPLIANCE_PATHS.upgradeDir,
     ...(adminPasswordHash
       ? { consoleAdminPasswordHashFile: APPLIANCE_PATHS.adminPasswordHash }
       : { consoleFirstAdminPasswordFile: APPLIANCE_PATHS.firstAdminPassword }),

@@ -113,6 +113,8 @@ export interface ServePxeConfig {
   consoleFirstAdminPasswordFile?: string;
   /** Absolute. The appliance image's first-boot status (appliance.yaml errors), shown on the console. */
   applianceStatusFile?: string;
+  /** Absolute. The appliance image's upgrade spool: the console uploads update bundles there. */
+  applianceUpgradeDir?: string;
 }
 
 /** The one error a bad command line or config file produces; the message names the field. */
@@ -474,6 +476,13 @@ const FLAGS: readonly FlagSpec[] = [
     kind: "path",
     defaultText: "none: printed once in the start-up banner",
     help: "write a generated first-admin password to this file (0600) instead of the banner, so no log holds it",
+  },
+  {
+    flag: "appliance-upgrade-dir",
+    key: "applianceUpgradeDir",
+    kind: "path",
+    defaultText: "none: no upgrades from the API",
+    help: "the appliance image's upgrade spool: POST /api/v1/appliance/upgrade stores update bundles there for its root unit",
   },
   {
     flag: "appliance-status-file",
@@ -875,6 +884,7 @@ function applyValue(config: ServePxeConfig, key: string, item: RawValue): void {
     case "consoleTlsKey":
     case "consoleAdminPasswordHashFile":
     case "applianceStatusFile":
+    case "applianceUpgradeDir":
     case "consoleFirstAdminPasswordFile":
       if (text.trim() === "") throw new ConfigError(`${field}: must name a file`);
       config[key] = path.resolve(item.baseDir, text);

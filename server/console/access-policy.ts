@@ -34,6 +34,7 @@ const TABLE: Record<string, RoutePolicy> = {
   [`PUT ${API}/users/:name`]: { role: "admin", action: "user.edit" },
   [`DELETE ${API}/users/:name`]: { role: "admin", action: "user.delete" },
   [`GET ${API}/audit`]: { role: "admin" },
+  [`POST ${API}/appliance/upgrade`]: { role: "admin", action: "appliance.upgrade" },
 };
 
 export function isReadMethod(method: string): boolean {

@@ -38,14 +38,15 @@ import {
  * The appliance image end to end (issue 11): build/appliance/build.sh makes the image; the disk is
  * flashed with bmaptool, its GPT and filesystems checked through a loop device, appliance.yaml and a
  * two Machines and the console's admin password hash pre-seeded on its config partition, the lab
- * payload on its data partition, and the disk made 1 GiB larger than the image; QEMU (OVMF, TCG)
+ * payload on its data partition, and the disk made 4 GiB larger than the image (sparse); QEMU (OVMF, TCG)
  * boots it with a management and a provisioning NIC in namespace ap-vm. Then: metalman.service
  * active and healthy on the management address, DHCP and TFTP answered on the provisioning NIC
  * (busybox udhcpc, tftp-hpa), the banner with the URL; the console over HTTPS with the fingerprint
  * the text console shows, and Chromium (Playwright) logs in with the pre-seeded password; a second,
  * blank VM (SeaBIOS + iPXE) PXE-boots the lab payload through the provisioning NIC; state on the
- * data partition, grown to the disk's end; a reboot keeps it all; an upgrade into slot B keeps the
- * state and is blessed; a broken version in slot A rolls back to B by itself.
+ * data partition, grown to the disk's end; a reboot keeps it all; an update bundle uploaded to the
+ * running appliance's console API goes into slot B, which boots, is blessed and keeps the state; a
+ * broken version in slot A (written offline) rolls back to B by itself.
  */
 
 const BUILD_TIMEOUT_MS = 15 * 60_000;
@@ -58,7 +59,7 @@ const ADMIN_PASSWORD = "rack-a admin pass phrase";
 /** The blank VM on the provisioning bridge (SeaBIOS + iPXE ROM), and the Machine it is. */
 const BLANK_VM = { name: "node-02", mac: "52:54:00:a1:57:65", ip: "10.157.0.101" };
 /** The disk the image is flashed on is this much larger than the image: mm-data takes it at first boot. */
-const DISK_GROWTH_MIB = 1024;
+const DISK_GROWTH_MIB = 4096;
 /** A partition's size in MiB, from the GPT (partx reads the table itself). */
 function partitionMiB(loop: LoopDisk, label: string): number {
   for (const line of sh("partx", ["-g", "-b", "-o", "NAME,SIZE", loop.device]).split("\n")) {
@@ -354,6 +355,8 @@ labSuite(
         assert.match((await errors.textContent()) ?? "", /colour/);
         assert.match((await page.getByTestId("appliance-config").textContent()) ?? "", /1 error/);
         assert.match((await page.locator(".facts").first().textContent()) ?? "", new RegExp(`${V1} \\(root slot A\\)`));
+        // An admin gets the Upgrade panel (the appliance has an upgrade spool).
+        await page.getByTestId("appliance-upgrade").waitFor({ timeout: 30_000 });
         await page.screenshot({ path: path.join(scratch, "appliance-page.png"), fullPage: true });
       } finally {
         await browser.close();
@@ -461,19 +464,81 @@ labSuite(
       );
     });
 
-    it("an upgrade into slot B comes up, is blessed, and keeps inventory and state", { skip: FULL_ONLY }, async () => {
+    it("an upgrade uploaded to the running appliance's console goes into slot B, comes up, is blessed, and keeps inventory and state", {
+      skip: FULL_ONLY,
+    }, async () => {
       const rootfs = path.join(out, `rootfs-${V1}`);
       const bundle = path.join(scratch, `${V2}.update.tar`);
       sh("bash", [path.join(repoRoot(), "build/appliance/make-update.sh"), rootfs, V2, bundle], 300_000);
-      sh(path.join(repoRoot(), "appliance/bin/metalman-upgrade"), ["--image", disk, "--tries", "1", bundle], 300_000);
-      assert.match(slots(), new RegExp(`slot b version ${V2} trial`));
-      const v = await boot("boot2");
+      const v1 = await boot("boot2-v1");
+      await v1.waitSerial(/metalman-banner: version=\S+ slot=a service=active health=ok/, BOOT_TIMEOUT_MS);
+      // As an operator would with the console's Upgrade panel: log in, upload the bundle (curl here:
+      // the same session, CSRF header and POST the panel sends).
+      const jar = path.join(scratch, "cookies.txt");
+      const base = `https://${MGMT_APPLIANCE}:8443/api/v1`;
+      const login = inNs("curl", [
+        "-sSk",
+        "-m",
+        "60",
+        "-c",
+        jar,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        JSON.stringify({ username: "admin", password: ADMIN_PASSWORD }),
+        `${base}/session`,
+      ]);
+      const csrf = (JSON.parse(login.out) as { csrfToken?: string }).csrfToken ?? "";
+      assert.ok(csrf, `logged in: ${login.out}`);
+      const upload = inNs(
+        "curl",
+        [
+          "-sSk",
+          "-m",
+          "600",
+          "-b",
+          jar,
+          "-H",
+          `x-csrf-token: ${csrf}`,
+          "-H",
+          "content-type: application/x-tar",
+          "--data-binary",
+          `@${bundle}`,
+          "-w",
+          "\n%{http_code}",
+          `${base}/appliance/upgrade`,
+        ],
+        620_000,
+      );
+      assert.match(upload.out, /\n202$/, `upload accepted: ${upload.out}`);
+      assert.equal((JSON.parse(upload.out.split("\n")[0] ?? "{}") as { version?: string }).version, V2);
+      // The root side installs it into slot B and reboots by itself.
+      const from = v1.serial().length;
+      await v1.waitSerial(/metalman-upgrade-spool: installing/, 300_000, from);
+      const v = v1;
       const banner = await v.waitSerial(
-        /metalman-banner: version=(\S+) slot=(\S) service=(\S+) health=(\S+)/,
-        BOOT_TIMEOUT_MS,
+        new RegExp(`metalman-banner: version=(${V2.replaceAll(".", "\\.")}) slot=(\\S) service=(\\S+) health=(\\S+)`),
+        BOOT_TIMEOUT_MS + 600_000,
+        from,
       );
       assert.deepEqual(banner.slice(1), [V2, "b", "active", "ok"]);
-      await v.waitSerial(/metalman-boot-check: healthy/, 120_000);
+      await v.waitSerial(/metalman-boot-check: healthy/, 120_000, from);
+      // The console says the upgrade is done (the root side's status after the reboot).
+      const relogin = inNs("curl", [
+        "-sSk",
+        "-m",
+        "60",
+        "-c",
+        jar,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        JSON.stringify({ username: "admin", password: ADMIN_PASSWORD }),
+        `${base}/session`,
+      ]);
+      assert.match(relogin.out, /csrfToken/);
+      const done = inNs("curl", ["-sSk", "-m", "30", "-b", jar, `${base}/appliance/upgrade`]);
+      assert.match(done.out, /"state":"done"/, done.out);
       const health = inNs("curl", [
         "-sS",
         "-m",

@@ -41,6 +41,7 @@ describe("appliance.yaml -> serve-pxe config and networkd units", () => {
       consolePort: 8443,
       // The console's Appliance page shows appliance.yaml's errors from the status this boot wrote.
       applianceStatusFile: "/run/metalman/appliance-status.json",
+      applianceUpgradeDir: "/var/lib/metalman/upgrade",
       // No admin.passwordHash: the generated first password goes to a file the text console shows.
       consoleFirstAdminPasswordFile: "/var/lib/metalman/console/first-admin-password",
     });

@@ -18,6 +18,7 @@ import type {
   Operation,
   PowerAction,
   Session,
+  UpgradeStatus,
 } from "./types";
 
 /** An answer that is not 2xx, with the catalogue's code (server/api/errors.ts). */
@@ -176,6 +177,36 @@ export class ApiClient {
   }
   appliance(): Promise<Appliance> {
     return this.request("GET", "/appliance");
+  }
+  applianceUpgrade(): Promise<UpgradeStatus> {
+    return this.request("GET", "/appliance/upgrade");
+  }
+  /** Uploads an update bundle; XMLHttpRequest because fetch reports no upload progress. */
+  uploadApplianceUpgrade(file: Blob, onProgress: (sent: number, total: number) => void): Promise<UpgradeStatus> {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", `${this.#base}/appliance/upgrade`);
+      xhr.setRequestHeader("content-type", "application/x-tar");
+      xhr.setRequestHeader("accept", "application/json");
+      if (this.#csrf !== "") xhr.setRequestHeader("x-csrf-token", this.#csrf);
+      xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+      xhr.onerror = () => reject(new ApiError(0, "NETWORK", "the upload was interrupted"));
+      xhr.onload = () => {
+        let parsed: unknown;
+        try {
+          parsed = xhr.responseText === "" ? undefined : JSON.parse(xhr.responseText);
+        } catch {
+          parsed = undefined;
+        }
+        if (xhr.status >= 200 && xhr.status < 300) return resolve(parsed as UpgradeStatus);
+        if (xhr.status === 401) this.#onUnauthenticated?.();
+        const error = (parsed as ApiErrorBody | undefined)?.error;
+        reject(
+          new ApiError(xhr.status, error?.code ?? `HTTP_${xhr.status}`, error?.message ?? `HTTP ${xhr.status}`, error),
+        );
+      };
+      xhr.send(file);
+    });
   }
   audit(limit = 200, before?: number): Promise<{ items: AuditEntry[] }> {
     return this.request("GET", `/audit?limit=${limit}${before === undefined ? "" : `&before=${before}`}`);

@@ -173,6 +173,17 @@ export interface Appliance {
   };
 }
 
+/** The appliance image's upgrade (GET/POST /appliance/upgrade). */
+export interface UpgradeStatus {
+  state: "idle" | "uploading" | "pending" | "installing" | "rebooting" | "done" | "failed";
+  version?: string;
+  sha256?: string;
+  bytes?: number;
+  requestedBy?: string;
+  at?: string;
+  message?: string;
+}
+
 export interface EnrollRequest {
   name: string;
   ipv4: string;
