@@ -331,6 +331,8 @@ export async function startAppliance(
       serverIp: addresses.serverIp,
       serveUrl: addresses.serveUrl,
       interfaceName: addresses.dhcpInterface || undefined,
+      // cluster sync (issue 10): on one L2 segment, only the leader offers (docs/cluster.md).
+      answersBroadcast: leaderOf(cluster),
     });
     await dhcp.start();
     // No new leases once stopping: a boot that cannot finish should not start.
@@ -512,6 +514,22 @@ export async function startAppliance(
     await closeAll({ graceMs: 0 });
     throw err;
   }
+}
+
+/**
+ * cluster sync (issue 10): who answers broadcast DHCP; standalone: this box always does. The leader,
+ * and, while the API server is unreachable (no replica can renew, so none is leader), the replica
+ * that held the Lease last, so an outage upstream never stops new boots. Before any holder is seen
+ * (started offline) every replica answers: two identical offers beat none.
+ */
+function leaderOf(cluster: ClusterMode | undefined): (() => boolean) | undefined {
+  const leader = cluster?.leader;
+  if (!leader) return undefined;
+  return () => {
+    if (leader.isLeader()) return true;
+    const { holder, identity } = leader.status();
+    return holder === undefined || holder === identity;
+  };
 }
 
 /** cluster sync (issue 10): the `/readyz` line of the uplink; offline is still ready (it serves the last-known state). */

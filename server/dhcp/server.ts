@@ -65,6 +65,13 @@ export interface DhcpServerOptions {
   logIntervalMs?: number;
   /** Overload policy (receive-queue.ts): queue bounds and datagrams handled per event-loop turn (default 8). */
   receiveQueue?: ReceiveQueueLimits & { batch?: number };
+  /**
+   * Cluster mode (docs/cluster.md "Leader duties"): whether this replica answers broadcast DHCP in
+   * interface and proxy mode. Two replicas on one L2 segment would both offer; only the leader does.
+   * Unicast renewals (ciaddr set), the proxy boot server (:4011) and relay mode are answered by every
+   * replica. Absent: always (standalone).
+   */
+  answersBroadcast?: () => boolean;
 }
 
 /**
@@ -214,6 +221,19 @@ export class DhcpServer {
     const request = decoded.packet;
     const interfaceName = datagram.interfaceName ?? this.#options.interfaceName;
     const mode = this.#options.mode;
+    const answersBroadcast = this.#options.answersBroadcast;
+    if (
+      answersBroadcast !== undefined &&
+      mode !== "relay" &&
+      via !== "boot-server" &&
+      request.ciaddr === "0.0.0.0" &&
+      request.giaddr === "0.0.0.0" &&
+      !answersBroadcast()
+    ) {
+      // The leader answers this one; counted so a follower's silence is visible in /metrics.
+      this.#metrics.ignored.inc("not-leader");
+      return;
+    }
     const outcome: DhcpOutcome | ProxyOutcome =
       mode === "proxy"
         ? handleProxyRequest(

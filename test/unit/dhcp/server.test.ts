@@ -300,3 +300,77 @@ describe("DhcpServer overload policy: started exchanges before new ones", () => 
     }
   });
 });
+
+/** An interface-mode transport that sends nothing: replies are recorded (no broadcast leaves the test). */
+class RecordingTransport implements DhcpTransport {
+  readonly description = "recording (test)";
+  readonly sent: { data: Buffer; address: string; port: number }[] = [];
+  #deliver: ((datagram: ReceivedDatagram) => void) | undefined;
+
+  async start(onDatagram: (datagram: ReceivedDatagram) => void): Promise<void> {
+    this.#deliver = onDatagram;
+  }
+  async send(data: Buffer, address: string, port: number): Promise<void> {
+    this.sent.push({ data, address, port });
+  }
+  async close(): Promise<void> {}
+  deliver(data: Buffer, address = "0.0.0.0", port = 68): void {
+    this.#deliver?.({ data, address, port, interfaceName: "prov0" });
+  }
+}
+
+describe("DhcpServer in cluster mode: broadcast DHCP only from the leader", () => {
+  const registry = new Registry();
+  const transport = new RecordingTransport();
+  let leader = false;
+  let server: DhcpServer;
+
+  before(async () => {
+    server = new DhcpServer({
+      transport,
+      backend: new FakeBackend([machine("node-1", [lease(MAC, "10.77.0.21")])]),
+      discovery: new FakeDiscovery(),
+      images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
+      events: new BootEventBus(),
+      log: pino({ level: "silent" }),
+      metrics: registry,
+      mode: "interface",
+      serverIp: "10.77.0.1",
+      serveUrl: SERVE_URL,
+      interfaceName: "prov0",
+      answersBroadcast: () => leader,
+    });
+    await server.start();
+  });
+  after(() => server.close());
+
+  const settle = async (count: number) => {
+    for (let i = 0; i < 50 && transport.sent.length < count; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 30));
+  };
+  const ignored = async (reason: string) => {
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === "metalman_dhcp_ignored_total");
+    return Number(m?.values.find((v) => v.labels.reason === reason)?.value ?? 0);
+  };
+
+  it("a follower stays silent on a DISCOVER and counts it; the leader offers", async () => {
+    transport.deliver(encode(request({ type: 1, xid: 11, mac: MAC })));
+    await settle(1);
+    assert.equal(transport.sent.length, 0, "the follower did not offer");
+    assert.equal(await ignored("not-leader"), 1);
+    leader = true;
+    transport.deliver(encode(request({ type: 1, xid: 12, mac: MAC })));
+    await settle(1);
+    assert.equal(transport.sent.length, 1);
+    assert.equal(decode(transport.sent[0]!.data).options.get(53)?.[0], 2, "OFFER");
+  });
+
+  it("any replica answers a renewal (ciaddr set: the client unicasts to whoever answered it)", async () => {
+    leader = false;
+    transport.sent.length = 0;
+    transport.deliver(encode(request({ type: 3, xid: 13, mac: MAC, ciaddr: "10.77.0.21" })), "10.77.0.21", 68);
+    await settle(1);
+    assert.equal(transport.sent.length, 1, "the renewal was answered");
+    assert.equal(decode(transport.sent[0]!.data).options.get(53)?.[0], 5, "ACK");
+  });
+});
