@@ -30,7 +30,9 @@ const url = await new Promise<string>((resolve, reject) => {
   });
 });
 writeFileSync(path.join(dir, "kubeconfig"), kubeconfigYaml(url));
-const client = new HttpKubeApi(loadKubeConfig({ kubeconfig: path.join(dir, "kubeconfig") }), { timeoutMs: 30_000 });
+const client = new HttpKubeApi(await loadKubeConfig({ kubeconfig: path.join(dir, "kubeconfig") }), {
+  timeoutMs: 30_000,
+});
 const backend = new KubeMachineBackend({
   api: client,
   site: "bench",

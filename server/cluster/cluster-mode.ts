@@ -46,7 +46,7 @@ export interface ClusterMode {
 
 export async function startClusterMode(o: ClusterModeOptions): Promise<ClusterMode> {
   const log = o.log.child({ component: "cluster" });
-  const api = new HttpKubeApi(loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster }));
+  const api = new HttpKubeApi(await loadKubeConfig({ kubeconfig: o.kubeconfig, inCluster: o.inCluster }));
   const backend = new KubeMachineBackend({ api, site: o.site, stateDir: o.stateDir, log: o.log, metrics: o.metrics });
   await backend.start();
   const facts = new ClusterFactsWatcher({

@@ -6,7 +6,9 @@
  */
 import http from "node:http";
 import https from "node:https";
-import { KubeConfig } from "@kubernetes/client-node";
+// Type only: client-node's module graph (its generated API) costs some 70 MiB of RSS, so it is loaded
+// in cluster mode only (loadKubeConfig), never by a standalone appliance.
+import type { KubeConfig } from "@kubernetes/client-node";
 
 export interface KubeStatusBody {
   kind?: string;
@@ -76,7 +78,8 @@ export interface KubeApiOptions {
 }
 
 /** Loads the client config the way kubectl and upstream do (spec §1.1 "Kubeconfig"). */
-export function loadKubeConfig(options: KubeApiOptions): KubeConfig {
+export async function loadKubeConfig(options: KubeApiOptions): Promise<KubeConfig> {
+  const { KubeConfig } = await import("@kubernetes/client-node");
   const kc = new KubeConfig();
   if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
   else if (options.inCluster) kc.loadFromCluster();

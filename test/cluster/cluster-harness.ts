@@ -47,6 +47,7 @@ export async function clusterLab(t: TestContext, opts: { requireKubectl?: boolea
   if (!bin && (opts.requireKubectl ?? true) && process.env.CI === "true")
     throw new Error("kubectl is not installed (scripts/test-deps.d/cluster.sh)");
   const kubectl = bin ? new Kubectl(bin, api.url) : undefined;
+  const kubeConfig = kubectl ? await loadKubeConfig({ kubeconfig: kubectl.kubeconfig }) : undefined;
   const tmp = mkdtempSync(path.join(tmpdir(), "metalman-cluster-"));
   const stateDir = path.join(tmp, "state");
   const clients: HttpKubeApi[] = [];
@@ -68,8 +69,8 @@ export async function clusterLab(t: TestContext, opts: { requireKubectl?: boolea
       return thing;
     },
     clientFor: () => {
-      if (!kubectl) throw new Error("no kubectl");
-      const c = new HttpKubeApi(loadKubeConfig({ kubeconfig: kubectl.kubeconfig }), { timeoutMs: 2000 });
+      if (!kubeConfig) throw new Error("no kubectl");
+      const c = new HttpKubeApi(kubeConfig, { timeoutMs: 2000 });
       clients.push(c);
       return c;
     },

@@ -10,7 +10,7 @@ import { setCondition } from "../../server/inventory/conditions.js";
 
 const [kubeconfig, stateDir, reason] = process.argv.slice(2) as [string, string, string];
 const backend = new KubeMachineBackend({
-  api: new HttpKubeApi(loadKubeConfig({ kubeconfig }), { timeoutMs: 1000 }),
+  api: new HttpKubeApi(await loadKubeConfig({ kubeconfig }), { timeoutMs: 1000 }),
   site: "",
   stateDir,
   log: pino({ level: "silent" }),

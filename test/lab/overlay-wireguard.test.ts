@@ -168,7 +168,7 @@ labSuite(
       await cleanup();
       await fakeApi.start();
       kubectl = new Kubectl("kubectl", fakeApi.url);
-      api = new HttpKubeApi(loadKubeConfig({ kubeconfig: kubectl.kubeconfig }), { timeoutMs: 5_000 });
+      api = new HttpKubeApi(await loadKubeConfig({ kubeconfig: kubectl.kubeconfig }), { timeoutMs: 5_000 });
       source = new KubeOverlaySource({ api, log: pino({ level: "silent" }) });
       reconciler = new OverlayReconciler({
         source,
