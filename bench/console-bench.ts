@@ -16,7 +16,7 @@
  */
 import { existsSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { chromium } from "playwright-core";
+import { CHROMIUM, launchBrowser } from "../test/browser/support/browser.js";
 
 const [url, user, password, doneFile, expectedText, executable] = process.argv.slice(2);
 if (!url || !user || !password || !doneFile || !expectedText) {
@@ -31,23 +31,10 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-const browser = await chromium.launch({
-  executablePath: executable ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+// The browser tests' launch (test/browser/support/browser.ts): same flags, a 1440x900 context.
+const browser = await launchBrowser({ executablePath: executable ?? CHROMIUM });
 try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1440, height: 900 } });
-  const page = await context.newPage();
+  const { page } = browser;
   await page.goto(url);
   await page.getByLabel("User name").fill(user);
   await page.getByLabel("Password").fill(password);

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { errorCatalogue, fastifyErrorCode } from "../http/error-catalogue.js";
 
 /**
  * The one catalogue of management API errors (the netboot listener has its own,
@@ -7,52 +8,49 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
  * the console switch on `code` and show `message` + `detail`; the status is derived from it.
  * docs/management-api.md lists the codes and what the CLI does with them.
  */
-export const API_ERRORS = {
-  VALIDATION_FAILED: { status: 400, message: "request validation failed" },
-  BAD_REQUEST: { status: 400, message: "bad request" },
-  UNAUTHENTICATED: { status: 401, message: "authentication required" },
-  BAD_CREDENTIALS: { status: 401, message: "wrong user name or password" },
-  FORBIDDEN: { status: 403, message: "not allowed" },
-  CSRF_FAILED: { status: 403, message: "missing or wrong x-csrf-token header (take it from the session answer)" },
-  MACHINE_NOT_FOUND: { status: 404, message: "machine not found" },
-  OPERATION_NOT_FOUND: { status: 404, message: "machine operation not found" },
-  NOT_FOUND: { status: 404, message: "no such route" },
-  IMAGE_NOT_FOUND: { status: 404, message: "no Machine uses that image" }, // images (issue 7)
-  METHOD_NOT_ALLOWED: { status: 405, message: "method not allowed" },
-  MACHINE_QUARANTINED: {
-    status: 409,
-    message: "machine is quarantined: its state file could not be trusted; no action until an operator lifts it",
+export const API_ERRORS = errorCatalogue({
+  400: { VALIDATION_FAILED: "request validation failed", BAD_REQUEST: "bad request" },
+  401: { UNAUTHENTICATED: "authentication required", BAD_CREDENTIALS: "wrong user name or password" },
+  403: {
+    FORBIDDEN: "not allowed",
+    CSRF_FAILED: "missing or wrong x-csrf-token header (take it from the session answer)",
   },
-  NO_BMC: { status: 409, message: "machine has no BMC configured (spec.pxe.redfish or spec.pxe.ipmi)" },
-  OPERATION_PENDING: { status: 409, message: "an operation of the same kind is already pending for this machine" },
-  OPERATION_EXISTS: { status: 409, message: "a machine operation of that name already exists" },
-  MACHINE_EXISTS: { status: 409, message: "a machine of that name already exists" },
-  USER_EXISTS: { status: 409, message: "a user of that name already exists" },
-  USER_NOT_FOUND: { status: 404, message: "user not found" },
-  DISCOVERED_NOT_FOUND: { status: 404, message: "that MAC address is not among the discovered clients" },
-  READ_ONLY_INVENTORY: {
-    status: 409,
-    message: "this inventory cannot be written from the API (cluster mode, or a file metalman did not write)",
+  404: {
+    MACHINE_NOT_FOUND: "machine not found",
+    OPERATION_NOT_FOUND: "machine operation not found",
+    NOT_FOUND: "no such route",
+    IMAGE_NOT_FOUND: "no Machine uses that image", // images (issue 7)
+    USER_NOT_FOUND: "user not found",
+    DISCOVERED_NOT_FOUND: "that MAC address is not among the discovered clients",
   },
-  LAST_ADMIN: { status: 409, message: "the last admin cannot be deleted or demoted" },
-  UPGRADE_IN_PROGRESS: { status: 409, message: "an appliance upgrade is already under way" },
-  INVALID_BUNDLE: { status: 422, message: "not a metalman appliance update bundle (make-update.sh / build.sh)" },
-  INVALID_MACHINE: { status: 422, message: "the machine is not valid" },
-  INVALID_OPERATION: { status: 422, message: "the machine operation is not valid" },
-  EVENTS_GONE: {
-    status: 410,
-    message: "events after that seq are no longer held: re-read the history, then follow from lastSeq",
+  405: { METHOD_NOT_ALLOWED: "method not allowed" },
+  409: {
+    MACHINE_QUARANTINED:
+      "machine is quarantined: its state file could not be trusted; no action until an operator lifts it",
+    NO_BMC: "machine has no BMC configured (spec.pxe.redfish or spec.pxe.ipmi)",
+    OPERATION_PENDING: "an operation of the same kind is already pending for this machine",
+    OPERATION_EXISTS: "a machine operation of that name already exists",
+    MACHINE_EXISTS: "a machine of that name already exists",
+    USER_EXISTS: "a user of that name already exists",
+    READ_ONLY_INVENTORY:
+      "this inventory cannot be written from the API (cluster mode, or a file metalman did not write)",
+    LAST_ADMIN: "the last admin cannot be deleted or demoted",
+    UPGRADE_IN_PROGRESS: "an appliance upgrade is already under way",
   },
-  PAYLOAD_TOO_LARGE: { status: 413, message: "request body too large" },
-  RATE_LIMITED: { status: 429, message: "too many attempts; wait before trying again" },
-  UNSUPPORTED_MEDIA_TYPE: {
-    status: 415,
-    message: "unsupported media type (send application/json; an update bundle application/x-tar)",
+  410: { EVENTS_GONE: "events after that seq are no longer held: re-read the history, then follow from lastSeq" },
+  413: { PAYLOAD_TOO_LARGE: "request body too large" },
+  415: {
+    UNSUPPORTED_MEDIA_TYPE: "unsupported media type (send application/json; an update bundle application/x-tar)",
   },
-  INTERNAL: { status: 500, message: "internal server error" },
-  NOT_READY: { status: 503, message: "metalman is starting; retry in a moment" },
-  SHUTTING_DOWN: { status: 503, message: "metalman is shutting down" },
-} as const satisfies Record<string, { status: number; message: string }>;
+  422: {
+    INVALID_MACHINE: "the machine is not valid",
+    INVALID_OPERATION: "the machine operation is not valid",
+    INVALID_BUNDLE: "not a metalman appliance update bundle (make-update.sh / build.sh)",
+  },
+  429: { RATE_LIMITED: "too many attempts; wait before trying again" },
+  500: { INTERNAL: "internal server error" },
+  503: { NOT_READY: "metalman is starting; retry in a moment", SHUTTING_DOWN: "metalman is shutting down" },
+});
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
 
@@ -98,25 +96,19 @@ export function sendApiError(
 
 /** Fastify's own errors (schema validation, body limit, content type, JSON syntax, closing) onto the catalogue. */
 export function apiErrorCodeFor(error: FastifyError): ApiErrorCode {
-  if (error.validation) return "VALIDATION_FAILED";
-  switch (error.statusCode) {
-    case 400:
-      return "BAD_REQUEST";
-    case 401:
-      return "UNAUTHENTICATED";
-    case 403:
-      return "FORBIDDEN";
-    case 413:
-      return "PAYLOAD_TOO_LARGE";
-    case 415:
-      return "UNSUPPORTED_MEDIA_TYPE";
-    case 429:
-      return "RATE_LIMITED";
-    case 503:
-      return "SHUTTING_DOWN";
-    default:
-      return "INTERNAL";
-  }
+  return fastifyErrorCode<ApiErrorCode>(error, {
+    validation: "VALIDATION_FAILED",
+    fallback: "INTERNAL",
+    byStatus: {
+      400: "BAD_REQUEST",
+      401: "UNAUTHENTICATED",
+      403: "FORBIDDEN",
+      413: "PAYLOAD_TOO_LARGE",
+      415: "UNSUPPORTED_MEDIA_TYPE",
+      429: "RATE_LIMITED",
+      503: "SHUTTING_DOWN",
+    },
+  });
 }
 
 /**

@@ -3,13 +3,11 @@
  * socket (docs/images.md). `pull` follows the pull with a progress line until the image is
  * ready or failed (`--no-wait` returns at once).
  */
-import path from "node:path";
-import { parseArgs } from "node:util";
-import { ApiAnswerError, ApiClient, DaemonUnreachableError } from "../api/client.js";
-import { apiSocketPath } from "../api/unix-socket.js";
+import type { ApiClient } from "../api/client.js";
 import { parseGoDuration } from "../config/go-duration.js";
 import type { GcResult, ImageStatus } from "../images/image-catalog.js";
-import { EXIT, osUser, table } from "./machine-cli.js";
+import { type CliOut, parseCli } from "../util/cli-args.js";
+import { apiFailure, apiSession, EXIT, OUTPUT_OPTION, table, toJson, UsageError } from "./api-cli.js";
 
 export const IMAGE_USAGE = `metalman image: OCI netboot images of a running serve-pxe
 
@@ -28,36 +26,27 @@ Flags:
 Exit codes: 0 done, 1 refused or the pull failed, 2 usage, 3 metalman not running, 4 timed out
 `;
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+type Out = CliOut;
+
+const OPTIONS = {
+  ...OUTPUT_OPTION,
+  "no-wait": { type: "boolean" },
+  "budget-only": { type: "boolean" },
+  timeout: { type: "string" },
+} as const;
 
 export async function runImageCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    out.stderr(`metalman image: ${(err as Error).message}\n\n${IMAGE_USAGE}`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...args] = positionals;
-  if (values.help || command === undefined || command === "help") {
-    out.stdout(IMAGE_USAGE);
-    return command === undefined && !values.help ? EXIT.USAGE : EXIT.OK;
-  }
-  const output = values.output ?? "table";
-  if (output !== "table" && output !== "json") {
-    out.stderr("metalman image: -o must be table or json\n");
-    return EXIT.USAGE;
-  }
+  const parsed = parseCli("image", IMAGE_USAGE, OPTIONS, argv, env, out);
+  if (typeof parsed === "number") return parsed;
+  const { values, command, args, stateDir } = parsed;
+  const session = apiSession("image", values.output, stateDir, env, out);
+  if (!session) return EXIT.USAGE;
   const timeoutMs = parseGoDuration(values.timeout ?? "30m");
   if (timeoutMs === undefined) {
     out.stderr("metalman image: --timeout must be a Go duration like 10m\n");
     return EXIT.USAGE;
   }
-  const base = path.resolve(env.HOME ? env.HOME : ".", ".unbounded", "metalman");
-  const stateDir = path.resolve(values["state-dir"] ?? path.join(base, "state"));
-  const client = new ApiClient(apiSocketPath(stateDir), osUser(env));
-  const json = output === "json";
+  const { client, json } = session;
   try {
     switch (command) {
       case "list": {
@@ -86,38 +75,8 @@ export async function runImageCli(argv: string[], env: NodeJS.ProcessEnv, out: O
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
-    if (err instanceof UsageError) {
-      out.stderr(`metalman image: ${err.message}\n\n${IMAGE_USAGE}`);
-      return EXIT.USAGE;
-    }
-    if (err instanceof DaemonUnreachableError) {
-      out.stderr(`metalman image: ${err.message}\n`);
-      return EXIT.DAEMON_UNREACHABLE;
-    }
-    if (err instanceof ApiAnswerError) {
-      out.stderr(`metalman image: ${err.message} [${err.body.code}]\n`);
-      return EXIT.REFUSED;
-    }
-    out.stderr(`metalman image: ${(err as Error).message}\n`);
-    return EXIT.REFUSED;
+    return apiFailure("image", IMAGE_USAGE, err, out);
   }
-}
-
-class UsageError extends Error {}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      "state-dir": { type: "string" },
-      output: { type: "string", short: "o" },
-      "no-wait": { type: "boolean" },
-      "budget-only": { type: "boolean" },
-      timeout: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
 }
 
 /**
@@ -198,8 +157,4 @@ function mib(bytes: number | undefined): string {
 
 function percent(item: ImageStatus): string {
   return item.totalBytes ? ` (${Math.floor(((item.bytes ?? 0) * 100) / item.totalBytes)}%)` : "";
-}
-
-function toJson(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
 }

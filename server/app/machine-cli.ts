@@ -5,28 +5,12 @@
  */
 
 import { readFile } from "node:fs/promises";
-import { userInfo } from "node:os";
-import path from "node:path";
-import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
-import { ApiAnswerError, ApiClient, DaemonUnreachableError } from "../api/client.js";
-import { apiSocketPath } from "../api/unix-socket.js";
+import type { ApiClient } from "../api/client.js";
 import { runTpmCli } from "../attest/tpm-cli.js";
 import { parseGoDuration } from "../config/go-duration.js";
-
-/** Exit codes (docs/management-api.md). */
-export const EXIT = {
-  OK: 0,
-  /** metalman refused the request (validation, not found, quarantined, pending...): the message says why. */
-  REFUSED: 1,
-  USAGE: 2,
-  /** No serve-pxe answers on the socket of this --state-dir. */
-  DAEMON_UNREACHABLE: 3,
-  /** --wait: the operation had not finished when --timeout ran out (it goes on). */
-  WAIT_TIMEOUT: 4,
-  /** --wait: the operation finished Failed. */
-  OPERATION_FAILED: 5,
-} as const;
+import { type CliOut, type CliValues, parseCli } from "../util/cli-args.js";
+import { apiFailure, apiSession, EXIT, OUTPUT_OPTION, table, toJson, UsageError } from "./api-cli.js";
 
 export const MACHINE_USAGE = `metalman machine: act on Machines through a running serve-pxe
 
@@ -71,7 +55,7 @@ Flags: --state-dir DIR, -o/--output table|json, --wait, --timeout DUR (as for me
 Exit codes: as for metalman machine
 `;
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+type Out = CliOut;
 
 interface Operation {
   metadata: { name: string; creationTimestamp?: string; annotations?: Record<string, string> };
@@ -99,39 +83,29 @@ interface StreamEventView {
   detail?: Record<string, unknown>;
 }
 
-class UsageError extends Error {}
+const OPTIONS = {
+  ...OUTPUT_OPTION,
+  wait: { type: "boolean" },
+  timeout: { type: "string" },
+  ttl: { type: "string" },
+  fingerprint: { type: "string" },
+  since: { type: "string" },
+  follow: { type: "boolean" },
+  machine: { type: "string" },
+  kind: { type: "string" },
+  selector: { type: "string" },
+  name: { type: "string" },
+  param: { type: "string", multiple: true },
+  file: { type: "string", short: "f" },
+} as const;
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      "state-dir": { type: "string" },
-      output: { type: "string", short: "o" },
-      wait: { type: "boolean" },
-      timeout: { type: "string" },
-      ttl: { type: "string" },
-      fingerprint: { type: "string" },
-      since: { type: "string" },
-      follow: { type: "boolean" },
-      machine: { type: "string" },
-      kind: { type: "string" },
-      selector: { type: "string" },
-      name: { type: "string" },
-      param: { type: "string", multiple: true },
-      file: { type: "string", short: "f" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-}
-
-type Parsed = ReturnType<typeof parse>;
+type Values = CliValues<typeof OPTIONS>;
 
 interface Context {
   client: ApiClient;
   out: Out;
   json: boolean;
-  values: Parsed["values"];
+  values: Values;
 }
 
 /** `group` is `machine` or `operation`; resolves to the exit code. */
@@ -145,72 +119,31 @@ export async function runManagementCli(
   // `metalman tpm repin`); it is offered here beside repin-bmc, where an operator looks for it.
   if (group === "machine" && argv[0] === "repin-tpm") return runTpmCli(["repin", ...argv.slice(1)], env, out);
   const usage = group === "machine" ? MACHINE_USAGE : OPERATION_USAGE;
-  let parsed: Parsed;
+  const parsed = parseCli(group, usage, OPTIONS, argv, env, out);
+  if (typeof parsed === "number") return parsed;
+  const { values, command, args, stateDir } = parsed;
+  const session = apiSession(group, values.output, stateDir, env, out);
+  if (!session) return EXIT.USAGE;
+  const ctx: Context = { ...session, out, values };
   try {
-    parsed = parse(argv);
+    return group === "machine" ? await machine(ctx, command, args) : await operation(ctx, command, args);
   } catch (err) {
-    out.stderr(`metalman ${group}: ${(err as Error).message}\n\n${usage}`);
-    return EXIT.USAGE;
+    return apiFailure(group, usage, err, out);
   }
-  const { values, positionals } = parsed;
-  if (values.help || positionals.length === 0 || positionals[0] === "help") {
-    out.stdout(usage);
-    return values.help || positionals[0] === "help" ? EXIT.OK : EXIT.USAGE;
-  }
-  const output = values.output ?? "table";
-  if (output !== "table" && output !== "json") {
-    out.stderr(`metalman ${group}: -o must be table or json\n`);
-    return EXIT.USAGE;
-  }
-  const base = path.resolve(env.HOME ? env.HOME : ".", ".unbounded", "metalman");
-  const stateDir = path.resolve(values["state-dir"] ?? path.join(base, "state"));
-  const client = new ApiClient(apiSocketPath(stateDir), osUser(env));
-  const ctx: Context = { client, out, json: output === "json", values };
-  try {
-    return group === "machine" ? await machine(ctx, positionals) : await operation(ctx, positionals);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      out.stderr(`metalman ${group}: ${err.message}\n\n${usage}`);
-      return EXIT.USAGE;
-    }
-    if (err instanceof DaemonUnreachableError) {
-      out.stderr(`metalman ${group}: ${err.message}\n`);
-      return EXIT.DAEMON_UNREACHABLE;
-    }
-    if (err instanceof ApiAnswerError) {
-      out.stderr(`metalman ${group}: ${err.message} [${err.body.code}]\n`);
-      return EXIT.REFUSED;
-    }
-    out.stderr(`metalman ${group}: ${(err as Error).message}\n`);
-    return EXIT.REFUSED;
-  }
-}
-
-/** The OS user, sent in x-metalman-user for the audit trail (the socket's mode is the authentication). */
-export function osUser(env: NodeJS.ProcessEnv): string {
-  let name = env.USER ?? "";
-  try {
-    name = userInfo().username;
-  } catch {
-    // No passwd entry (a container with an arbitrary uid): fall back to $USER, then the uid.
-  }
-  if (name === "") name = `uid-${process.getuid?.() ?? "unknown"}`;
-  return name.replace(/[^A-Za-z0-9._@$-]/g, "_").slice(0, 64);
 }
 
 function need(args: string[], count: number, what: string): void {
   if (args.length !== count) throw new UsageError(`needs ${what}`);
 }
 
-function ttlOf(values: Parsed["values"]): number | undefined {
+function ttlOf(values: Values): number | undefined {
   if (values.ttl === undefined) return undefined;
   const ttl = Number(values.ttl);
   if (!Number.isSafeInteger(ttl) || ttl < 0) throw new UsageError("--ttl must be a number of seconds");
   return ttl;
 }
 
-async function machine(ctx: Context, positionals: string[]): Promise<number> {
-  const [command, ...args] = positionals;
+async function machine(ctx: Context, command: string, args: string[]): Promise<number> {
   const { client, out, json, values } = ctx;
   const name = (i: number) => encodeURIComponent(args[i]!);
   switch (command) {
@@ -263,12 +196,11 @@ async function machine(ctx: Context, positionals: string[]): Promise<number> {
       return EXIT.OK;
     }
     default:
-      throw new UsageError(command === undefined ? "needs a command" : `unknown command "${command}"`);
+      throw new UsageError(`unknown command "${command}"`);
   }
 }
 
-async function operation(ctx: Context, positionals: string[]): Promise<number> {
-  const [command, ...args] = positionals;
+async function operation(ctx: Context, command: string, args: string[]): Promise<number> {
   const { client, out, json, values } = ctx;
   switch (command) {
     case "list": {
@@ -292,11 +224,11 @@ async function operation(ctx: Context, positionals: string[]): Promise<number> {
       return acted(ctx, target, created);
     }
     default:
-      throw new UsageError(command === undefined ? "needs a command" : `unknown command "${command}"`);
+      throw new UsageError(`unknown command "${command}"`);
   }
 }
 
-async function operationBody(values: Parsed["values"]): Promise<unknown> {
+async function operationBody(values: Values): Promise<unknown> {
   if (values.file !== undefined) {
     if (values.kind !== undefined) throw new UsageError("-f and --kind exclude each other");
     const text = await readFile(values.file, "utf8");
@@ -457,17 +389,6 @@ function clock(): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function toJson(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
-}
-
-/** Columns padded to the widest cell; "-" for empty cells. */
-export function table(header: string[], rows: string[][]): string {
-  const cells = [header, ...rows.map((row) => row.map((c) => (c === "" ? "-" : c)))];
-  const widths = header.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? "").length)));
-  return `${cells.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n")}\n`;
 }
 
 function machineTable(items: Array<Record<string, unknown>>): string {

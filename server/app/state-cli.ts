@@ -1,9 +1,14 @@
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { MachineStateStore, parseState } from "../inventory/machine-state-store.js";
 import { awaitResult, type OperatorRequest, submitRequest } from "../inventory/operator-requests.js";
 import type { MachineStatus } from "../inventory/types.js";
+import { type CliOut, parseCli, waitMsOf } from "../util/cli-args.js";
+
+const OPTIONS = {
+  wait: { type: "string" },
+  "as-installed": { type: "boolean" },
+} as const;
 
 export const STATE_USAGE = `metalman state: inspect and repair metalman's own Machine state
 
@@ -24,25 +29,13 @@ Flags:
                     without one it is applied at its next start, before it serves anyone
 `;
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+type Out = CliOut;
 
 export async function runStateCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    out.stderr(`metalman state: ${(err as Error).message}\n\n${STATE_USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...args] = positionals;
-  if (values.help || command === undefined || command === "help") {
-    out.stdout(STATE_USAGE);
-    return command === undefined && !values.help ? 2 : 0;
-  }
-  const base = path.resolve(env.HOME ? env.HOME : ".", ".unbounded", "metalman");
-  const stateDir = path.resolve(values["state-dir"] ?? path.join(base, "state"));
-  const waitMs = Math.max(0, Number(values.wait ?? "10")) * 1000;
+  const parsed = parseCli("state", STATE_USAGE, OPTIONS, argv, env, out);
+  if (typeof parsed === "number") return parsed;
+  const { values, command, args, stateDir } = parsed;
+  const waitMs = waitMsOf(values.wait);
   const need = (n: number, what: string) => {
     if (args.length !== n) throw new Error(`${command} needs ${what}`);
   };
@@ -73,19 +66,6 @@ export async function runStateCli(argv: string[], env: NodeJS.ProcessEnv, out: O
     out.stderr(`metalman state ${command}: ${(err as Error).message}\n`);
     return 2;
   }
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      "state-dir": { type: "string" },
-      wait: { type: "string" },
-      "as-installed": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
 }
 
 async function submit(stateDir: string, waitMs: number, out: Out, request: OperatorRequest): Promise<number> {

@@ -1,7 +1,12 @@
-import path from "node:path";
-import { parseArgs } from "node:util";
 import { generatePassword } from "../console/password-hash.js";
 import { ROLES, type Role, UserStore, UserStoreError } from "../console/user-store.js";
+import { type CliOut, parseCli } from "../util/cli-args.js";
+
+const OPTIONS = {
+  "password-stdin": { type: "boolean" },
+  admin: { type: "boolean" },
+  role: { type: "string" },
+} as const;
 
 export const USER_USAGE = `metalman user: the web console's local users (<state-dir>/console/users.json)
 
@@ -21,7 +26,7 @@ Flags:
 A running serve-pxe sees the change within a second; no restart needed.
 `;
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void; stdin?: () => Promise<string> };
+type Out = CliOut & { stdin?: () => Promise<string> };
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -35,21 +40,9 @@ async function readStdin(): Promise<string> {
 }
 
 export async function runUserCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    out.stderr(`metalman user: ${(err as Error).message}\n\n${USER_USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...args] = positionals;
-  if (values.help || command === undefined || command === "help") {
-    out.stdout(USER_USAGE);
-    return command === undefined && !values.help ? 2 : 0;
-  }
-  const base = path.resolve(env.HOME ? env.HOME : ".", ".unbounded", "metalman");
-  const stateDir = path.resolve(values["state-dir"] ?? path.join(base, "state"));
+  const parsed = parseCli("user", USER_USAGE, OPTIONS, argv, env, out);
+  if (typeof parsed === "number") return parsed;
+  const { values, command, args, stateDir } = parsed;
   const store = new UserStore({ stateDir });
   const password = async (): Promise<{ value: string; generated: boolean }> => {
     if (!values["password-stdin"]) return { value: generatePassword(), generated: true };
@@ -118,18 +111,4 @@ export async function runUserCli(argv: string[], env: NodeJS.ProcessEnv, out: Ou
     out.stderr(`metalman user ${command}: ${(err as Error).message}\n`);
     return err instanceof UserStoreError && err.code !== "CORRUPT" ? 1 : 2;
   }
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      "state-dir": { type: "string" },
-      "password-stdin": { type: "boolean" },
-      admin: { type: "boolean" },
-      role: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
 }

@@ -1,8 +1,12 @@
 import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { parseArgs } from "node:util";
+import { type CliOut, parseCli, waitMsOf } from "../util/cli-args.js";
 import { parseOperatorEk } from "./repin.js";
 import { submitRepin } from "./repin-requests.js";
+
+const OPTIONS = {
+  wait: { type: "string" },
+  ek: { type: "string" },
+} as const;
 
 export const TPM_USAGE = `metalman tpm: TPM attestation operator actions
 
@@ -19,31 +23,17 @@ Flags:
                     without one it is applied at its next start
 `;
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
-
-export async function runTpmCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (error) {
-    out.stderr(`metalman tpm: ${(error as Error).message}\n\n${TPM_USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...args] = positionals;
-  if (values.help || command === undefined || command === "help") {
-    out.stdout(TPM_USAGE);
-    return command === undefined && !values.help ? 2 : 0;
-  }
+export async function runTpmCli(argv: string[], env: NodeJS.ProcessEnv, out: CliOut): Promise<number> {
+  const parsed = parseCli("tpm", TPM_USAGE, OPTIONS, argv, env, out);
+  if (typeof parsed === "number") return parsed;
+  const { values, command, args, stateDir } = parsed;
   if (command !== "repin" || args.length !== 1) {
     out.stderr(
       `metalman tpm: ${command === "repin" ? "repin needs MACHINE" : `unknown command "${command}"`}\n\n${TPM_USAGE}`,
     );
     return 2;
   }
-  const base = path.resolve(env.HOME ? env.HOME : ".", ".unbounded", "metalman");
-  const stateDir = path.resolve(values["state-dir"] ?? path.join(base, "state"));
-  const waitMs = Math.max(0, Number(values.wait ?? "10")) * 1000;
+  const waitMs = waitMsOf(values.wait);
   try {
     let ek: string | undefined;
     if (values.ek !== undefined) {
@@ -61,17 +51,4 @@ export async function runTpmCli(argv: string[], env: NodeJS.ProcessEnv, out: Out
     out.stderr(`metalman tpm repin: ${(error as Error).message}\n`);
     return 2;
   }
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      "state-dir": { type: "string" },
-      wait: { type: "string" },
-      ek: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
 }

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { errorCatalogue, fastifyErrorCode } from "./error-catalogue.js";
 
 /**
  * The one catalogue of HTTP errors. Machine-facing netboot routes answer in Go's
@@ -12,22 +13,22 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
  * 500: netboot clients treat both the same, and the real reason goes to the log and the
  * BootEvent stream (`result: "error"`), which is where operators look.
  */
-export const HTTP_ERRORS = {
-  NOT_FOUND: { status: 404, message: "404 page not found" },
-  ARTIFACT_NOT_READY: { status: 503, message: "file not yet available, retry later" },
-  RANGE_NOT_SATISFIABLE: { status: 416, message: "invalid range: failed to overlap" },
-  PRECONDITION_FAILED: { status: 412, message: "precondition failed" },
-  BAD_REQUEST: { status: 400, message: "bad request" },
-  VALIDATION_FAILED: { status: 400, message: "request validation failed" },
-  METHOD_NOT_ALLOWED: { status: 405, message: "Method Not Allowed" },
-  PAYLOAD_TOO_LARGE: { status: 413, message: "request body too large" },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "unsupported media type" },
-  PXE_DISABLE_FAILED: { status: 500, message: "failed to disable PXE" },
-  NOT_READY: { status: 503, message: "not ready" },
-  SHUTTING_DOWN: { status: 503, message: "server is shutting down" },
-  REQUEST_TIMEOUT: { status: 408, message: "request timeout" },
-  INTERNAL: { status: 500, message: "internal server error" },
-} as const satisfies Record<string, { status: number; message: string }>;
+export const HTTP_ERRORS = errorCatalogue({
+  400: { BAD_REQUEST: "bad request", VALIDATION_FAILED: "request validation failed" },
+  404: { NOT_FOUND: "404 page not found" },
+  405: { METHOD_NOT_ALLOWED: "Method Not Allowed" },
+  408: { REQUEST_TIMEOUT: "request timeout" },
+  412: { PRECONDITION_FAILED: "precondition failed" },
+  413: { PAYLOAD_TOO_LARGE: "request body too large" },
+  415: { UNSUPPORTED_MEDIA_TYPE: "unsupported media type" },
+  416: { RANGE_NOT_SATISFIABLE: "invalid range: failed to overlap" },
+  500: { PXE_DISABLE_FAILED: "failed to disable PXE", INTERNAL: "internal server error" },
+  503: {
+    ARTIFACT_NOT_READY: "file not yet available, retry later",
+    NOT_READY: "not ready",
+    SHUTTING_DOWN: "server is shutting down",
+  },
+});
 
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 
@@ -62,21 +63,17 @@ export function sendApiError(reply: FastifyReply, code: HttpErrorCode, detail?: 
 
 /** Maps Fastify's own errors (body limit, content type, schema validation, closing) onto the catalogue. */
 export function errorCodeFor(error: FastifyError): HttpErrorCode {
-  if (error.validation) return "VALIDATION_FAILED";
-  switch (error.statusCode) {
-    case 400:
-      return "BAD_REQUEST";
-    case 408:
-      return "REQUEST_TIMEOUT";
-    case 413:
-      return "PAYLOAD_TOO_LARGE";
-    case 415:
-      return "UNSUPPORTED_MEDIA_TYPE";
-    case 503:
-      return "SHUTTING_DOWN";
-    default:
-      return "INTERNAL";
-  }
+  return fastifyErrorCode<HttpErrorCode>(error, {
+    validation: "VALIDATION_FAILED",
+    fallback: "INTERNAL",
+    byStatus: {
+      400: "BAD_REQUEST",
+      408: "REQUEST_TIMEOUT",
+      413: "PAYLOAD_TOO_LARGE",
+      415: "UNSUPPORTED_MEDIA_TYPE",
+      503: "SHUTTING_DOWN",
+    },
+  });
 }
 
 /**

@@ -12,14 +12,23 @@
  * every step fails.
  */
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import { runUdhcpc } from "../lab/harness.js";
 import { repoRoot, sharedDir } from "../support/paths.js";
-import { LoggedProcess, missingPrerequisites, run, waitUntil } from "../vm/harness.js";
+import {
+  BMC_VM_COMMANDS,
+  haltDiskVmArgs,
+  netnsDown,
+  netnsUp,
+  prepareBmcVmWork,
+  removeBmcVmWork,
+  startBmcVmHelper,
+} from "../vm/bmc-vm.js";
+import { type LoggedProcess, missingPrerequisites, run, waitUntil } from "../vm/harness.js";
+import { addTap } from "../vm/repave-vm.js";
 import { type Browser, CHROMIUM, launchBrowser } from "./support/browser.js";
 import { apiAddUser, apiLogin, type ConsoleBanner, parseConsoleBanner } from "./support/console-appliance.js";
 import { testOutputDir } from "./support/output.js";
@@ -40,9 +49,8 @@ const OPERATOR = { name: "olga", role: "operator", password: "operator-Pa55word"
 const root = repoRoot();
 const lab = path.join(sharedDir(), "lab");
 const helper = path.join(root, "dist", "test", "browser", "support", "vm-console-appliance.js");
-const imageBuilder = path.join(root, "netboot-images", "lab-test", "build.sh");
 const missing = missingPrerequisites(
-  ["qemu-system-x86_64", "ip", "curl", "apt-get", "dpkg-deb", "cpio", "gzip", "busybox"],
+  [...BMC_VM_COMMANDS, "busybox"],
   [
     CHROMIUM,
     path.join(lab, "vm-netns.sh"),
@@ -51,13 +59,6 @@ const missing = missingPrerequisites(
   ],
 );
 const skip = process.env.CI !== "true" && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
-
-function haltDisk(): Buffer {
-  const disk = Buffer.alloc(1024 * 1024);
-  disk.set([0xf4, 0xeb, 0xfd], 0);
-  disk.set([0x55, 0xaa], 510);
-  return disk;
-}
 
 function machineYaml(imageDir: string): string {
   return `# The lab's VM, behind the emulated BMC.
@@ -81,7 +82,7 @@ spec:
 describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { skip, timeout: 600_000 }, () => {
   let work = "";
   let imageDir = "";
-  let netnsUp = false;
+  let nsUp = false;
   let clientNsUp = false;
   let server: LoggedProcess | undefined;
   let banner: ConsoleBanner;
@@ -93,17 +94,12 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
 
   before(async () => {
     assert.deepEqual(missing, [], `prerequisites missing (CI=true): ${missing.join(", ")}`);
-    work = mkdtempSync(path.join(tmpdir(), "metalman-console-vm-"));
-    imageDir = path.join(work, "image");
-    run(imageBuilder, [imageDir, "--http-port", String(PORTS.http)], { timeoutMs: 240_000 });
-    const inventory = path.join(work, "inventory");
-    for (const dir of [inventory, path.join(work, "state"), path.join(work, "cache")]) mkdirSync(dir);
-    writeFileSync(path.join(inventory, `${VM.name}.yaml`), machineYaml(imageDir));
-    run(path.join(lab, "vm-netns.sh"), ["up", NS, BRIDGE, `${SERVER_IP}/24`]);
-    netnsUp = true;
-    run("ip", ["netns", "exec", NS, "ip", "tuntap", "add", "dev", TAP, "mode", "tap"]);
-    run("ip", ["netns", "exec", NS, "ip", "link", "set", TAP, "master", BRIDGE]);
-    run("ip", ["netns", "exec", NS, "ip", "link", "set", TAP, "up"]);
+    const prepared = prepareBmcVmWork("metalman-console-vm-", PORTS.http);
+    ({ work, imageDir } = prepared);
+    writeFileSync(path.join(prepared.inventory, `${VM.name}.yaml`), machineYaml(imageDir));
+    netnsUp(NS, BRIDGE, `${SERVER_IP}/24`);
+    nsUp = true;
+    addTap(NS, TAP, BRIDGE);
     // The stranger: a veth on the bridge whose far end lives in a namespace of its own.
     run(path.join(lab, "vm-netns.sh"), ["veth", NS, CLIENT_IF, BRIDGE]);
     run("ip", ["netns", "add", CLIENT_NS]);
@@ -113,43 +109,17 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
     run("ip", ["-n", CLIENT_NS, "link", "set", CLIENT_IF, "up"]);
     run("ip", ["-n", CLIENT_NS, "link", "set", "lo", "up"]);
 
-    const disk = path.join(work, "halt.img");
-    writeFileSync(disk, haltDisk());
-    const qemuArgs = [
-      ...["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1", "-nodefaults", "-display", "none"],
-      ...["-monitor", "none", "-serial", `file:${path.join(work, "serial.log")}`],
-      ...["-drive", `file=${disk},format=raw,if=ide`, "-boot", "order=c"],
-      ...[
-        "-netdev",
-        `tap,id=n0,ifname=${TAP},script=no,downscript=no`,
-        "-device",
-        `virtio-net-pci,netdev=n0,mac=${VM.mac}`,
-      ],
-    ];
-    server = new LoggedProcess(
-      "ip",
-      [
-        ...[
-          "netns",
-          "exec",
-          NS,
-          process.execPath,
-          helper,
-          SERVER_IP,
-          String(PORTS.bmc),
-          work,
-          JSON.stringify(qemuArgs),
-        ],
-        "--",
-        ...["--inventory", inventory, "--state-dir", path.join(work, "state"), "--cache-dir", path.join(work, "cache")],
-        ...["--bind-address", SERVER_IP, "--serve-url", `http://${SERVER_IP}:${PORTS.http}`],
-        ...["--http-port", String(PORTS.http), "--tftp-port", "69", "--health-port", String(PORTS.health)],
-        ...["--dhcp-port", "67", "--dhcp-interface", BRIDGE, "--log-level", "info", "--image-root", work],
-        ...["--console-address", "127.0.0.1", "--console-port", String(PORTS.console)],
-      ],
-      path.join(work, "server.log"),
-      { ...process.env, METALMAN_E2E_BMC_PASSWORD: PASSWORD },
-    );
+    server = startBmcVmHelper({
+      ns: NS,
+      helper,
+      serverIp: SERVER_IP,
+      bridge: BRIDGE,
+      ports: PORTS,
+      work: prepared,
+      qemuArgs: haltDiskVmArgs(work, TAP, VM.mac),
+      password: PASSWORD,
+      extra: ["--console-address", "127.0.0.1", "--console-port", String(PORTS.console)],
+    });
     const ready = await waitUntil(
       () => !server?.running || server.lines.some((l) => l.includes("vm-console-appliance: ready")),
       60_000,
@@ -180,9 +150,8 @@ describe("console with a VM-backed BMC and a real DHCP client (QEMU TCG)", { ski
     await browser?.close();
     await server?.stop();
     if (clientNsUp) run("ip", ["netns", "del", CLIENT_NS]);
-    if (netnsUp) run(path.join(lab, "vm-netns.sh"), ["down", NS]);
-    if (work !== "" && process.env.METALMAN_KEEP_VM_LOGS !== "1") rmSync(work, { recursive: true, force: true });
-    else if (work !== "") console.log(`# logs kept in ${work}`);
+    if (nsUp) netnsDown(NS);
+    removeBmcVmWork(work);
     console.log(`# console-vm wall time ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 

@@ -16,7 +16,7 @@ import { repoRoot } from "../support/paths.js";
 import { type Browser, chromiumMissing, launchBrowser } from "./support/browser.js";
 import { apiAddUser, apiLogin, type ConsoleBanner, pageFetch, ServePxe } from "./support/console-appliance.js";
 import { testOutputDir } from "./support/output.js";
-import { shoot } from "./support/screenshots.js";
+import { CONSOLE_VIEWS, shoot, viewShotName } from "./support/screenshots.js";
 
 const PORTS = { console: 15201, http: 15202, health: 15203, tftp: 15204, dhcp: 15205, bmc: 15206 };
 const missing = chromiumMissing();
@@ -182,17 +182,7 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
 
   it("screenshots every main view in light and dark, none blank", async () => {
     const { page } = browser!;
-    const views = [
-      "machines",
-      "machines/node-01",
-      "machines/node-01/details",
-      "machines/node-01/yaml",
-      "discovered",
-      "images",
-      "operations",
-      "appliance",
-      "audit",
-    ];
+    const views = CONSOLE_VIEWS;
     const shots: string[] = [];
     for (const theme of ["light", "dark"]) {
       await page.evaluate(`localStorage.setItem("metalman.theme", ${JSON.stringify(theme)})`);
@@ -202,7 +192,7 @@ describe("web console in Chromium against serve-pxe", { skip, timeout: 240_000 }
         await page.locator("main h1").first().waitFor({ timeout: 10_000 });
         await page.waitForLoadState("networkidle").catch(() => undefined);
         assert.equal(await page.evaluate("document.documentElement.dataset.theme"), theme);
-        const file = path.join(out, `${view.replaceAll("/", "-")}-${theme}.png`);
+        const file = path.join(out, viewShotName(view, theme));
         await shoot(page, file);
         shots.push(file);
       }

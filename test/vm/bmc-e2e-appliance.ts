@@ -8,26 +8,16 @@
  * The emulator's password comes from $METALMAN_E2E_BMC_PASSWORD (never argv: ps shows argv).
  * On SIGTERM it prints `{"emulator":{override,boots}}` and exits 0.
  */
-import path from "node:path";
 import { createLogger } from "../../server/app/logger.js";
 import { startAppliance } from "../../server/app/serve-pxe.js";
-import { selfSignedCertificate } from "../../server/bmc/emulator/certificate.js";
-import { QemuPower } from "../../server/bmc/emulator/qemu-power.js";
-import { EmulatedBmc } from "../../server/bmc/emulator/redfish-service.js";
 import { systemAddressProbes } from "../../server/config/address-probes.js";
 import { parseServePxeArgs } from "../../server/config/serve-pxe-config.js";
+import { startVmBmc } from "./bmc-vm.js";
 
-const [bmcAddr, bmcPort, work, qemuArgs, dashes, ...serveArgs] = process.argv.slice(2);
-if (!bmcAddr || !bmcPort || !work || !qemuArgs || dashes !== "--") {
-  process.stderr.write("usage: bmc-e2e-appliance.js BMC_ADDR BMC_PORT WORK QEMU_ARGS_JSON -- serve-pxe flags\n");
-  process.exit(2);
-}
-const password = process.env.METALMAN_E2E_BMC_PASSWORD ?? "";
-const power = new QemuPower({ qmpSocket: path.join(work, "qmp.sock"), args: JSON.parse(qemuArgs) as string[] });
-const bmc = new EmulatedBmc({ name: "bmc-e2e", username: "admin", password, power });
-await bmc.listen(await selfSignedCertificate([bmcAddr]), bmcAddr, Number(bmcPort));
-// The server runs before the repave request (no disk: its firmware finds nothing to boot).
-await power.on(false);
+const { bmc, power, serveArgs } = await startVmBmc(
+  "bmc-e2e",
+  "bmc-e2e-appliance.js BMC_ADDR BMC_PORT WORK QEMU_ARGS_JSON -- serve-pxe flags",
+);
 
 const config = parseServePxeArgs(serveArgs, process.env);
 const log = createLogger(config.logLevel);

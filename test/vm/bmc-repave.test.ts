@@ -17,13 +17,22 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { IpmiSim } from "../support/ipmi-sim.js";
 import { repoRoot, sharedDir } from "../support/paths.js";
-import { jsonLines, LoggedProcess, missingPrerequisites, run, waitUntil } from "./harness.js";
+import {
+  BMC_VM_COMMANDS,
+  haltDiskVmArgs,
+  netnsDown,
+  netnsUp,
+  prepareBmcVmWork,
+  removeBmcVmWork,
+  startBmcVmHelper,
+} from "./bmc-vm.js";
+import { jsonLines, type LoggedProcess, missingPrerequisites, run, waitUntil } from "./harness.js";
+import { addTap } from "./repave-vm.js";
 
 const NS = `bm${process.pid}`;
 const SERVER_IP = "10.78.0.1";
@@ -44,9 +53,8 @@ const IPMI_PASSWORD = "e2e-Ipmi-Pa55";
 const root = repoRoot();
 const lab = path.join(sharedDir(), "lab");
 const helper = path.join(root, "dist", "test", "vm", "bmc-e2e-appliance.js");
-const imageBuilder = path.join(root, "netboot-images", "lab-test", "build.sh");
 const missing = missingPrerequisites(
-  ["qemu-system-x86_64", "ip", "curl", "apt-get", "dpkg-deb", "cpio", "gzip", "ipmitool", "ipmi_sim"],
+  [...BMC_VM_COMMANDS, "ipmitool", "ipmi_sim"],
   [
     path.join(lab, "vm-netns.sh"),
     helper,
@@ -54,14 +62,6 @@ const missing = missingPrerequisites(
   ],
 );
 const skipReason = process.env.CI !== "true" && missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
-
-/** 1 MiB raw disk whose boot sector is `hlt; jmp $-1` (sleeps, no CPU burnt) with the 55 AA signature. */
-function haltDisk(): Buffer {
-  const disk = Buffer.alloc(1024 * 1024);
-  disk.set([0xf4, 0xeb, 0xfd], 0);
-  disk.set([0x55, 0xaa], 510);
-  return disk;
-}
 
 function machineYaml(imageDir: string, repave: number): string {
   return `apiVersion: unbounded-cloud.io/v1alpha3
@@ -132,7 +132,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 
 describe("repave through the VM-backed BMC emulator (QEMU TCG)", { skip: skipReason, timeout: 900_000 }, () => {
   let work = "";
-  let netnsUp = false;
+  let nsUp = false;
   let server: LoggedProcess | undefined;
   let imageDir = "";
   let inventory = "";
@@ -140,37 +140,16 @@ describe("repave through the VM-backed BMC emulator (QEMU TCG)", { skip: skipRea
 
   before(async () => {
     assert.deepEqual(missing, [], `prerequisites missing (CI=true): ${missing.join(", ")}`);
-    work = mkdtempSync(path.join(tmpdir(), "metalman-bmc-e2e-"));
-    imageDir = path.join(work, "image");
-    run(imageBuilder, [imageDir, "--http-port", String(HTTP_PORT)], { timeoutMs: 240_000 });
-    inventory = path.join(work, "inventory");
-    for (const dir of [inventory, path.join(work, "state"), path.join(work, "cache")]) mkdirSync(dir);
+    const prepared = prepareBmcVmWork("metalman-bmc-e2e-", HTTP_PORT);
+    ({ work, imageDir, inventory } = prepared);
     writeFileSync(path.join(inventory, `${VM.name}.yaml`), machineYaml(imageDir, 0));
     writeFileSync(path.join(inventory, `${IPMI_VM.name}.yaml`), ipmiMachineYaml(imageDir, 0));
     writeFileSync(path.join(inventory, "bmc-secrets.yaml"), secretsYaml(), { mode: 0o600 });
-    run(path.join(lab, "vm-netns.sh"), ["up", NS, BRIDGE, `${SERVER_IP}/24`]);
-    netnsUp = true;
-    run("ip", ["netns", "exec", NS, "ip", "tuntap", "add", "dev", TAP, "mode", "tap"]);
-    run("ip", ["netns", "exec", NS, "ip", "link", "set", TAP, "master", BRIDGE]);
-    run("ip", ["netns", "exec", NS, "ip", "link", "set", TAP, "up"]);
-    run("ip", ["netns", "exec", NS, "ip", "tuntap", "add", "dev", IPMI_TAP, "mode", "tap"]);
-    run("ip", ["netns", "exec", NS, "ip", "link", "set", IPMI_TAP, "master", BRIDGE]);
-    run("ip", ["netns", "exec", NS, "ip", "link", "set", IPMI_TAP, "up"]);
-    const disk = path.join(work, "halt.img");
-    writeFileSync(disk, haltDisk());
-    const qemuArgs = [
-      ...["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1", "-nodefaults", "-display", "none"],
-      ...["-monitor", "none", "-serial", `file:${path.join(work, "serial.log")}`],
-      // A bootable disk that only halts, booted first: without the BMC's one-time override
-      // this VM never reaches its NIC (SeaBIOS falls through to the NIC when no disk boots).
-      ...["-drive", `file=${disk},format=raw,if=ide`, "-boot", "order=c"],
-      ...[
-        "-netdev",
-        `tap,id=n0,ifname=${TAP},script=no,downscript=no`,
-        "-device",
-        `virtio-net-pci,netdev=n0,mac=${VM.mac}`,
-      ],
-    ];
+    netnsUp(NS, BRIDGE, `${SERVER_IP}/24`);
+    nsUp = true;
+    addTap(NS, TAP, BRIDGE);
+    addTap(NS, IPMI_TAP, BRIDGE);
+    const qemuArgs = haltDiskVmArgs(work, TAP, VM.mac);
     // The IPMI VM: no disk, the NIC is its boot device; ipmi_sim starts it at "power on".
     const ipmiQemu = [
       ...["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1", "-nodefaults"],
@@ -191,36 +170,16 @@ describe("repave through the VM-backed BMC emulator (QEMU TCG)", { skip: skipRea
       vm: { serialPort: IPMI_SERIAL_PORT, startcmd: ipmiQemu, poweroffWaitSeconds: 5, killWaitSeconds: 5 },
       prefix: ["ip", "netns", "exec", NS],
     });
-    server = new LoggedProcess(
-      "ip",
-      [
-        ...[
-          "netns",
-          "exec",
-          NS,
-          process.execPath,
-          helper,
-          SERVER_IP,
-          String(BMC_PORT),
-          work,
-          JSON.stringify(qemuArgs),
-          "--",
-        ],
-        ...["--inventory", inventory, "--state-dir", path.join(work, "state"), "--cache-dir", path.join(work, "cache")],
-        ...[
-          "--bind-address",
-          SERVER_IP,
-          "--serve-url",
-          `http://${SERVER_IP}:${HTTP_PORT}`,
-          "--http-port",
-          String(HTTP_PORT),
-        ],
-        ...["--tftp-port", "69", "--health-port", String(HEALTH_PORT), "--dhcp-port", "67"],
-        ...["--dhcp-interface", BRIDGE, "--log-level", "info", "--image-root", work],
-      ],
-      path.join(work, "server.log"),
-      { ...process.env, METALMAN_E2E_BMC_PASSWORD: PASSWORD },
-    );
+    server = startBmcVmHelper({
+      ns: NS,
+      helper,
+      serverIp: SERVER_IP,
+      bridge: BRIDGE,
+      ports: { bmc: BMC_PORT, http: HTTP_PORT, health: HEALTH_PORT },
+      work: prepared,
+      qemuArgs,
+      password: PASSWORD,
+    });
     const ready = await waitUntil(
       () => !server?.running || server.lines.some((l) => l.includes("bmc-e2e-appliance: ready")),
       60_000,
@@ -233,9 +192,8 @@ describe("repave through the VM-backed BMC emulator (QEMU TCG)", { skip: skipRea
     // Power the IPMI VM off through its BMC (ipmi_sim ends the qemu it started), then stop ipmi_sim.
     ipmiSim?.ipmitool(["chassis", "power", "off"]);
     await ipmiSim?.stop();
-    if (netnsUp) run(path.join(lab, "vm-netns.sh"), ["down", NS]);
-    if (work !== "" && process.env.METALMAN_KEEP_VM_LOGS !== "1") rmSync(work, { recursive: true, force: true });
-    else if (work !== "") console.log(`# logs kept in ${work}`);
+    if (nsUp) netnsDown(NS);
+    removeBmcVmWork(work);
   });
 
   it("bumping repaveCounter power-cycles the VM, which PXE-boots once and completes the repave", async () => {

@@ -30,25 +30,7 @@ export async function selfSignedCertificate(hosts: readonly string[] = ["127.0.0
       .join(",");
     await run(
       "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        String(days),
-        "-subj",
-        "/CN=metalman-bmc-emulator",
-        "-addext",
-        `subjectAltName=${san}`,
-      ],
+      selfSignedArgs({ keyFile: key, certFile: cert, subject: "/CN=metalman-bmc-emulator", san, days }),
       { timeout: 30_000 },
     );
     const certPem = await readFile(cert, "utf8");
@@ -57,6 +39,39 @@ export async function selfSignedCertificate(hosts: readonly string[] = ["127.0.0
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `openssl req -x509` for a self-signed P-256 certificate with its key (unencrypted) into
+ * `keyFile`/`certFile`: `san` as openssl writes it (`IP:127.0.0.1,DNS:localhost`). The tests'
+ * certificates (test/support/self-signed.ts) are made the same way.
+ */
+export function selfSignedArgs(request: {
+  keyFile: string;
+  certFile: string;
+  subject: string;
+  san: string;
+  days: number;
+}): string[] {
+  return [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    request.keyFile,
+    "-out",
+    request.certFile,
+    "-days",
+    String(request.days),
+    "-subj",
+    request.subject,
+    "-addext",
+    `subjectAltName=${request.san}`,
+  ];
 }
 
 export function fingerprintOf(certPem: string): string {

@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include "lockstep.h"
+#include "napi_common.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -275,15 +276,7 @@ static void deliver(napi_env env, napi_value callback, void *context, void *data
   }
   free(event);
   napi_value result;
-  if (napi_call_function(env, undefined, callback, argc, argv, &result) != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value exception;
-      napi_get_and_clear_last_exception(env, &exception);
-      napi_fatal_exception(env, exception);
-    }
-  }
+  if (napi_call_function(env, undefined, callback, argc, argv, &result) != napi_ok) raise_pending_exception(env);
 }
 
 int lockstep_start(napi_env env, const LockstepParams *params, napi_value on_event, Lockstep **out) {

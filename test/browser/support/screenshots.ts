@@ -6,6 +6,24 @@
 import { writeFileSync } from "node:fs";
 import type { BrowserContext, Page } from "playwright-core";
 
+/** The console's main views (hash routes), as the screenshot proof and tools walk them. */
+export const CONSOLE_VIEWS = [
+  "machines",
+  "machines/node-01",
+  "machines/node-01/details",
+  "machines/node-01/yaml",
+  "discovered",
+  "images",
+  "operations",
+  "appliance",
+  "audit",
+] as const;
+
+/** The file name of a view's screenshot in a theme: `machines-node-01-details-dark.png`. */
+export function viewShotName(view: string, theme: string): string {
+  return `${view.replaceAll("/", "-")}-${theme}.png`;
+}
+
 export interface PictureStats {
   width: number;
   height: number;

@@ -2,6 +2,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { launchBrowser } from "./browser.js";
+import { CONSOLE_VIEWS, viewShotName } from "./screenshots.js";
 
 const [url, out, user, pass] = process.argv.slice(2);
 if (!url || !out) throw new Error("usage: shoot.js URL OUTDIR [user pass]");
@@ -16,21 +17,11 @@ if (user && pass) {
 }
 for (const theme of ["light", "dark"]) {
   await page.evaluate(`localStorage.setItem("metalman.theme", ${JSON.stringify(theme)})`);
-  for (const view of [
-    "machines",
-    "machines/node-01",
-    "machines/node-01/details",
-    "machines/node-01/yaml",
-    "discovered",
-    "images",
-    "operations",
-    "appliance",
-    "audit",
-  ]) {
+  for (const view of CONSOLE_VIEWS) {
     await page.goto(`${url}#/${view}`);
     await page.reload();
     await page.waitForTimeout(600);
-    await page.screenshot({ path: path.join(out, `${view.replaceAll("/", "-")}-${theme}.png`) });
+    await page.screenshot({ path: path.join(out, viewShotName(view, theme)) });
   }
 }
 await browser.close();

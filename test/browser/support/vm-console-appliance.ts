@@ -7,26 +7,17 @@
  *   vm-console-appliance.js BMC_ADDR BMC_PORT WORK QEMU_ARGS_JSON -- serve-pxe flags...
  * The BMC password comes from $METALMAN_E2E_BMC_PASSWORD (never argv).
  */
-import path from "node:path";
 import { createLogger } from "../../../server/app/logger.js";
 import { startAppliance } from "../../../server/app/serve-pxe.js";
-import { selfSignedCertificate } from "../../../server/bmc/emulator/certificate.js";
-import { QemuPower } from "../../../server/bmc/emulator/qemu-power.js";
-import { EmulatedBmc } from "../../../server/bmc/emulator/redfish-service.js";
 import { systemAddressProbes } from "../../../server/config/address-probes.js";
 import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
 import { MiniRedfishDriver } from "../../unit/bmc/emulator/mini-redfish-driver.js";
+import { startVmBmc } from "../../vm/bmc-vm.js";
 
-const [bmcAddr, bmcPort, work, qemuArgs, dashes, ...serveArgs] = process.argv.slice(2);
-if (!bmcAddr || !bmcPort || !work || !qemuArgs || dashes !== "--") {
-  process.stderr.write("usage: vm-console-appliance.js BMC_ADDR BMC_PORT WORK QEMU_ARGS_JSON -- serve-pxe flags\n");
-  process.exit(2);
-}
-const password = process.env.METALMAN_E2E_BMC_PASSWORD ?? "";
-const power = new QemuPower({ qmpSocket: path.join(work, "qmp.sock"), args: JSON.parse(qemuArgs) as string[] });
-const bmc = new EmulatedBmc({ name: "bmc-console", username: "admin", password, power });
-await bmc.listen(await selfSignedCertificate([bmcAddr]), bmcAddr, Number(bmcPort));
-await power.on(false);
+const { bmc, password, serveArgs } = await startVmBmc(
+  "bmc-console",
+  "vm-console-appliance.js BMC_ADDR BMC_PORT WORK QEMU_ARGS_JSON -- serve-pxe flags",
+);
 
 const config = parseServePxeArgs(serveArgs, process.env);
 const log = createLogger(config.logLevel);

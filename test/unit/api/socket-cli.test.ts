@@ -11,56 +11,29 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { lstat, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { SocketInUseError } from "../../../server/api/unix-socket.js";
 import { type RunningAppliance, startAppliance } from "../../../server/app/serve-pxe.js";
-import type { AddressProbes } from "../../../server/config/derive-addresses.js";
-import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
 import type { MachineOperation } from "../../../server/inventory/backend.js";
 import { repoRoot } from "../../support/paths.js";
+import { loopbackConfig, loopbackProbes } from "../app/loopback-appliance.js";
 import { type Scratch, scratchInventory } from "./helpers.js";
 
-const probes: AddressProbes = {
-  outboundIp: () => "127.0.0.1",
-  interfaceIPv4: () => undefined,
-  interfaceOwning: () => undefined,
-};
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 async function configFor(scratch: Scratch) {
-  const [http, health, tftp, dhcp] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  return parseServePxeArgs(
-    [
-      `--inventory=${scratch.inventoryDir}`,
-      `--state-dir=${scratch.stateDir}`,
-      `--cache-dir=${path.join(scratch.root, "cache")}`,
-      "--bind-address=127.0.0.1",
-      `--http-port=${http}`,
-      `--health-port=${health}`,
-      `--tftp-port=${tftp}`,
-      `--dhcp-port=${dhcp}`,
-      "--log-level=silent",
-      "--console-port=0", // web console (issue 8): not under test here
-      `--image-root=${path.join(repoRoot(), "netboot-images")}`,
-    ],
-    {},
-  );
+  return loopbackConfig({
+    inventory: scratch.inventoryDir,
+    stateDir: scratch.stateDir,
+    cacheDir: path.join(scratch.root, "cache"),
+    extraArgs: [`--image-root=${path.join(repoRoot(), "netboot-images")}`],
+  });
 }
 
 const start = async (scratch: Scratch) =>
   startAppliance(await configFor(scratch), {
     log: pino({ level: "silent" }),
-    probes,
+    probes: loopbackProbes,
     // A stand-in flow below advances the operations: the real BMC flows stay off.
     bmcDrivers: false,
   });

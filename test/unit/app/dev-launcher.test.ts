@@ -103,6 +103,8 @@ describe("npm start: the appliance with emulated BMCs", { timeout: 240_000 }, ()
         ].join("\n"),
       );
       const stateDir = path.join(scratch, "dev", "state");
+      const powerCycle = () =>
+        cli(["machine", "power", "cycle", "node-01", "--state-dir", stateDir, "--wait", "--timeout", "80s"]);
 
       let run = start(config);
       running.push(run.child);
@@ -114,17 +116,7 @@ describe("npm start: the appliance with emulated BMCs", { timeout: 240_000 }, ()
       assert.ok(password.length >= 16);
       assert.equal((await stat(path.join(scratch, "dev", "bmc", "tls", "key.pem"))).mode & 0o777, 0o600);
 
-      const first = cli([
-        "machine",
-        "power",
-        "cycle",
-        "node-01",
-        "--state-dir",
-        stateDir,
-        "--wait",
-        "--timeout",
-        "80s",
-      ]);
+      const first = powerCycle();
       assert.equal(first.status, 0, `${first.stdout}\n${first.stderr}`);
       assert.match(first.stdout, /HostReboot completed/);
       const pinned = JSON.parse(cli(["machine", "show", "node-01", "--state-dir", stateDir, "-o", "json"]).stdout);
@@ -136,17 +128,7 @@ describe("npm start: the appliance with emulated BMCs", { timeout: 240_000 }, ()
       run = start(config);
       running.push(run.child);
       await until("serve-pxe again", () => run.out.join("").includes("metalman serve-pxe is serving"), 60_000);
-      const second = cli([
-        "machine",
-        "power",
-        "cycle",
-        "node-01",
-        "--state-dir",
-        stateDir,
-        "--wait",
-        "--timeout",
-        "80s",
-      ]);
+      const second = powerCycle();
       assert.equal(second.status, 0, `${second.stdout}\n${second.stderr}`);
       const again = JSON.stringify(
         JSON.parse(cli(["machine", "show", "node-01", "--state-dir", stateDir, "-o", "json"]).stdout),

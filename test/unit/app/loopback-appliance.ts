@@ -39,11 +39,12 @@ export async function loopbackConfig(opts: {
   cacheDir: string;
   extraArgs?: string[];
 }) {
+  // TFTP and DHCP are UDP: probed as UDP (a TCP probe misses a UDP port another test holds).
   const [http, health, tftp, dhcp] = [
     await freeTcpPort(),
     await freeTcpPort(),
-    await freeTcpPort(),
-    await freeTcpPort(),
+    await freeUdpPort(),
+    await freeUdpPort(),
   ];
   return parseServePxeArgs(
     [

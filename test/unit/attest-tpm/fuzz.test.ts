@@ -13,19 +13,8 @@ import {
   TpmFormatError,
   tpmPublicToSpkiPem,
 } from "../../../server/attest/tpm/index.js";
+import { prng } from "../../support/prng.js";
 import * as v from "./vectors.js";
-
-/** Deterministic PRNG (mulberry32) so a failure can be replayed from its iteration number. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function seeds(): Buffer[] {
   const out: Buffer[] = [

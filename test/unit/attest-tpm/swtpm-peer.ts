@@ -33,16 +33,16 @@ function inCi(): boolean {
   return process.env.CI === "true" || process.env.CI === "1";
 }
 
-function missingTools(): string[] {
-  return TPM_TOOLS.filter((t) => spawnSync("sh", ["-c", `command -v ${t}`], { stdio: "ignore" }).status !== 0);
+export function missingTools(tools: readonly string[] = TPM_TOOLS): string[] {
+  return tools.filter((t) => spawnSync("sh", ["-c", `command -v ${t}`], { stdio: "ignore" }).status !== 0);
 }
 
 /**
- * `describe()` for real-TPM tests: skips with the reason when swtpm/tpm2-tools are missing, but
- * under CI=true registers a failing test instead (CI installs them: scripts/install-test-deps.sh).
+ * `describe()` for real-TPM tests that need `tools`: skips with the reason when some are missing,
+ * but under CI=true registers a failing test instead (CI installs them: scripts/install-test-deps.sh).
  */
-export function swtpmSuite(name: string, body: () => void): void {
-  const missing = missingTools();
+export function tpmToolSuite(name: string, tools: readonly string[], body: () => void): void {
+  const missing = missingTools(tools);
   if (missing.length === 0) describe(name, body);
   else if (inCi()) {
     describe(name, () => {
@@ -51,6 +51,11 @@ export function swtpmSuite(name: string, body: () => void): void {
       });
     });
   } else describe(name, { skip: `missing tools: ${missing.join(", ")}` }, () => it("skipped", () => {}));
+}
+
+/** `tpmToolSuite` for the tests of this folder (TPM_TOOLS). */
+export function swtpmSuite(name: string, body: () => void): void {
+  tpmToolSuite(name, TPM_TOOLS, body);
 }
 
 export interface ToolResult {
@@ -77,7 +82,8 @@ export function runTool(argv: readonly string[], env: NodeJS.ProcessEnv = {}, ti
   });
 }
 
-async function freePortPair(): Promise<number> {
+/** Two consecutive free loopback TCP ports (swtpm: command port, control port = port + 1). */
+export async function freePortPair(): Promise<number> {
   for (let i = 0; i < 20; i++) {
     const port = await new Promise<number>((resolve, reject) => {
       const s = createServer();
@@ -98,6 +104,26 @@ async function freePortPair(): Promise<number> {
   throw new Error("no free loopback port pair for swtpm");
 }
 
+/** swtpm (TPM 2.0, state in `stateDir`) serving on 127.0.0.1 `port` (commands) and `port + 1` (control). */
+export function spawnSwtpm(stateDir: string, port: number): ChildProcess {
+  return spawn(
+    "swtpm",
+    [
+      "socket",
+      "--tpm2",
+      "--tpmstate",
+      `dir=${stateDir}`,
+      "--server",
+      `type=tcp,port=${port},bindaddr=127.0.0.1`,
+      "--ctrl",
+      `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
+      "--flags",
+      "not-need-init,startup-clear",
+    ],
+    { stdio: "ignore" },
+  );
+}
+
 export class Swtpm {
   private constructor(
     readonly dir: string,
@@ -110,22 +136,7 @@ export class Swtpm {
     const dir = await mkdtemp(path.join(os.tmpdir(), "metalman-swtpm-"));
     for (let attempt = 0; attempt < 3; attempt++) {
       const port = await freePortPair();
-      const child = spawn(
-        "swtpm",
-        [
-          "socket",
-          "--tpm2",
-          "--tpmstate",
-          `dir=${dir}`,
-          "--server",
-          `type=tcp,port=${port},bindaddr=127.0.0.1`,
-          "--ctrl",
-          `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
-          "--flags",
-          "not-need-init,startup-clear",
-        ],
-        { stdio: "ignore" },
-      );
+      const child = spawnSwtpm(dir, port);
       const tpm = new Swtpm(dir, `swtpm:host=127.0.0.1,port=${port}`, child);
       for (let i = 0; i < 50 && child.exitCode === null; i++) {
         if ((await runTool(["tpm2_getcap", "-T", tpm.tcti, "properties-fixed"], {}, 5000)).code === 0) return tpm;

@@ -32,82 +32,31 @@ swtpmSuite("MakeCredential activated by a real TPM (swtpm + tpm2-tools)", () => 
   let tpm: Swtpm;
   const pub: Record<string, TpmPublic> = {};
 
+  /** A primary key in `hierarchy` (`e` endorsement, `o` owner), its public area and Name read back. */
+  async function primary(name: string, hierarchy: "e" | "o", hash: string, alg: string, attrs: string) {
+    const ctx = tpm.file(`${name}.ctx`);
+    await tpm.tool(["tpm2_createprimary", "-C", hierarchy, "-g", hash, "-G", alg, "-a", attrs, "-c", ctx]);
+    await tpm.tool(["tpm2_readpublic", "-c", ctx, "-o", tpm.file(`${name}.pub`), "-n", tpm.file(`${name}.name`)]);
+  }
+
+  /** A TCG default EK (template L-1 rsa, L-2 ecc), as the agent creates it; its Name (and more) read back. */
+  async function createEk(name: string, alg: "rsa" | "ecc", readBack: readonly string[] = []) {
+    const ctx = tpm.file(`${name}.ctx`);
+    await tpm.tool(["tpm2_createek", "-c", ctx, "-G", alg, "-u", tpm.file(`${name}.pub`), "-f", "tss"]);
+    await tpm.tool(["tpm2_readpublic", "-c", ctx, "-n", tpm.file(`${name}.name`), ...readBack]);
+  }
+
   before(async () => {
     tpm = await Swtpm.start();
     const f = (n: string) => tpm.file(n);
-    // TCG default EKs (templates L-1, L-2), as the agent creates them.
-    await tpm.tool(["tpm2_createek", "-c", f("ek-rsa.ctx"), "-G", "rsa", "-u", f("ek-rsa.pub"), "-f", "tss"]);
-    await tpm.tool([
-      "tpm2_readpublic",
-      "-c",
-      f("ek-rsa.ctx"),
-      "-n",
-      f("ek-rsa.name"),
-      "-o",
-      f("ek-rsa.pem"),
-      "-f",
-      "pem",
-    ]);
-    await tpm.tool(["tpm2_createek", "-c", f("ek-ecc.ctx"), "-G", "ecc", "-u", f("ek-ecc.pub"), "-f", "tss"]);
-    await tpm.tool(["tpm2_readpublic", "-c", f("ek-ecc.ctx"), "-n", f("ek-ecc.name")]);
+    await createEk("ek-rsa", "rsa", ["-o", f("ek-rsa.pem"), "-f", "pem"]);
+    await createEk("ek-ecc", "ecc");
     // Larger EK-like keys: P-384 and RSA-3072 with SHA-384 Names and AES-256.
-    await tpm.tool([
-      "tpm2_createprimary",
-      "-C",
-      "e",
-      "-g",
-      "sha384",
-      "-G",
-      "ecc384:aes256cfb",
-      "-a",
-      EK_LIKE,
-      "-c",
-      f("ek-p384.ctx"),
-    ]);
-    await tpm.tool(["tpm2_readpublic", "-c", f("ek-p384.ctx"), "-o", f("ek-p384.pub"), "-n", f("ek-p384.name")]);
-    await tpm.tool([
-      "tpm2_createprimary",
-      "-C",
-      "e",
-      "-g",
-      "sha384",
-      "-G",
-      "rsa3072:aes256cfb",
-      "-a",
-      EK_LIKE,
-      "-c",
-      f("ek-r3072.ctx"),
-    ]);
-    await tpm.tool(["tpm2_readpublic", "-c", f("ek-r3072.ctx"), "-o", f("ek-r3072.pub"), "-n", f("ek-r3072.name")]);
+    await primary("ek-p384", "e", "sha384", "ecc384:aes256cfb", EK_LIKE);
+    await primary("ek-r3072", "e", "sha384", "rsa3072:aes256cfb", EK_LIKE);
     // The SRK of spec §7.7, and an AK under the RSA EK (tpm.sh's other target).
-    await tpm.tool([
-      "tpm2_createprimary",
-      "-C",
-      "o",
-      "-g",
-      "sha256",
-      "-G",
-      "rsa2048:null:aes128cfb",
-      "-a",
-      SRK_ATTRS,
-      "-c",
-      f("srk.ctx"),
-    ]);
-    await tpm.tool(["tpm2_readpublic", "-c", f("srk.ctx"), "-o", f("srk.pub"), "-n", f("srk.name")]);
-    await tpm.tool([
-      "tpm2_createprimary",
-      "-C",
-      "o",
-      "-g",
-      "sha384",
-      "-G",
-      "ecc256:aes128cfb",
-      "-a",
-      SRK_ATTRS,
-      "-c",
-      f("srk384.ctx"),
-    ]);
-    await tpm.tool(["tpm2_readpublic", "-c", f("srk384.ctx"), "-o", f("srk384.pub"), "-n", f("srk384.name")]);
+    await primary("srk", "o", "sha256", "rsa2048:null:aes128cfb", SRK_ATTRS);
+    await primary("srk384", "o", "sha384", "ecc256:aes128cfb", SRK_ATTRS);
     await tpm.tool([
       "tpm2_createak",
       "-C",
@@ -135,6 +84,27 @@ swtpmSuite("MakeCredential activated by a real TPM (swtpm + tpm2-tools)", () => 
     }
   });
 
+  /** Writes our credential in tpm2-tools' file format and has the TPM activate it (undefined: refused). */
+  async function activateOurs(
+    made: ReturnType<typeof makeCredential>,
+    fileName: string,
+    ekName: string,
+    target: string,
+    policy: boolean,
+  ) {
+    const file = tpm.file(fileName);
+    await writeFile(file, toTpm2ToolsCredentialFile(made));
+    return tpm.activate(`${ekName}.ctx`, `${target}.ctx`, file, policy);
+  }
+
+  /** tpm2_makecredential -T none (no TPM: software) of `secretFile` for the Name `nameHex`; its file parsed. */
+  async function toolCredential(key: readonly string[], secretFile: string, nameHex: string, outName: string) {
+    const out = tpm.file(outName);
+    const r = await runTool(["tpm2_makecredential", "-T", "none", ...key, "-s", secretFile, "-n", nameHex, "-o", out]);
+    assert.equal(r.code, 0, r.stderr);
+    return { file: out, credential: parseTpm2ToolsCredentialFile(await tpm.read(outName)) };
+  }
+
   after(async () => {
     await tpm?.stop();
   });
@@ -160,9 +130,7 @@ swtpmSuite("MakeCredential activated by a real TPM (swtpm + tpm2-tools)", () => 
     it(`tpm2_activatecredential recovers exactly our credential: ${label}`, async () => {
       const credential = randomBytes(size);
       const made = makeCredential({ ekPublic: pub[ek], objectName: objectName(pub[target]), credential });
-      const file = tpm.file(`cred-${ek}-${target}.bin`);
-      await writeFile(file, toTpm2ToolsCredentialFile(made));
-      const got = await tpm.activate(`${ek}.ctx`, `${target}.ctx`, file, policy);
+      const got = await activateOurs(made, `cred-${ek}-${target}.bin`, ek, target, policy);
       assert.ok(got, "the TPM refused our credential");
       assert.equal(got.toString("hex"), credential.toString("hex"));
     });
@@ -174,9 +142,7 @@ swtpmSuite("MakeCredential activated by a real TPM (swtpm + tpm2-tools)", () => 
       objectName: objectName(pub.ak),
       credential: randomBytes(32),
     });
-    const file = tpm.file("cred-wrong-name.bin");
-    await writeFile(file, toTpm2ToolsCredentialFile(made));
-    assert.equal(await tpm.activate("ek-rsa.ctx", "srk.ctx", file, true), undefined);
+    assert.equal(await activateOurs(made, "cred-wrong-name.bin", "ek-rsa", "srk", true), undefined);
   });
 
   it("a software key that is not in the TPM: its credential does not activate there, and it cannot open the TPM's", async () => {
@@ -191,10 +157,8 @@ swtpmSuite("MakeCredential activated by a real TPM (swtpm + tpm2-tools)", () => 
       const softEk = ekPublicFromKey(soft.publicKey); // same TCG template, different key
       const name = objectName(pub.srk);
       const forSoft = makeCredential({ ekPublic: softEk, objectName: name, credential: randomBytes(32) });
-      const file = tpm.file(`cred-soft-${kind}.bin`);
-      await writeFile(file, toTpm2ToolsCredentialFile(forSoft));
       assert.equal(
-        await tpm.activate(`${ek}.ctx`, "srk.ctx", file, true),
+        await activateOurs(forSoft, `cred-soft-${kind}.bin`, ek, "srk", true),
         undefined,
         `${kind}: TPM opened a foreign credential`,
       );
@@ -212,33 +176,22 @@ swtpmSuite("MakeCredential activated by a real TPM (swtpm + tpm2-tools)", () => 
     await writeFile(tpm.file("secret.bin"), secret);
     const srkName = (await tpm.read("srk.name")).toString("hex");
     for (const ek of ["ek-rsa", "ek-ecc"]) {
-      const toolFile = tpm.file(`tool-${ek}.cred`);
-      const r = await runTool([
-        "tpm2_makecredential",
-        "-T",
-        "none",
-        "-u",
-        tpm.file(`${ek}.pub`),
-        "-s",
+      const made = await toolCredential(
+        ["-u", tpm.file(`${ek}.pub`)],
         tpm.file("secret.bin"),
-        "-n",
         srkName,
-        "-o",
-        toolFile,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const tool = parseTpm2ToolsCredentialFile(await tpm.read(`tool-${ek}.cred`));
+        `tool-${ek}.cred`,
+      );
+      const tool = made.credential;
       const ours = makeCredential({ ekPublic: pub[ek], objectName: objectName(pub.srk), credential: secret });
       assert.equal(ours.credentialBlob.length, tool.credentialBlob.length, ek);
       assert.equal(ours.encryptedSecret.length, tool.encryptedSecret.length, ek);
-      const ourFile = tpm.file(`ours-${ek}.cred`);
-      await writeFile(ourFile, toTpm2ToolsCredentialFile(ours));
       assert.equal(
-        (await tpm.activate(`${ek}.ctx`, "srk.ctx", toolFile, true))?.toString("hex"),
+        (await tpm.activate(`${ek}.ctx`, "srk.ctx", made.file, true))?.toString("hex"),
         secret.toString("hex"),
       );
       assert.equal(
-        (await tpm.activate(`${ek}.ctx`, "srk.ctx", ourFile, true))?.toString("hex"),
+        (await activateOurs(ours, `ours-${ek}.cred`, ek, "srk", true))?.toString("hex"),
         secret.toString("hex"),
       );
     }
@@ -255,24 +208,12 @@ swtpmSuite("MakeCredential activated by a real TPM (swtpm + tpm2-tools)", () => 
       const pair = gen();
       const pemFile = tpm.file(`vec-${kind}.pem`);
       await writeFile(pemFile, pair.publicKey.export({ type: "spki", format: "pem" }));
-      const out = tpm.file(`vec-${kind}.cred`);
-      const r = await runTool([
-        "tpm2_makecredential",
-        "-T",
-        "none",
-        "-G",
-        kind,
-        "-u",
-        pemFile,
-        "-s",
+      const { credential: tool } = await toolCredential(
+        ["-G", kind, "-u", pemFile],
         tpm.file("vec-secret.bin"),
-        "-n",
         name.toString("hex"),
-        "-o",
-        out,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const tool = parseTpm2ToolsCredentialFile(await tpm.read(`vec-${kind}.cred`));
+        `vec-${kind}.cred`,
+      );
       const ek = ekPublicFromKey(
         createPublicKey(createPrivateKey(pair.privateKey.export({ type: "pkcs8", format: "pem" }))),
       );

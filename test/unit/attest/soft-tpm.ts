@@ -9,12 +9,11 @@
  * manager between tpm2-tools and swtpm, and swtpm has 3 transient slots: every step flushes
  * transient objects; the saved context files reload them.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import path from "node:path";
-import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePortPair, spawnSwtpm, tpmToolSuite } from "../attest-tpm/swtpm-peer.js";
 
 export const SOFT_TPM_TOOLS = [
   "swtpm",
@@ -32,30 +31,9 @@ export const SOFT_TPM_TOOLS = [
   "openssl",
 ] as const;
 
-export function missingTools(tools: readonly string[] = SOFT_TPM_TOOLS): string[] {
-  return tools.filter((tool) => spawnSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" }).status !== 0);
-}
-
-/**
- * `describe` that needs swtpm + tpm2-tools: skipped with the reason when they are missing,
- * except under CI=true, where a missing tool is a failing test (CI installs them:
- * scripts/install-test-deps.sh).
- */
+/** `describe()` for these tests: skipped without swtpm/tpm2-tools, a failure under CI=true. */
 export function softTpmSuite(name: string, body: () => void): void {
-  const missing = missingTools();
-  if (missing.length === 0) return void describe(name, body);
-  const reason = `missing tools: ${missing.join(", ")} (apt-get install swtpm swtpm-tools tpm2-tools openssl)`;
-  if (process.env.CI === "true" || process.env.CI === "1") {
-    describe(name, () => {
-      it("swtpm and tpm2-tools are installed", () => {
-        throw new Error(reason);
-      });
-    });
-  } else {
-    describe(name, { skip: reason }, () => {
-      it(`skipped: ${reason}`, () => {});
-    });
-  }
+  tpmToolSuite(name, SOFT_TPM_TOOLS, body);
 }
 
 /** Runs a tool, bounded in time; rejects with its stderr on a non-zero exit. */
@@ -71,23 +49,6 @@ export function run(tool: string, args: string[], env: NodeJS.ProcessEnv = {}, t
       },
     );
   });
-}
-
-async function portFree(port: number): Promise<boolean> {
-  const server = createServer();
-  return new Promise((resolve) => {
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-/** Two consecutive free TCP ports (swtpm: command port, control port = port + 1). */
-async function portPair(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = 20_000 + 2 * Math.floor(Math.random() * 15_000);
-    if ((await portFree(port)) && (await portFree(port + 1))) return port;
-  }
-  throw new Error("no free port pair for swtpm");
 }
 
 /** A private CA for swtpm_localca: `ca/issuercert.pem` signs EK certificates, below `ca/swtpm-localca-rootca-cert.pem`. */
@@ -159,23 +120,8 @@ export class SoftTpm {
         "--overwrite",
       ]);
     }
-    const port = await portPair();
-    const child = spawn(
-      "swtpm",
-      [
-        "socket",
-        "--tpm2",
-        "--tpmstate",
-        `dir=${state}`,
-        "--server",
-        `type=tcp,port=${port},bindaddr=127.0.0.1`,
-        "--ctrl",
-        `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
-        "--flags",
-        "not-need-init,startup-clear",
-      ],
-      { stdio: "ignore" },
-    );
+    const port = await freePortPair();
+    const child = spawnSwtpm(state, port);
     const tpm = new SoftTpm(child, dir, port);
     for (let i = 0; i < 100; i++) {
       if (child.exitCode !== null) throw new Error(`swtpm exited with ${child.exitCode}`);

@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,20 +16,13 @@ import { type RunningAppliance, startAppliance } from "../../../server/app/serve
 import { openToken } from "../../../server/attest/seal.js";
 import { activateCredentialInSoftware, decodeTpm2bPublic, objectName } from "../../../server/attest/tpm/index.js";
 import { runTpmCli } from "../../../server/attest/tpm-cli.js";
-import type { AddressProbes } from "../../../server/config/derive-addresses.js";
-import { parseServePxeArgs } from "../../../server/config/serve-pxe-config.js";
 import { repoRoot } from "../../support/paths.js";
+import { loopbackConfig, loopbackProbes } from "../app/loopback-appliance.js";
 import { privateSetupConfig, run, SoftTpm, softTpmSuite } from "./soft-tpm.js";
 import { httpFrom, MemorySecrets } from "./support.js";
 
 const TOKEN = "m9aabc.0123456789abcdef";
 const SECRET_NAME = "bootstrap-token-m9aabc";
-const probes: AddressProbes = {
-  outboundIp: () => "127.0.0.1",
-  interfaceIPv4: () => undefined,
-  interfaceOwning: () => undefined,
-};
-
 const MACHINES = {
   rsa: { name: "m9a-rsa", ip: "127.0.0.21" },
   ecc: { name: "m9a-ecc", ip: "127.0.0.22" },
@@ -38,14 +30,6 @@ const MACHINES = {
   idle: { name: "m9a-idle", ip: "127.0.0.24" },
   open: { name: "m9a-open", ip: "127.0.0.25" },
 } as const;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function writeInventory(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
@@ -78,32 +62,24 @@ async function appliance(
   extra: string[],
 ): Promise<{ app: RunningAppliance; port: number; state: string }> {
   const state = path.join(scratch, `state-${label}`);
-  const [http, health, tftp, dhcp] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const config = parseServePxeArgs(
-    [
-      `--inventory=${path.join(scratch, "inventory")}`,
-      `--state-dir=${state}`,
-      `--cache-dir=${path.join(state, "cache")}`,
-      "--bind-address=127.0.0.1",
-      `--http-port=${http}`,
-      `--health-port=${health}`,
-      `--tftp-port=${tftp}`,
-      `--dhcp-port=${dhcp}`,
-      "--log-level=silent",
-      "--console-port=0", // web console (issue 8): not under test here
+  const config = await loopbackConfig({
+    inventory: path.join(scratch, "inventory"),
+    stateDir: state,
+    cacheDir: path.join(state, "cache"),
+    extraArgs: [
       `--image-root=${path.join(repoRoot(), "netboot-images")}`,
       `--bootstrap-token-secret=${SECRET_NAME}`,
       ...extra,
     ],
-    {},
-  );
+  });
   const secrets = new MemorySecrets();
   secrets.set("kube-system", SECRET_NAME, {
     "token-id": "m9aabc",
     "token-secret": "0123456789abcdef",
     "usage-bootstrap-authentication": "true",
   });
-  return { app: await startAppliance(config, { log: pino({ level: "silent" }), probes, secrets }), port: http, state };
+  const app = await startAppliance(config, { log: pino({ level: "silent" }), probes: loopbackProbes, secrets });
+  return { app, port: config.httpPort, state };
 }
 
 /** The Machine boots from us: its GRUB menu over HTTP from its lease IP (an `http.template` event). */

@@ -8,6 +8,7 @@ import { userClassOption } from "../../../server/dhcp/options.js";
 import { DhcpServer } from "../../../server/dhcp/server.js";
 import type { DhcpTransport, ReceivedDatagram } from "../../../server/dhcp/transport.js";
 import { BootEventBus } from "../../../server/events/boot-events.js";
+import { prng } from "../../support/prng.js";
 import {
   deps,
   FakeBackend,
@@ -21,18 +22,6 @@ import {
   request,
   SERVE_URL,
 } from "./fakes.js";
-
-/** Deterministic PRNG (mulberry32) so a failure can be replayed from its iteration number. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function seeds(): Buffer[] {
   const out = [...readCaptures().values()];

@@ -5,9 +5,8 @@
  * The real registry is exercised in test/lab/oci-*.test.ts.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -18,6 +17,7 @@ import { pino } from "pino";
 import { MEDIA_OCI_MANIFEST } from "../../../server/oci/manifest.js";
 import { parseReference } from "../../../server/oci/reference.js";
 import { RegistryClient } from "../../../server/oci/registry-client.js";
+import { selfSignedSync } from "../../support/self-signed.js";
 
 const log = pino({ level: "silent" });
 const blob = Buffer.from("layer bytes");
@@ -137,34 +137,12 @@ describe("registry client", () => {
   });
 
   it("verifies TLS against a configured CA bundle, and refuses without it", async () => {
-    const key = path.join(scratch, "key.pem");
-    const cert = path.join(scratch, "cert.pem");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-      ],
-      { stdio: "ignore" },
-    );
+    const { key, cert } = selfSignedSync("127.0.0.1", 1);
+    const caFile = path.join(scratch, "cert.pem");
+    writeFileSync(caFile, cert);
     const port = await serve(
       (_req, res) => res.writeHead(200, { "content-type": MEDIA_OCI_MANIFEST }).end(manifest),
-      https.createServer({ key: readFileSync(key), cert: readFileSync(cert) }),
+      https.createServer({ key, cert }),
     );
     const host = `127.0.0.1:${port}`;
     const settings = (caBundle?: string) => ({
@@ -175,7 +153,7 @@ describe("registry client", () => {
       ...(caBundle ? { caBundle } : {}),
     });
     const trusted = new RegistryClient({
-      registries: { hosts: new Map([[host, settings(cert)]]), insecure: new Set() },
+      registries: { hosts: new Map([[host, settings(caFile)]]), insecure: new Set() },
       log,
       retry: fast,
     });

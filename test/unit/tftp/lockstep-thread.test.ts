@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { negotiate } from "../../../server/tftp/negotiate.js";
-import { Opcode, type TftpPacket } from "../../../server/tftp/packets.js";
+import { Opcode, type TftpOption, type TftpPacket } from "../../../server/tftp/packets.js";
 import { TftpSession, type TftpSessionParams } from "../../../server/tftp/session.js";
 import { FileBlockSource } from "../../../server/tftp/source.js";
 import { loadUdpAddon, nativeTransferSocket, type UdpAddon } from "../../../server/tftp/transfer-socket.js";
@@ -27,10 +27,21 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  /** A session for `peer` on its own native socket, reading f.bin lock-step (no options). */
-  async function session(peer: RawPeer, extra: Partial<TftpSessionParams> = {}) {
-    const opened = await FileBlockSource.open(path.join(dir, "f.bin"));
-    const source = opened.configure(512, 1);
+  interface Served {
+    file: string;
+    size: number;
+    options?: TftpOption[];
+  }
+
+  /** A session for `peer` on its own native socket, reading f.bin (or `served`) lock-step (no options). */
+  async function session(
+    peer: RawPeer,
+    extra: Partial<TftpSessionParams> = {},
+    served: Served = { file: "f.bin", size: body.length },
+  ) {
+    const negotiated = negotiate(served.options ?? [], served.size);
+    const opened = await FileBlockSource.open(path.join(dir, served.file));
+    const source = opened.configure(negotiated.blksize, 1);
     const socket = nativeTransferSocket({
       addon: addon as UdpAddon,
       localAddress: "127.0.0.1",
@@ -43,17 +54,38 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
       socket,
       peer: { address: "127.0.0.1", port: peer.socket.address().port },
       source,
-      negotiated: negotiate([], body.length),
+      negotiated,
       defaultTimeoutMs: 200,
       lockstepThreads: 64,
       ...extra,
     });
     const done = s.run();
-    const cleanup = async () => {
-      await socket.close();
-      await source.close();
-    };
+    let closed: Promise<void> | undefined;
+    // Closes the socket and the file once (a test may close them while the session runs).
+    const cleanup = () =>
+      (closed ??= (async () => {
+        await socket.close();
+        await source.close();
+      })());
     return { s, done, cleanup };
+  }
+
+  type Session = Awaited<ReturnType<typeof session>>;
+
+  /** One peer and its session for `run`; both closed after it. */
+  async function withSession(
+    extra: Partial<TftpSessionParams>,
+    run: (peer: RawPeer, t: Session) => Promise<void>,
+    served?: Served,
+  ): Promise<void> {
+    const peer = await RawPeer.open();
+    const t = await session(peer, extra, served);
+    try {
+      await run(peer, t);
+    } finally {
+      await t.cleanup();
+      await peer.close();
+    }
   }
 
   const data = (p: { packet: TftpPacket }) => {
@@ -62,9 +94,7 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
   };
 
   it("sends the whole file, ignores duplicate ACKs (no Sorcerer's Apprentice resend)", async () => {
-    const peer = await RawPeer.open();
-    const t = await session(peer, { defaultTimeoutMs: 5000, minRetransmitMs: 5000 });
-    try {
+    await withSession({ defaultTimeoutMs: 5000, minRetransmitMs: 5000 }, async (peer, t) => {
       const got: Buffer[] = [];
       let first = await peer.next();
       const tid = first.from.port;
@@ -99,16 +129,11 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
       assert.equal(outcome.dataPackets, 21);
       assert.equal(outcome.bytesSent, body.length);
       assert.equal(outcome.bytesAcked, body.length);
-    } finally {
-      await t.cleanup();
-      await peer.close();
-    }
+    });
   });
 
   it("retransmits an unacknowledged block after the timeout, then gives up with an ERROR", async () => {
-    const peer = await RawPeer.open();
-    const t = await session(peer, { defaultTimeoutMs: 40, maxRetries: 2 });
-    try {
+    await withSession({ defaultTimeoutMs: 40, maxRetries: 2 }, async (peer, t) => {
       const blocks: number[] = [];
       for (let i = 0; i < 3; i++) blocks.push(data(await peer.next(1000)).block);
       assert.deepEqual(blocks, [1, 1, 1], "block 1 resent on each timeout");
@@ -119,16 +144,11 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
       assert.equal(outcome.lockstepThread, true);
       assert.equal(outcome.retransmits, 2);
       assert.equal(outcome.bytesAcked, 0);
-    } finally {
-      await t.cleanup();
-      await peer.close();
-    }
+    });
   });
 
   it("recovers a lost block by retransmission and carries on", async () => {
-    const peer = await RawPeer.open();
-    const t = await session(peer, { defaultTimeoutMs: 40 });
-    try {
+    await withSession({ defaultTimeoutMs: 40 }, async (peer, t) => {
       let p = await peer.next();
       const tid = p.from.port;
       assert.equal(data(p).block, 1);
@@ -145,16 +165,11 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
       assert.equal(outcome.result, "ok");
       assert.equal(outcome.lockstepThread, true);
       assert.ok(outcome.retransmits >= 1);
-    } finally {
-      await t.cleanup();
-      await peer.close();
-    }
+    });
   });
 
   it("abort() stops the thread: the client gets an ERROR and no DATA after it", async () => {
-    const peer = await RawPeer.open();
-    const t = await session(peer, { defaultTimeoutMs: 5000, minRetransmitMs: 5000 });
-    try {
+    await withSession({ defaultTimeoutMs: 5000, minRetransmitMs: 5000 }, async (peer, t) => {
       const p = await peer.next();
       peer.send({ opcode: Opcode.ACK, block: 1 }, p.from.port);
       assert.equal(data(await peer.next()).block, 2);
@@ -172,16 +187,11 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
         assert.equal(data(q).block, 2, "only resends queued before the abort");
       }
       await assert.rejects(peer.next(150), /no packet/, "nothing after the ERROR");
-    } finally {
-      await t.cleanup();
-      await peer.close();
-    }
+    });
   });
 
   it("closing the socket while the thread runs joins it (no crash, no further DATA)", async () => {
-    const peer = await RawPeer.open();
-    const t = await session(peer, { defaultTimeoutMs: 20, maxRetries: 1000 });
-    try {
+    await withSession({ defaultTimeoutMs: 20, maxRetries: 1000 }, async (peer, t) => {
       await peer.next();
       await t.cleanup(); // the server's finally closes the socket; the session never hears of it
       while (
@@ -191,60 +201,37 @@ describe("tftp lock-step thread", { skip: addon === undefined ? "metalman_udp.no
         )
       ) {} // drain resends already sent
       await assert.rejects(peer.next(150), /no packet/);
-    } finally {
-      await peer.close();
-    }
+    });
   });
 
   it("rolls block numbers over past 65535 (blksize 8: 70,000 blocks) and the copy is byte-identical", async () => {
     const big = randomBytes(8 * 70_000 + 3);
     await writeFile(path.join(dir, "big.bin"), big);
-    const peer = await RawPeer.open();
-    const opened = await FileBlockSource.open(path.join(dir, "big.bin"));
-    const negotiated = negotiate([{ name: "blksize", value: "8" }], big.length);
-    const source = opened.configure(negotiated.blksize, 1);
-    const socket = nativeTransferSocket({
-      addon: addon as UdpAddon,
-      localAddress: "127.0.0.1",
-      localPort: 0,
-      peerAddress: "127.0.0.1",
-      peerPort: peer.socket.address().port,
-      onOtherError: (err) => assert.fail(err),
-    });
-    const s = new TftpSession({
-      socket,
-      peer: { address: "127.0.0.1", port: peer.socket.address().port },
-      source,
-      negotiated,
-      defaultTimeoutMs: 5000,
-      minRetransmitMs: 5000,
-      lockstepThreads: 64,
-    });
-    const done = s.run();
-    try {
-      const oack = await peer.next();
-      assert.equal(oack.packet.opcode, Opcode.OACK);
-      const tid = oack.from.port;
-      peer.send({ opcode: Opcode.ACK, block: 0 }, tid);
-      const got: Buffer[] = [];
-      for (let n = 1; ; n++) {
-        const d = data(await peer.next());
-        assert.equal(d.block, n % 65536, "wire block number wraps to 0");
-        got.push(d.data);
-        peer.send({ opcode: Opcode.ACK, block: d.block }, tid);
-        if (d.data.length < 8) break;
-      }
-      assert.deepEqual(Buffer.concat(got), big);
-      const outcome = await done;
-      assert.equal(outcome.result, "ok");
-      assert.equal(outcome.lockstepThread, true);
-      assert.equal(outcome.dataPackets, 70_001);
-      assert.equal(outcome.bytesAcked, big.length);
-    } finally {
-      await socket.close();
-      await source.close();
-      await peer.close();
-    }
+    const served = { file: "big.bin", size: big.length, options: [{ name: "blksize", value: "8" }] };
+    await withSession(
+      { defaultTimeoutMs: 5000, minRetransmitMs: 5000 },
+      async (peer, t) => {
+        const oack = await peer.next();
+        assert.equal(oack.packet.opcode, Opcode.OACK);
+        const tid = oack.from.port;
+        peer.send({ opcode: Opcode.ACK, block: 0 }, tid);
+        const got: Buffer[] = [];
+        for (let n = 1; ; n++) {
+          const d = data(await peer.next());
+          assert.equal(d.block, n % 65536, "wire block number wraps to 0");
+          got.push(d.data);
+          peer.send({ opcode: Opcode.ACK, block: d.block }, tid);
+          if (d.data.length < 8) break;
+        }
+        assert.deepEqual(Buffer.concat(got), big);
+        const outcome = await t.done;
+        assert.equal(outcome.result, "ok");
+        assert.equal(outcome.lockstepThread, true);
+        assert.equal(outcome.dataPackets, 70_001);
+        assert.equal(outcome.bytesAcked, big.length);
+      },
+      served,
+    );
   });
 
   it("beyond the thread cap a transfer takes the event-loop path", async () => {

@@ -84,3 +84,15 @@ export function createLists(api: ApiClient, live: LiveManager) {
 }
 
 export type Lists = ReturnType<typeof createLists>;
+
+/**
+ * Keeps `list` open while the calling component is mounted (call it while the component
+ * initialises), and while `when()` holds (e.g. the audit log only for admins).
+ */
+export function openWhileMounted<T>(list: ListManager<T>, when: () => boolean = () => true): void {
+  $effect(() => {
+    if (!when()) return;
+    list.open();
+    return () => list.close();
+  });
+}

@@ -66,17 +66,22 @@ async function setup(t: { after(fn: () => Promise<void>): void }, onceAllowed: b
   return { bmc, power, inv, rec, seen, write };
 }
 
+/** Bumps both counters (a repave) and waits until the flow has run: Repaved=False/Pending, reconciler idle. */
+async function requestRepave({ inv, rec, write }: Pick<Awaited<ReturnType<typeof setup>>, "inv" | "rec" | "write">) {
+  await write({ reboot: 1, repave: 1 });
+  await inv.reload();
+  await waitFor(
+    "Repaved=False/Pending",
+    () => (findCondition(inv.get("node-01")?.status?.conditions, "Repaved")?.reason === "Pending" ? true : undefined),
+    20_000,
+  );
+  await rec.idle();
+}
+
 describe("BMC flows through the emulator (Redfish over HTTPS)", () => {
   it("a repave request: Pxe/Once, ForceOff, On; the start boots PXE and consumes the override", async (t) => {
     const { bmc, power, inv, rec, seen, write } = await setup(t, true);
-    await write({ reboot: 1, repave: 1 });
-    await inv.reload();
-    await waitFor(
-      "Repaved=False/Pending",
-      () => (findCondition(inv.get("node-01")?.status?.conditions, "Repaved")?.reason === "Pending" ? true : undefined),
-      20_000,
-    );
-    await rec.idle();
+    await requestRepave({ inv, rec, write });
     assert.deepEqual(power.boots, ["pxe"]);
     assert.equal(bmc.override.enabled, "Disabled", "Once consumed");
     assert.equal(inv.get("node-01")?.status?.operations?.rebootCounter, 1);
@@ -92,14 +97,7 @@ describe("BMC flows through the emulator (Redfish over HTTPS)", () => {
 
   it("a BMC without Once: Pxe/Continuous with the BMC's message on the stream, restored after /pxe/disable", async (t) => {
     const { bmc, power, inv, rec, seen, write } = await setup(t, false);
-    await write({ reboot: 1, repave: 1 });
-    await inv.reload();
-    await waitFor(
-      "Repaved=False/Pending",
-      () => (findCondition(inv.get("node-01")?.status?.conditions, "Repaved")?.reason === "Pending" ? true : undefined),
-      20_000,
-    );
-    await rec.idle();
+    await requestRepave({ inv, rec, write });
     assert.deepEqual(power.boots, ["pxe"]);
     assert.equal(bmc.override.enabled, "Continuous");
     const refused = seen.find((e) => e.step === "bmc.set-boot-override" && e.result === "error");

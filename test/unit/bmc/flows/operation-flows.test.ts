@@ -16,6 +16,22 @@ function op(name: string, kind: OperationKind, extra: Partial<MachineOperation["
   return { metadata: { name }, spec: { machineRef: "node-01", operationKind: kind, ...extra } };
 }
 
+/** The installer's report on node-01: Repaved=True, now (by the rig's clock). */
+async function repaved(r: Awaited<ReturnType<typeof rig>>): Promise<void> {
+  await r.inv.updateStatus("node-01", (m) => ({
+    ...m.status,
+    conditions: [
+      {
+        type: "Repaved",
+        status: "True",
+        reason: "Succeeded",
+        message: "",
+        lastTransitionTime: new Date(r.clock.now()).toISOString(),
+      },
+    ],
+  }));
+}
+
 describe("MachineOperation host operations", { timeout: 60_000 }, () => {
   it("HostReboot: disables the override, ForceOff until Off, On until On; targets, stages, Completed; TTL deletes it", async (t) => {
     const r = await rig(t);
@@ -156,18 +172,7 @@ describe("MachineOperation host operations", { timeout: 60_000 }, () => {
 
   it("HostReplace right after another repave: the earlier Repaved=True does not count as this image written", async (t) => {
     const r = await rig(t);
-    await r.inv.updateStatus("node-01", (m) => ({
-      ...m.status,
-      conditions: [
-        {
-          type: "Repaved",
-          status: "True",
-          reason: "Succeeded",
-          message: "",
-          lastTransitionTime: new Date(r.clock.now()).toISOString(),
-        },
-      ],
-    }));
+    await repaved(r);
     r.rec.start();
     await r.settle();
     // The operation starts within a second of that Repaved (the CLI e2e repaves right after the
@@ -205,18 +210,7 @@ describe("MachineOperation host operations", { timeout: 60_000 }, () => {
       ["power:ForceOff", "set:Pxe/Once", "power:On"],
     );
     // The installer reports: Repaved=True on the Machine.
-    await r.inv.updateStatus("node-01", (m) => ({
-      ...m.status,
-      conditions: [
-        {
-          type: "Repaved",
-          status: "True",
-          reason: "Succeeded",
-          message: "",
-          lastTransitionTime: new Date(r.clock.now()).toISOString(),
-        },
-      ],
-    }));
+    await repaved(r);
     await r.advance(5000);
     assert.equal(r.inv.operations.get("replace-1")?.status?.targets?.[0]?.stage, "WaitingCloudInit");
     await r.inv.updateStatus("node-01", (m) => ({

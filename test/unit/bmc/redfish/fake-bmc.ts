@@ -1,65 +1,22 @@
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import type { PinStore } from "../../../../server/bmc/tls-pin.js";
 import { sharedDir } from "../../../support/paths.js";
+import { selfSignedSync, type TestCert } from "../../../support/self-signed.js";
 
 /**
  * A real HTTPS server on 127.0.0.1 that answers with the Redfish fixture files
  * (../shared/fixtures/redfish): the client under test speaks TLS and HTTP to it exactly as to a
  * BMC. Routes are `"METHOD /path"` → a handler; unknown routes answer 404 with a Redfish error.
  */
-export interface Cert {
-  key: string;
-  cert: string;
-  /** `openssl x509 -fingerprint -sha256`, as openssl prints it (upper case): an independent reference. */
-  opensslFingerprint: string;
-}
+export type Cert = TestCert;
 
 /** A self-signed P-256 certificate for 127.0.0.1, made by openssl for this test run. */
 export function makeCert(cn = "127.0.0.1"): Cert {
-  const dir = mkdtempSync(path.join(tmpdir(), "metalman-bmc-cert-"));
-  try {
-    const key = path.join(dir, "key.pem");
-    const cert = path.join(dir, "cert.pem");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "2",
-        "-subj",
-        `/CN=${cn}`,
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-      ],
-      { stdio: "ignore" },
-    );
-    const out = execFileSync("openssl", ["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"], {
-      encoding: "utf8",
-    });
-    return {
-      key: readFileSync(key, "utf8"),
-      cert: readFileSync(cert, "utf8"),
-      opensslFingerprint: out.trim().split("=")[1]!,
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return selfSignedSync(cn, 2);
 }
 
 export interface Reply {
