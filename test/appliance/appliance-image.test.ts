@@ -476,20 +476,30 @@ labSuite(
       // the same session, CSRF header and POST the panel sends).
       const jar = path.join(scratch, "cookies.txt");
       const base = `https://${MGMT_APPLIANCE}:8443/api/v1`;
-      const login = inNs("curl", [
-        "-sSk",
-        "-m",
-        "60",
-        "-c",
-        jar,
-        "-H",
-        "content-type: application/json",
-        "-d",
-        JSON.stringify({ username: "admin", password: ADMIN_PASSWORD }),
-        `${base}/session`,
-      ]);
-      const csrf = (JSON.parse(login.out) as { csrfToken?: string }).csrfToken ?? "";
-      assert.ok(csrf, `logged in: ${login.out}`);
+      const logIn = async () => {
+        // /healthz answers before the console listens: retry the login for a while (bounded).
+        let last = "";
+        for (let i = 0; i < 40; i++) {
+          const r = inNs("curl", [
+            "-sSk",
+            "-m",
+            "60",
+            "-c",
+            jar,
+            "-H",
+            "content-type: application/json",
+            "-d",
+            JSON.stringify({ username: "admin", password: ADMIN_PASSWORD }),
+            `${base}/session`,
+          ]);
+          last = r.out;
+          if (r.status === 0 && last.includes("csrfToken"))
+            return (JSON.parse(last) as { csrfToken: string }).csrfToken;
+          await new Promise((resolve) => setTimeout(resolve, 3000));
+        }
+        throw new Error(`could not log in to the console: ${last}`);
+      };
+      const csrf = await logIn();
       const upload = inNs(
         "curl",
         [
@@ -524,19 +534,7 @@ labSuite(
       assert.deepEqual(banner.slice(1), [V2, "b", "active", "ok"]);
       await v.waitSerial(/metalman-boot-check: healthy/, 120_000, from);
       // The console says the upgrade is done (the root side's status after the reboot).
-      const relogin = inNs("curl", [
-        "-sSk",
-        "-m",
-        "60",
-        "-c",
-        jar,
-        "-H",
-        "content-type: application/json",
-        "-d",
-        JSON.stringify({ username: "admin", password: ADMIN_PASSWORD }),
-        `${base}/session`,
-      ]);
-      assert.match(relogin.out, /csrfToken/);
+      await logIn();
       const done = inNs("curl", ["-sSk", "-m", "30", "-b", jar, `${base}/appliance/upgrade`]);
       assert.match(done.out, /"state":"done"/, done.out);
       const health = inNs("curl", [
