@@ -1,5 +1,5 @@
-import { generatePassword } from "../console/password-hash.js";
-import { ROLES, type Role, UserStore, UserStoreError } from "../console/user-store.js";
+import { generatePassword, hashPassword } from "../console/password-hash.js";
+import { MAX_PASSWORD, MIN_PASSWORD, ROLES, type Role, UserStore, UserStoreError } from "../console/user-store.js";
 import { type CliOut, parseCli } from "../util/cli-args.js";
 
 const OPTIONS = {
@@ -16,6 +16,8 @@ Usage:
   metalman user passwd NAME                        set a new password (ends the user's sessions)
   metalman user role NAME ROLE                     change the role (viewer, operator, admin)
   metalman user delete NAME                        delete a user (never the last admin)
+  metalman user hash                               a password hash for appliance.yaml's admin.passwordHash
+                                                   (--password-stdin, or a generated password printed once)
 
 Flags:
   --state-dir DIR      the serve-pxe --state-dir (default $HOME/.unbounded/metalman/state)
@@ -53,6 +55,17 @@ export async function runUserCli(argv: string[], env: NodeJS.ProcessEnv, out: Ou
     if (args.length !== n) throw new UserStoreError("INVALID", `${command} needs ${what}`);
   };
   try {
+    if (command === "hash") {
+      // Needs no users file: the hash goes into appliance.yaml on another box's config partition.
+      need(0, "no argument");
+      const pw = await password();
+      if (pw.value.length < MIN_PASSWORD || pw.value.length > MAX_PASSWORD) {
+        throw new UserStoreError("INVALID", `a password has ${MIN_PASSWORD} to ${MAX_PASSWORD} characters`);
+      }
+      if (pw.generated) out.stdout(`password: ${pw.value}\n(shown only now)\n`);
+      out.stdout(`${await hashPassword(pw.value)}\n`);
+      return 0;
+    }
     await store.load();
     switch (command) {
       case "list": {
