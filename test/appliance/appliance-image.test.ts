@@ -60,6 +60,11 @@ const ADMIN_PASSWORD = "rack-a admin pass phrase";
 const BLANK_VM = { name: "node-02", mac: "52:54:00:a1:57:65", ip: "10.157.0.101" };
 /** The disk the image is flashed on is this much larger than the image: mm-data takes it at first boot. */
 const DISK_GROWTH_MIB = 4096;
+/** The HTTP status of a GET from inside the test's namespace (curl, 10 s). */
+function httpStatus(url: string): { status: number | null; out: string } {
+  return inNs("curl", ["-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", url]);
+}
+
 /** A partition's size in MiB, from the GPT (partx reads the table itself). */
 function partitionMiB(loop: LoopDisk, label: string): number {
   for (const line of sh("partx", ["-g", "-b", "-o", "NAME,SIZE", loop.device]).split("\n")) {
@@ -269,16 +274,7 @@ labSuite(
         /appliance\.yaml has 1 error\(s\)[^\n]*\n\s+- colour: /,
         "the text console names the wrong setting",
       );
-      const health = inNs("curl", [
-        "-sS",
-        "-m",
-        "10",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        `http://${MGMT_APPLIANCE}:8081/healthz`,
-      ]);
+      const health = httpStatus(`http://${MGMT_APPLIANCE}:8081/healthz`);
       assert.equal(health.out, "200", "health answers on the management address");
       // DHCP on the provisioning NIC: busybox udhcpc gets the Machine's lease from metalman.
       const script = path.join(scratch, "udhcpc.sh");
@@ -436,16 +432,7 @@ labSuite(
         BOOT_TIMEOUT_MS,
       );
       assert.deepEqual(banner.slice(1), [V1, "a", "active", "ok"]);
-      const ready = inNs("curl", [
-        "-sS",
-        "-m",
-        "10",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        `http://${MGMT_APPLIANCE}:8081/readyz`,
-      ]);
+      const ready = httpStatus(`http://${MGMT_APPLIANCE}:8081/readyz`);
       assert.equal(ready.out, "200", "ready: inventory valid, no quarantined state");
       await off();
       withDisk((loop) =>
@@ -537,16 +524,7 @@ labSuite(
       await logIn();
       const done = inNs("curl", ["-sSk", "-m", "30", "-b", jar, `${base}/appliance/upgrade`]);
       assert.match(done.out, /"state":"done"/, done.out);
-      const health = inNs("curl", [
-        "-sS",
-        "-m",
-        "10",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        `http://${MGMT_APPLIANCE}:8081/readyz`,
-      ]);
+      const health = httpStatus(`http://${MGMT_APPLIANCE}:8081/readyz`);
       assert.equal(health.out, "200", "ready: inventory valid, no quarantined state after the upgrade");
       // systemd-bless-boot renames the entry once boot-complete.target is reached
       await v

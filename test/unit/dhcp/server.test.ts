@@ -223,6 +223,28 @@ async function until(probe: () => boolean, timeoutMs = 5000): Promise<void> {
   }
 }
 
+/** A server on a ManualTransport with node-1's lease (or `machines`); nothing leaves the process. */
+function manualServer(
+  transport: ManualTransport,
+  registry: Registry,
+  over: Partial<ConstructorParameters<typeof DhcpServer>[0]> & { machines?: ReturnType<typeof machine>[] } = {},
+): DhcpServer {
+  const { machines, ...options } = over;
+  return new DhcpServer({
+    transport,
+    backend: new FakeBackend(machines ?? [machine("node-1", [lease(MAC, "10.77.0.21")])]),
+    discovery: new FakeDiscovery(),
+    images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
+    events: new BootEventBus(),
+    log: pino({ level: "silent" }),
+    metrics: registry,
+    mode: "relay",
+    serverIp: "10.0.0.1",
+    serveUrl: SERVE_URL,
+    ...options,
+  });
+}
+
 describe("DhcpServer overload policy: started exchanges before new ones", () => {
   it("answers every REQUEST of a burst and sheds the DISCOVERs beyond the queue bound, counted", async () => {
     const clients = 200;
@@ -231,19 +253,7 @@ describe("DhcpServer overload policy: started exchanges before new ones", () => 
     );
     const registry = new Registry();
     const transport = new ManualTransport();
-    const server = new DhcpServer({
-      transport,
-      backend: new FakeBackend(leases),
-      discovery: new FakeDiscovery(),
-      images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
-      events: new BootEventBus(),
-      log: pino({ level: "silent" }),
-      metrics: registry,
-      mode: "relay",
-      serverIp: "10.0.0.1",
-      serveUrl: SERVE_URL,
-      receiveQueue: { newLimit: 16, batch: 8 },
-    });
+    const server = manualServer(transport, registry, { machines: leases, receiveQueue: { newLimit: 16, batch: 8 } });
     await server.start();
     try {
       // One burst, interleaved, faster than any handler drains: all of it arrives in one turn.
@@ -278,18 +288,7 @@ describe("DhcpServer overload policy: started exchanges before new ones", () => 
   it("sheds nothing when the load fits", async () => {
     const registry = new Registry();
     const transport = new ManualTransport();
-    const server = new DhcpServer({
-      transport,
-      backend: new FakeBackend([machine("node-1", [lease(MAC, "10.77.0.21")])]),
-      discovery: new FakeDiscovery(),
-      images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
-      events: new BootEventBus(),
-      log: pino({ level: "silent" }),
-      metrics: registry,
-      mode: "relay",
-      serverIp: "10.0.0.1",
-      serveUrl: SERVE_URL,
-    });
+    const server = manualServer(transport, registry);
     await server.start();
     try {
       for (let i = 0; i < 50; i++) transport.deliver(encode(request({ type: 1, giaddr: "10.77.0.254", xid: i })));
@@ -301,42 +300,17 @@ describe("DhcpServer overload policy: started exchanges before new ones", () => 
   });
 });
 
-/** An interface-mode transport that sends nothing: replies are recorded (no broadcast leaves the test). */
-class RecordingTransport implements DhcpTransport {
-  readonly description = "recording (test)";
-  readonly sent: { data: Buffer; address: string; port: number }[] = [];
-  #deliver: ((datagram: ReceivedDatagram) => void) | undefined;
-
-  async start(onDatagram: (datagram: ReceivedDatagram) => void): Promise<void> {
-    this.#deliver = onDatagram;
-  }
-  async send(data: Buffer, address: string, port: number): Promise<void> {
-    this.sent.push({ data, address, port });
-  }
-  async close(): Promise<void> {}
-  deliver(data: Buffer, address = "0.0.0.0", port = 68): void {
-    this.#deliver?.({ data, address, port, interfaceName: "prov0" });
-  }
-}
-
 describe("DhcpServer in cluster mode: broadcast DHCP only from the leader", () => {
   const registry = new Registry();
-  const transport = new RecordingTransport();
+  const transport = new ManualTransport();
   let leader = false;
   let server: DhcpServer;
 
   before(async () => {
-    server = new DhcpServer({
-      transport,
-      backend: new FakeBackend([machine("node-1", [lease(MAC, "10.77.0.21")])]),
-      discovery: new FakeDiscovery(),
-      images: new FakeImages({ dhcpBootImageName: "shimx64.efi" }),
-      events: new BootEventBus(),
-      log: pino({ level: "silent" }),
-      metrics: registry,
+    // Interface mode: replies are only recorded (no broadcast leaves the test).
+    server = manualServer(transport, registry, {
       mode: "interface",
       serverIp: "10.77.0.1",
-      serveUrl: SERVE_URL,
       interfaceName: "prov0",
       answersBroadcast: () => leader,
     });
@@ -344,24 +318,19 @@ describe("DhcpServer in cluster mode: broadcast DHCP only from the leader", () =
   });
   after(() => server.close());
 
-  const settle = async (count: number) => {
-    for (let i = 0; i < 50 && transport.sent.length < count; i++) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 30));
-  };
-  const ignored = async (reason: string) => {
-    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === "metalman_dhcp_ignored_total");
-    return Number(m?.values.find((v) => v.labels.reason === reason)?.value ?? 0);
-  };
+  // Silence is proven by the next answered packet: datagrams are handled in order, so a follower's
+  // reply to the first DISCOVER would come before the leader's to the second.
+  const ignored = (reason: string) => metricValue(registry, "metalman_dhcp_ignored_total", { reason });
 
   it("a follower stays silent on a DISCOVER and counts it; the leader offers", async () => {
-    transport.deliver(encode(request({ type: 1, xid: 11, mac: MAC })));
-    await settle(1);
+    transport.deliver(encode(request({ type: 1, xid: 11, mac: MAC })), "0.0.0.0", 68);
+    for (let i = 0; i < 200 && (await ignored("not-leader")) < 1; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(await ignored("not-leader"), 1, "the follower counted it");
     assert.equal(transport.sent.length, 0, "the follower did not offer");
-    assert.equal(await ignored("not-leader"), 1);
     leader = true;
-    transport.deliver(encode(request({ type: 1, xid: 12, mac: MAC })));
-    await settle(1);
-    assert.equal(transport.sent.length, 1);
+    transport.deliver(encode(request({ type: 1, xid: 12, mac: MAC })), "0.0.0.0", 68);
+    await until(() => transport.sent.length === 1);
+    assert.equal(decode(transport.sent[0]!.data).xid, 12, "the leader's OFFER is for the second DISCOVER");
     assert.equal(decode(transport.sent[0]!.data).options.get(53)?.[0], 2, "OFFER");
   });
 
@@ -369,8 +338,7 @@ describe("DhcpServer in cluster mode: broadcast DHCP only from the leader", () =
     leader = false;
     transport.sent.length = 0;
     transport.deliver(encode(request({ type: 3, xid: 13, mac: MAC, ciaddr: "10.77.0.21" })), "10.77.0.21", 68);
-    await settle(1);
-    assert.equal(transport.sent.length, 1, "the renewal was answered");
+    await until(() => transport.sent.length === 1);
     assert.equal(decode(transport.sent[0]!.data).options.get(53)?.[0], 5, "ACK");
   });
 });
