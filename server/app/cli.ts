@@ -17,7 +17,8 @@ Usage:
   metalman machine COMMAND     list, show, power, reboot, repave Machines (through a running serve-pxe)
   metalman operation COMMAND   list, show, create MachineOperations (through a running serve-pxe)
   metalman image COMMAND       list, pull, gc the OCI netboot images (through a running serve-pxe)
-  metalman user COMMAND        the web console's users: add, list, passwd, role, delete
+  metalman user COMMAND        the web console's users: add, list, passwd, role, delete, hash
+  metalman inventory export    the inventory folder's Machines as manifests for kubectl apply (to cluster mode)
   metalman appliance-config    write the appliance's serve-pxe config and networkd units from appliance.yaml
   metalman tpm repin MACHINE   forget (or replace) a Machine's pinned TPM after a board swap
   metalman bmc-emulator        Redfish BMC emulator for tests and demos (dev tool)
@@ -47,6 +48,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
       });
     case "image": // OCI images (issue 7)
       return runImageCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
+    case "inventory": // standalone -> cluster (issue 10)
+      return (await import("./inventory-cli.js")).runInventoryCli(rest, env, {
+        stdout: (s) => process.stdout.write(s),
+        stderr: (s) => process.stderr.write(s),
+      });
     case "user": // web console users (issue 8)
       return runUserCli(rest, env, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
     // Appliance image (issue 11): the every-boot config step of metalman-config.service.
