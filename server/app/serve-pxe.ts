@@ -516,20 +516,10 @@ export async function startAppliance(
   }
 }
 
-/**
- * cluster sync (issue 10): who answers broadcast DHCP; standalone: this box always does. The leader,
- * and, while the API server is unreachable (no replica can renew, so none is leader), the replica
- * that held the Lease last, so an outage upstream never stops new boots. Before any holder is seen
- * (started offline) every replica answers: two identical offers beat none.
- */
+/** cluster sync (issue 10): who answers broadcast DHCP (LeaderElector.answersBroadcast); standalone: always. */
 function leaderOf(cluster: ClusterMode | undefined): (() => boolean) | undefined {
   const leader = cluster?.leader;
-  if (!leader) return undefined;
-  return () => {
-    if (leader.isLeader()) return true;
-    const { holder, identity } = leader.status();
-    return holder === undefined || holder === identity;
-  };
+  return leader ? () => leader.answersBroadcast() : undefined;
 }
 
 /** cluster sync (issue 10): the `/readyz` line of the uplink; offline is still ready (it serves the last-known state). */

@@ -70,6 +70,15 @@ export class LeaderElector implements LeadershipSignal {
     return this.#leader;
   }
 
+  /**
+   * Broadcast DHCP (docs/cluster.md "Leader duties"): the leader; while the API server is down
+   * (nobody can renew) the replica that held the Lease last; before any holder is seen, everyone.
+   * Called per broadcast packet: reads two fields, allocates nothing.
+   */
+  answersBroadcast(): boolean {
+    return this.#leader || this.#holder === undefined || this.#holder === this.identity;
+  }
+
   onChange(listener: (isLeader: boolean) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

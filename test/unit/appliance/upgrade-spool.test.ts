@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { unixSocketIdentity } from "../../../server/api/actor.js";
@@ -93,6 +94,13 @@ describe("appliance upgrade spool (POST /api/v1/appliance/upgrade)", () => {
     assert.equal(res.statusCode, 413, res.body);
     assert.equal(res.json().error.code, "PAYLOAD_TOO_LARGE");
     assert.deepEqual(await readdir(path.join(root, "small")).catch(() => []), []);
+    // Without a content-length (a chunked upload) the bound holds while streaming, and the partial file goes.
+    const spool = new UpgradeSpool({ dir: path.join(root, "small-stream"), maxBytes: 4096 });
+    await assert.rejects(
+      spool.accept(Readable.from([bundle.subarray(0, 3000), bundle.subarray(3000, 6000)]), { requestedBy: "t" }),
+      (err: Error & { reason?: string }) => err.reason === "too-large",
+    );
+    assert.deepEqual(await readdir(path.join(root, "small-stream")), []);
   });
 
   it("stores a bundle for the root side (pending.json, then pending.tar) and says so", async () => {
